@@ -1,0 +1,191 @@
+//! conntrackd's kernel program: a socket filter on the daemon's ctnetlink socket.
+//!
+//! For every conntrack event message it parses the netlink header, the
+//! `nfgenmsg` and the `CTA_*` attributes (stable UAPI, no kernel structs), drops
+//! what the policy maps say can never be logged, and writes one fixed-size
+//! [`EventRecord`] per kept event into the `EVENTS` ring buffer. It always
+//! returns 0, so nothing is ever queued on the socket itself.
+//!
+//! The attribute walk is one `bpf_loop` over the attributes in document order
+//! (containers are entered, not recursed into) with a small container stack;
+//! the record under construction lives in a per-CPU map value, never on the
+//! 512-byte stack. See `walk.rs`.
+#![no_std]
+#![no_main]
+
+mod walk;
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_ns, bpf_loop,
+    },
+    macros::{map, socket_filter},
+    maps::{Array, LpmTrie, PerCpuArray, RingBuf},
+    programs::SkBuffContext,
+    EbpfContext,
+};
+use conntrackd_common::{
+    present, Counter, EventRecord, Policy, CLASS_TRIE_ENTRIES, COUNTER_COUNT,
+    DEFAULT_RING_BYTES, EVENT_RECORD_SIZE, KIND_DESTROY, KIND_NEW, KIND_UPDATE, MAX_WALK_STEPS,
+};
+
+use crate::walk::{Scratch, WalkCtx, Outcome};
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[map(name = "PROTOCOLS")]
+pub(crate) static PROTOCOLS: Array<u32> = Array::with_max_entries(256, 0);
+
+#[map(name = "DST_CLASSES")]
+pub(crate) static DST_CLASSES: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(CLASS_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "SRC_CLASSES")]
+pub(crate) static SRC_CLASSES: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(CLASS_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "POLICY")]
+pub(crate) static POLICY: Array<Policy> = Array::with_max_entries(1, 0);
+
+/// Per-CPU scratch space: the record under construction and the walk state.
+#[map(name = "SCRATCH")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Set to 1 by the loader when the daemon holds CAP_PERFMON. It lives in
+/// `.rodata`, so the verifier sees the constant and never visits the
+/// `bpf_get_current_comm` call when it is 0.
+#[no_mangle]
+static CAPTURE_COMM: u8 = 0;
+
+// netlink / nfnetlink constants (linux/netlink.h, linux/netfilter/nfnetlink*.h).
+const NLMSG_HDRLEN: u32 = 16;
+const NFGENMSG_LEN: u32 = 4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+
+#[socket_filter]
+pub fn conntrack_events(ctx: SkBuffContext) -> i64 {
+    let outcome = try_conntrack_events(&ctx);
+    count(outcome as u32);
+    if outcome == Counter::ParseError as u32 {
+        // Off the hot path: only malformed messages get here.
+        aya_log_ebpf::debug!(&ctx, "ctnetlink message rejected: malformed attributes");
+    }
+    0
+}
+
+/// Parses, filters and emits one message; returns the [`Counter`] of its outcome.
+fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
+    count(Counter::Seen as u32);
+    let Some(policy) = POLICY.get(0) else {
+        return Counter::ParseError as u32;
+    };
+    let (kind, msg_len, family) = match parse_header(ctx) {
+        Ok(h) => h,
+        Err(outcome) => return outcome as u32,
+    };
+    if policy.kinds & (1 << kind) == 0 {
+        return Counter::DropKind as u32;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Counter::ParseError as u32;
+    };
+    // SAFETY: per-CPU map value, valid for the whole program run.
+    let scratch = unsafe { &mut *scratch };
+    scratch.reset(NLMSG_HDRLEN + NFGENMSG_LEN, msg_len);
+    scratch.rec.kind = kind;
+    scratch.rec.family = family;
+
+    let mut wctx = WalkCtx { skb: ctx.as_ptr().cast(), scratch: scratch as *mut Scratch };
+    // SAFETY: the callback and its context follow bpf_loop's contract.
+    unsafe {
+        bpf_loop(
+            MAX_WALK_STEPS,
+            walk::step as *mut core::ffi::c_void,
+            (&mut wctx as *mut WalkCtx).cast(),
+            0,
+        );
+    }
+    match scratch.outcome() {
+        Outcome::Keep => emit(&mut scratch.rec, policy),
+        Outcome::Drop(counter) => counter as u32,
+    }
+}
+
+/// Reads nlmsghdr + nfgenmsg; returns (kind, message length, family).
+fn parse_header(ctx: &SkBuffContext) -> Result<(u8, u32, u8), Counter> {
+    let skb_len = ctx.len();
+    let nlmsg_len: u32 = ctx.load(0).map_err(|_| Counter::ParseError)?;
+    let nlmsg_type: u16 = ctx.load(4).map_err(|_| Counter::ParseError)?;
+    let nlmsg_flags: u16 = ctx.load(6).map_err(|_| Counter::ParseError)?;
+    if nlmsg_len < NLMSG_HDRLEN + NFGENMSG_LEN || nlmsg_len > skb_len {
+        return Err(Counter::ParseError);
+    }
+    if nlmsg_type >> 8 != NFNL_SUBSYS_CTNETLINK {
+        return Err(Counter::NotConntrack);
+    }
+    let kind = match nlmsg_type & 0xff {
+        IPCTNL_MSG_CT_DELETE => KIND_DESTROY,
+        IPCTNL_MSG_CT_NEW if nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL) == NLM_F_CREATE | NLM_F_EXCL => {
+            KIND_NEW
+        }
+        IPCTNL_MSG_CT_NEW => KIND_UPDATE,
+        _ => return Err(Counter::NotConntrack),
+    };
+    let family: u8 = ctx.load(NLMSG_HDRLEN as usize).map_err(|_| Counter::ParseError)?;
+    Ok((kind, nlmsg_len, family))
+}
+
+/// Adds task context and writes the record to the ring buffer.
+fn emit(rec: &mut EventRecord, policy: &Policy) -> u32 {
+    // SAFETY: helpers without pointer arguments, or with a buffer we own.
+    unsafe {
+        rec.ktime_ns = bpf_ktime_get_ns();
+        rec.pid_tgid = bpf_get_current_pid_tgid();
+        rec.uid_gid = bpf_get_current_uid_gid();
+        if core::ptr::read_volatile(&CAPTURE_COMM) != 0 {
+            if let Ok(comm) = bpf_get_current_comm() {
+                rec.comm = comm;
+                rec.present |= present::COMM;
+            }
+        }
+    }
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if waiting + EVENT_RECORD_SIZE as u64 >= policy.wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    match EVENTS.output::<EventRecord>(&*rec, flags as u64) {
+        Ok(()) => Counter::Submitted as u32,
+        Err(_) => Counter::RingFull as u32,
+    }
+}
+
+/// Increments one per-CPU counter.
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot; no other writer on this CPU while we run.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

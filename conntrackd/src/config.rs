@@ -1,0 +1,236 @@
+//! Configuration: the raw TOML file as parsed, and the validated [`Config`].
+//!
+//! Parsing (serde, `deny_unknown_fields`) only checks shape; validation turns
+//! raw values into checked settings and names the key that is wrong.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tracing_subscriber::filter::LevelFilter;
+
+/// Where the daemon looks when `--config` is not given; a missing file is fine.
+pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The file as written. Every table denies unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    source: RawSource,
+    #[serde(default)]
+    sink: RawSinks,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    /// debug | info | warn | error (default info).
+    level: Option<String>,
+}
+
+/// `[source]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    /// Size of the kernel -> daemon ring buffer in bytes (power of two, >= 64 KiB).
+    ring_buffer_bytes: Option<u64>,
+    /// How often the daemon drains the ring without a wakeup, in milliseconds.
+    drain_interval_ms: Option<u64>,
+}
+
+/// `[sink]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSinks {
+    stream: Option<RawStream>,
+}
+
+/// `[sink.stream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    /// Write events as JSON lines.
+    enable: Option<bool>,
+    /// stdout | stderr | discard.
+    writer: Option<String>,
+    /// Events queued for this sink before new ones are dropped (and counted).
+    queue_events: Option<usize>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub log: LogConfig,
+    pub source: SourceConfig,
+    pub stream: Option<StreamConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LogConfig {
+    pub level: LevelFilter,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SourceConfig {
+    pub ring_buffer_bytes: u32,
+    pub drain_interval: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StreamConfig {
+    pub writer: Writer,
+    pub queue_events: usize,
+}
+
+/// Destination of the stream sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    Stdout,
+    Stderr,
+    Discard,
+}
+
+impl Config {
+    /// Reads `path` (or the default path if it exists), applies the `--log.level`
+    /// override and validates.
+    pub fn load(path: Option<&Path>, log_level: Option<&str>) -> Result<Self, ConfigError> {
+        let raw = match path {
+            Some(path) => read(path)?,
+            None if Path::new(DEFAULT_PATH).exists() => read(Path::new(DEFAULT_PATH))?,
+            None => default_raw(),
+        };
+        Self::validate(raw, log_level)
+    }
+
+    /// Parses a config from a string (tests and `read`).
+    #[cfg(test)]
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::validate(parse(Path::new("<test>"), text)?, None)
+    }
+
+    fn validate(raw: RawConfig, log_level: Option<&str>) -> Result<Self, ConfigError> {
+        let level = log_level.or(raw.log.level.as_deref()).unwrap_or("info");
+        let level = match level.to_ascii_lowercase().as_str() {
+            "debug" => LevelFilter::DEBUG,
+            "info" => LevelFilter::INFO,
+            "warn" => LevelFilter::WARN,
+            "error" => LevelFilter::ERROR,
+            other => return invalid("log.level", format!("expected debug, info, warn or error, found {other:?}")),
+        };
+        let ring = raw.source.ring_buffer_bytes.unwrap_or(u64::from(conntrackd_common::DEFAULT_RING_BYTES));
+        if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
+            return invalid("source.ring_buffer_bytes", format!("expected a power of two between 65536 and 1073741824, found {ring}"));
+        }
+        let drain_ms = raw.source.drain_interval_ms.unwrap_or(50);
+        if !(1..=10_000).contains(&drain_ms) {
+            return invalid("source.drain_interval_ms", format!("expected 1..=10000, found {drain_ms}"));
+        }
+        let stream = validate_stream(raw.sink.stream)?;
+        if stream.is_none() {
+            return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
+        }
+        Ok(Self {
+            log: LogConfig { level },
+            source: SourceConfig {
+                ring_buffer_bytes: ring as u32,
+                drain_interval: std::time::Duration::from_millis(drain_ms),
+            },
+            stream,
+        })
+    }
+}
+
+fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.enable != Some(true) {
+        return Ok(None);
+    }
+    let writer = match raw.writer.as_deref().unwrap_or("stdout").to_ascii_lowercase().as_str() {
+        "stdout" => Writer::Stdout,
+        "stderr" => Writer::Stderr,
+        "discard" => Writer::Discard,
+        other => return invalid("sink.stream.writer", format!("expected stdout, stderr or discard, found {other:?}")),
+    };
+    let queue_events = raw.queue_events.unwrap_or(65_536);
+    if queue_events == 0 {
+        return invalid("sink.stream.queue_events", "expected at least 1".into());
+    }
+    Ok(Some(StreamConfig { writer, queue_events }))
+}
+
+fn invalid<T>(key: &'static str, message: String) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid { key, message })
+}
+
+/// The built-in default: the stream sink on stdout.
+fn default_raw() -> RawConfig {
+    RawConfig {
+        sink: RawSinks {
+            stream: Some(RawStream { enable: Some(true), writer: Some("stdout".into()), queue_events: None }),
+        },
+        ..RawConfig::default()
+    }
+}
+
+fn read(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    parse(path, &text)
+}
+
+fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
+}
+
+/// "line L, column C: message" from a toml error's span.
+fn describe(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end().to_string();
+    let Some(span) = err.span() else { return message };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_sink_settings() {
+        let c = Config::from_toml("[sink.stream]\nenable = true\nwriter = \"discard\"\n").unwrap();
+        assert_eq!(c.stream.unwrap().writer, Writer::Discard);
+        assert_eq!(c.source.ring_buffer_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::from_toml("[sink.stream]\nenable = true\nwritter = \"stdout\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 3, column 1"), "{text}");
+        assert!(text.contains("writter"), "{text}");
+    }
+
+    #[test]
+    fn no_sink_is_an_error() {
+        let err = Config::from_toml("[sink.stream]\nenable = false\n").unwrap_err();
+        assert!(err.to_string().contains("no sink is enabled"), "{err}");
+    }
+
+    #[test]
+    fn bad_ring_size_is_rejected() {
+        let err = Config::from_toml("[source]\nring_buffer_bytes = 1000\n[sink.stream]\nenable = true\n").unwrap_err();
+        assert!(err.to_string().contains("source.ring_buffer_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,158 @@
+//! JSON encoding of an [`Event`] in the contract's field order (PRODUCT.md
+//! "Event record"), written into a reused buffer without allocating.
+use std::{io::Write, net::IpAddr};
+
+use crate::{
+    event::{tcp_state_name, Endpoints, Event, EventType},
+    time::write_rfc3339,
+};
+
+/// Appends one JSON line (with trailing `\n`) for the stream sink.
+pub(crate) fn write_line(out: &mut Vec<u8>, ev: &Event) {
+    out.extend_from_slice(b"{\"time\":\"");
+    write_rfc3339(out, ev.time_ns);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"msg\":\"");
+    write_message(out, ev);
+    out.push(b'"');
+    write_fields(out, ev);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `<TYPE> <PROT> connection from <src> to <dst>`; IPv6 endpoints in brackets.
+pub(crate) fn write_message(out: &mut Vec<u8>, ev: &Event) {
+    let _ = write!(out, "{} {} connection from ", ev.kind.as_str(), ev.protocol.as_str());
+    write_endpoint(out, ev.orig.src, ev.orig.src_port);
+    out.extend_from_slice(b" to ");
+    write_endpoint(out, ev.orig.dst, ev.orig.dst_port);
+}
+
+fn write_endpoint(out: &mut Vec<u8>, ip: IpAddr, port: u16) {
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(out, "{v4}:{port}"),
+        IpAddr::V6(v6) => write!(out, "[{v6}]:{port}"),
+    };
+}
+
+/// The event fields, each preceded by a comma.
+fn write_fields(out: &mut Vec<u8>, ev: &Event) {
+    str_field(out, "type", ev.kind.as_str());
+    if let Some(flow) = ev.flow {
+        num_field(out, "flow", flow);
+    }
+    str_field(out, "prot", ev.protocol.as_str());
+    write_tuple(out, "", &ev.orig);
+    if let Some(state) = ev.tcp_state {
+        str_field(out, "tcp_state", tcp_state_name(state));
+    }
+    if ev.kind == EventType::New {
+        if let Some(task) = &ev.task {
+            num_field(out, "pid", task.pid);
+            num_field(out, "uid", task.uid);
+            if let Some(comm) = task.comm() {
+                str_field(out, "comm", comm);
+            }
+        }
+    }
+    if let Some(reply) = &ev.reply {
+        if !is_inverse(&ev.orig, reply) {
+            write_tuple(out, "reply_", reply);
+        }
+    }
+    if let Some(mark) = ev.mark {
+        num_field(out, "mark", mark);
+    }
+    if let Some(zone) = ev.zone.filter(|&z| z != 0) {
+        num_field(out, "zone", zone);
+    }
+    if let Some(c) = &ev.counters {
+        num_field(out, "orig_packets", c.orig_packets);
+        num_field(out, "orig_bytes", c.orig_bytes);
+        num_field(out, "reply_packets", c.reply_packets);
+        num_field(out, "reply_bytes", c.reply_bytes);
+    }
+}
+
+/// True when the reply tuple is the plain mirror of the original (no NAT).
+fn is_inverse(orig: &Endpoints, reply: &Endpoints) -> bool {
+    orig.src == reply.dst && orig.dst == reply.src && orig.src_port == reply.dst_port && orig.dst_port == reply.src_port
+}
+
+fn write_tuple(out: &mut Vec<u8>, prefix: &str, t: &Endpoints) {
+    let _ = write!(out, ",\"{prefix}src_addr\":\"{}\",\"{prefix}dst_addr\":\"{}\"", t.src, t.dst);
+    let _ = write!(out, ",\"{prefix}src_port\":{},\"{prefix}dst_port\":{}", t.src_port, t.dst_port);
+}
+
+fn num_field(out: &mut Vec<u8>, key: &str, value: impl std::fmt::Display) {
+    let _ = write!(out, ",\"{key}\":{value}");
+}
+
+fn str_field(out: &mut Vec<u8>, key: &str, value: &str) {
+    let _ = write!(out, ",\"{key}\":\"");
+    write_escaped(out, value);
+    out.push(b'"');
+}
+
+/// JSON string escaping (RFC 8259): quotes, backslash and control characters.
+pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{tests::tcp_v4_record, Event};
+
+    fn line(ev: &Event) -> String {
+        let mut out = Vec::new();
+        write_line(&mut out, ev);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn record_to_json_line_in_contract_order() {
+        // 2026-11-28T05:03:17.123456Z, minus the record's ktime of 1000 ns.
+        let ev = Event::from_record(&tcp_v4_record(), 1_795_842_197_123_456_000 - 1_000).unwrap();
+        assert_eq!(
+            line(&ev),
+            "{\"time\":\"2026-11-28T05:03:17.123456Z\",\"level\":\"INFO\",\
+             \"msg\":\"NEW TCP connection from 10.99.0.1:40002 to 8.8.8.8:443\",\
+             \"type\":\"NEW\",\"flow\":305419896,\"prot\":\"TCP\",\
+             \"src_addr\":\"10.99.0.1\",\"dst_addr\":\"8.8.8.8\",\"src_port\":40002,\"dst_port\":443,\
+             \"tcp_state\":\"ESTABLISHED\",\"pid\":4242,\"uid\":1000,\"comm\":\"curl\",\"mark\":42}\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_message_brackets_and_no_task_on_destroy() {
+        let mut ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
+        ev.kind = EventType::Destroy;
+        ev.orig.src = "fd00::1".parse().unwrap();
+        ev.orig.dst = "2001:4860:4860::8888".parse().unwrap();
+        let text = line(&ev);
+        assert!(text.contains("\"msg\":\"DESTROY TCP connection from [fd00::1]:40002 to [2001:4860:4860::8888]:443\""), "{text}");
+        assert!(!text.contains("\"pid\""), "{text}");
+        // The reply tuple no longer mirrors the (edited) original: it is shown.
+        assert!(text.contains("\"reply_src_addr\":\"8.8.8.8\""), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["dst_port"], 443);
+    }
+
+    #[test]
+    fn escapes_control_characters_in_comm() {
+        let mut out = Vec::new();
+        write_escaped(&mut out, "a\"b\\c\u{1}");
+        assert_eq!(out, b"a\\\"b\\\\c\\u0001");
+    }
+}

@@ -1,0 +1,121 @@
+//! A bounded multi-producer queue of events, counted in events, for one sink.
+//!
+//! Producers push whole batches under one lock and never wait; what does not
+//! fit is dropped and counted. The sink thread takes everything queued at once.
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Condvar, Mutex, MutexGuard,
+    },
+};
+
+use super::SinkStats;
+use crate::event::Event;
+
+#[derive(Default)]
+struct State {
+    events: VecDeque<Event>,
+    closed: bool,
+}
+
+pub(crate) struct BoundedQueue {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+    dropped_queue_full: AtomicU64,
+    dropped_write_error: AtomicU64,
+    written: AtomicU64,
+}
+
+impl BoundedQueue {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+            capacity,
+            dropped_queue_full: AtomicU64::new(0),
+            dropped_write_error: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking holder cannot leave the deque inconsistent; keep going.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues as much of `batch` as fits; counts the rest as dropped.
+    pub fn push_batch(&self, batch: &[Event]) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        let room = self.capacity.saturating_sub(state.events.len());
+        let take = room.min(batch.len());
+        state.events.extend(batch[..take].iter().cloned());
+        drop(state);
+        if take < batch.len() {
+            self.dropped_queue_full.fetch_add((batch.len() - take) as u64, Ordering::Relaxed);
+        }
+        if take > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Blocks until events are queued, then moves them all into `out`.
+    /// Returns false once the queue is closed and empty.
+    pub fn pop_all(&self, out: &mut Vec<Event>) -> bool {
+        let mut state = self.lock();
+        while state.events.is_empty() && !state.closed {
+            state = self.ready.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if state.events.is_empty() {
+            return false;
+        }
+        out.extend(state.events.drain(..));
+        true
+    }
+
+    /// No more pushes; the consumer drains what is left and stops.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    pub fn record_written(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_write_error(&self, n: usize) {
+        self.dropped_write_error.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> SinkStats {
+        SinkStats {
+            written: self.written.load(Ordering::Relaxed),
+            dropped_queue_full: self.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_write_error: self.dropped_write_error.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{tests::tcp_v4_record, Event};
+
+    #[test]
+    fn overflow_is_counted_and_close_drains() {
+        let q = BoundedQueue::new(3);
+        let ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
+        q.push_batch(&[ev.clone(), ev.clone()]);
+        q.push_batch(&[ev.clone(), ev.clone(), ev.clone()]);
+        assert_eq!(q.stats().dropped_queue_full, 2);
+        q.close();
+        let mut out = Vec::new();
+        assert!(q.pop_all(&mut out));
+        assert_eq!(out.len(), 3);
+        assert!(!q.pop_all(&mut out));
+    }
+}

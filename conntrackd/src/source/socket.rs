@@ -1,0 +1,78 @@
+//! The ctnetlink event socket: `NETLINK_NETFILTER` bound to the conntrack
+//! multicast groups of the daemon's network namespace.
+//!
+//! The filter must be attached before the groups are joined, or the first
+//! events would be queued unfiltered on the socket.
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::event::EventType;
+
+const NETLINK_NETFILTER: libc::c_int = 12;
+const NFNLGRP_CONNTRACK_NEW: u32 = 1;
+const NFNLGRP_CONNTRACK_UPDATE: u32 = 2;
+const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SocketError {
+    #[error("cannot open a NETLINK_NETFILTER socket: {0}")]
+    Open(std::io::Error),
+    #[error("cannot bind the ctnetlink socket: {0}")]
+    Bind(std::io::Error),
+    #[error("cannot join conntrack multicast group {group} ({kind}): {source} (needs CAP_NET_ADMIN)")]
+    Join { group: u32, kind: &'static str, source: std::io::Error },
+}
+
+/// Opens and binds the socket, without joining any group yet.
+pub(crate) fn open() -> Result<OwnedFd, SocketError> {
+    // SAFETY: plain socket(2) call; the fd is owned right away.
+    let fd = unsafe {
+        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, NETLINK_NETFILTER)
+    };
+    if fd < 0 {
+        return Err(SocketError::Open(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh, valid descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: zeroed sockaddr_nl is valid; we set the family.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: valid fd and address of the right size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(SocketError::Bind(std::io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+/// Joins the multicast group of each wanted event kind. Kinds no rule can log
+/// are never subscribed, so the kernel does not even build those messages for us.
+pub(crate) fn subscribe(fd: &OwnedFd, kinds: &[EventType]) -> Result<(), SocketError> {
+    for &kind in kinds {
+        let group = match kind {
+            EventType::New => NFNLGRP_CONNTRACK_NEW,
+            EventType::Update => NFNLGRP_CONNTRACK_UPDATE,
+            EventType::Destroy => NFNLGRP_CONNTRACK_DESTROY,
+        };
+        // SAFETY: valid fd, option value is a u32 group number.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                libc::NETLINK_ADD_MEMBERSHIP,
+                (&group as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(SocketError::Join { group, kind: kind.as_str(), source });
+        }
+    }
+    Ok(())
+}
