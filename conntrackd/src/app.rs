@@ -26,7 +26,7 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs until SIGINT or SIGTERM.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
-    let prefilter = Prefilter::public_destinations();
+    let prefilter = Prefilter::public_tcp();
     let mut source = EbpfSource::open(&config.source, &prefilter).context("starting the eBPF source")?;
     if sysctl::check_events()? == EventsSetting::Auto {
         tracing::warn!(

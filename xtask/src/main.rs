@@ -1,1 +1,134 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | bench`.
+//!
+//! Every task that builds runs `setup` first, which installs only what is
+//! missing and says what it installs.
+mod bench;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "conntrackd project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain and test tools that are missing (idempotent).
+    Setup,
+    /// Build the kernel program for bpfel-unknown-none with Debian's rustc 1.96.
+    BuildEbpf,
+    /// Build target/release/conntrackd with the kernel program embedded.
+    Build,
+    /// Build and run the daemon (as root); extra arguments go to `conntrackd run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build and run every test (as root: the kernel tests use network namespaces).
+    Test,
+    /// Measure delivery and CPU cost against conntrack-tools on generated load (as root).
+    Bench {
+        /// Fewer events and rates, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => {
+            setup::run()?;
+            build_ebpf(&root)
+        }
+        Task::Build => {
+            setup::run()?;
+            build(&root)
+        }
+        Task::Run { args } => {
+            setup::run()?;
+            build(&root)?;
+            let bin = root.join("target/release/conntrackd");
+            let status = Command::new(&bin).arg("run").args(&args).status().with_context(|| format!("running {}", bin.display()))?;
+            if !status.success() {
+                bail!("conntrackd exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test => {
+            setup::run()?;
+            build_ebpf(&root)?;
+            require_root("the kernel tests create network namespaces")?;
+            cargo(&root, &["test", "--workspace", "--all-targets"])
+        }
+        Task::Bench { quick } => {
+            setup::run()?;
+            build(&root)?;
+            require_root("the benchmark creates network namespaces")?;
+            bench::run(&root, quick)
+        }
+    }
+}
+
+/// The kernel object, where `conntrackd/build.rs` expects it.
+pub(crate) fn ebpf_object(root: &Path) -> PathBuf {
+    root.join("target/ebpf/bpfel-unknown-none/release/conntrackd")
+}
+
+fn build_ebpf(root: &Path) -> Result<()> {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", setup::DEBIAN_TOOLCHAIN, "cargo", "build", "--release", "--target-dir"])
+        .arg(root.join("target/ebpf"))
+        .current_dir(root.join("conntrackd-ebpf"))
+        .env("RUSTC_BOOTSTRAP", "1");
+    // The outer cargo (stable) exports these; they must not leak into the 1.96 build.
+    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR"] {
+        cmd.env_remove(var);
+    }
+    run(&mut cmd, "building the eBPF program")?;
+    let obj = ebpf_object(root);
+    if !obj.is_file() {
+        bail!("the eBPF build succeeded but {} is missing", obj.display());
+    }
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    build_ebpf(root)?;
+    cargo(root, &["build", "--release", "--package", "conntrackd"])
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo).args(args).current_dir(root), &format!("cargo {}", args.join(" ")))
+}
+
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn require_root(why: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("run this as root ({why}): sudo -E cargo xtask ...");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}

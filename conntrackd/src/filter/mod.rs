@@ -1,5 +1,7 @@
-//! Which events are logged. Until the rule languages land, the policy is fixed:
-//! NEW, UPDATE and DESTROY of TCP and UDP connections to PUBLIC destinations.
+//! Which events are logged. Until the rule languages land, the policy is fixed
+//! to the built-in default rules (`log protocol tcp and destination network
+//! public`, `drop any`): NEW, UPDATE and DESTROY of TCP connections to PUBLIC
+//! destinations.
 //! [`Prefilter`] is what the kernel program enforces through its maps; the
 //! daemon applies the same test in userspace ([`Prefilter::keeps`]).
 pub(crate) mod network;
@@ -20,10 +22,10 @@ pub(crate) struct Prefilter {
 }
 
 impl Prefilter {
-    /// The fixed policy: TCP and UDP, any kind, to PUBLIC destinations.
-    pub fn public_destinations() -> Self {
+    /// The fixed policy: TCP, any kind, to PUBLIC destinations.
+    pub fn public_tcp() -> Self {
         Self {
-            protocols: vec![6, 17],
+            protocols: vec![6],
             kinds: vec![EventType::New, EventType::Update, EventType::Destroy],
             dst_classes: vec![NetworkClass::Public],
             src_classes: NetworkClass::ALL.to_vec(),
@@ -83,7 +85,7 @@ mod tests {
 
     #[test]
     fn fixed_policy_bits() {
-        let p = Prefilter::public_destinations().policy(4096);
+        let p = Prefilter::public_tcp().policy(4096);
         assert_eq!(p.kinds, 0b111);
         assert_eq!(p.dst_classes, 1 << conntrackd_common::CLASS_PUBLIC);
         assert_eq!(p.src_classes, 0b1111);
@@ -92,9 +94,12 @@ mod tests {
 
     #[test]
     fn userspace_decision_matches_policy() {
-        let f = Prefilter::public_destinations();
+        let f = Prefilter::public_tcp();
         let mut ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
         assert!(f.keeps(&ev));
+        ev.protocol = Protocol::Udp;
+        assert!(!f.keeps(&ev));
+        ev.protocol = Protocol::Tcp;
         ev.orig.dst = "192.168.1.1".parse().unwrap();
         assert!(!f.keeps(&ev));
     }

@@ -58,7 +58,7 @@ fn write_fields(out: &mut Vec<u8>, ev: &Event) {
             write_tuple(out, "reply_", reply);
         }
     }
-    if let Some(mark) = ev.mark {
+    if let Some(mark) = ev.mark.filter(|&m| m != 0) {
         num_field(out, "mark", mark);
     }
     if let Some(zone) = ev.zone.filter(|&z| z != 0) {
