@@ -32,6 +32,8 @@ pub(crate) struct RunArgs {
 
 /// Diagnostics go to stderr as `key=value` lines; events go to the sinks.
 pub(crate) fn init_logging(level: LevelFilter) {
-    let layer = fmt::layer().with_writer(std::io::stderr).with_target(false);
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let layer = fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     let _ = tracing_subscriber::registry().with(layer.with_filter(level)).try_init();
 }

@@ -1,0 +1,236 @@
+//! Test harness for kernel tests: network namespaces that clean up after
+//! themselves, and the real daemon running inside one, read line by line.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::fd::AsRawFd,
+    process::{Child, Command, Stdio},
+    sync::mpsc::{channel, Receiver},
+    thread,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// How long a test waits for something the kernel or the daemon must produce.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Fails the test unless it runs as root with the tools it drives installed.
+pub fn require_root_and_tools() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests need root: run `sudo cargo xtask test`");
+    for (tool, package) in [("ip", "iproute2"), ("conntrack", "conntrack"), ("nft", "nftables")] {
+        let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+        assert!(found, "`{tool}` is missing: install the Debian package {package} (`cargo xtask setup` does)");
+    }
+}
+
+/// Runs a command and fails the test with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop, with conntrack events enabled.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = format!("ctd-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns.exec(&["sysctl", "-qw", "net.netfilter.nf_conntrack_events=1"]);
+        ns
+    }
+
+    /// Runs a command inside the namespace; fails the test if it fails.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// Makes conntrack track this namespace's traffic (a `ct state` rule).
+    pub fn track_connections(&self) {
+        self.nft(
+            "table inet ctd {\n\
+               chain out { type filter hook output priority 0; ct state new,established,related accept; }\n\
+               chain in { type filter hook input priority 0; ct state new,established,related accept; }\n\
+             }\n",
+        );
+    }
+
+    pub fn nft(&self, ruleset: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("cannot run nft");
+        child.stdin.take().expect("stdin").write_all(ruleset.as_bytes()).expect("write nft ruleset");
+        assert!(child.wait().expect("nft").success(), "nft rejected: {ruleset}");
+    }
+
+    /// `conntrack -L -o id` inside the namespace: the id of the entry whose line contains `needle`.
+    pub fn conntrack_id(&self, needle: &str) -> u32 {
+        let list = self.exec(&["conntrack", "-L", "-o", "id"]);
+        let line = list.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no entry with {needle:?} in:\n{list}"));
+        let id = line.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap_or_else(|| panic!("no id= in {line}"));
+        id.parse().unwrap_or_else(|e| panic!("bad id {id}: {e}"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Moves the calling thread (only this thread) into the named namespace.
+pub fn enter_netns(name: &str) {
+    let file = std::fs::File::open(format!("/var/run/netns/{name}")).expect("open netns");
+    // SAFETY: valid namespace fd; affects only the calling thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+/// Joins two namespaces with a veth pair and addresses them.
+pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
+    let (ia, ib) = ("veth-a", "veth-b");
+    sh(&["ip", "link", "add", ia, "netns", &a.name, "type", "veth", "peer", "name", ib, "netns", &b.name]);
+    a.exec(&["ip", "addr", "add", a_addr, "dev", ia]);
+    b.exec(&["ip", "addr", "add", b_addr, "dev", ib]);
+    a.exec(&["ip", "link", "set", ia, "up"]);
+    b.exec(&["ip", "link", "set", ib, "up"]);
+}
+
+/// The daemon under test, running in a namespace.
+pub struct Daemon {
+    child: Child,
+    lines: Receiver<String>,
+    logs: Receiver<String>,
+    _config: tempfile_path::TempPath,
+}
+
+/// Counters from the daemon's `conntrackd stopped` line.
+#[derive(Debug)]
+pub struct Stopped {
+    pub fields: Vec<(String, u64)>,
+    pub log: String,
+}
+
+impl Stopped {
+    pub fn get(&self, key: &str) -> u64 {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v).unwrap_or_else(|| panic!("no counter {key} in {:?}", self.log))
+    }
+}
+
+impl Daemon {
+    /// Starts `conntrackd run` in `ns` with `config` and waits until it is ready.
+    pub fn start(ns: &Netns, config: &str) -> Self {
+        let config_file = tempfile_path::TempPath::with_contents(config);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
+            .arg(config_file.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start conntrackd");
+        let lines = forward(child.stdout.take().expect("stdout"));
+        let logs = forward(child.stderr.take().expect("stderr"));
+        let daemon = Self { child, lines, logs, _config: config_file };
+        daemon.wait_log("conntrackd ready");
+        daemon
+    }
+
+    /// The default-config daemon used by most tests.
+    pub fn start_default(ns: &Netns) -> Self {
+        Self::start(ns, "[sink.stream]\nenable = true\nwriter = \"stdout\"\n")
+    }
+
+    /// Waits for a stderr line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        loop {
+            match self.logs.recv_timeout(WAIT) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("conntrackd never logged {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// The next JSON line on stdout.
+    pub fn next_event(&self) -> Value {
+        let line = self.lines.recv_timeout(WAIT).expect("no event line from conntrackd in time");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Sends SIGTERM, waits for exit, returns the final counters and any stdout lines left.
+    pub fn stop(mut self) -> (Stopped, Vec<String>) {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let line = self.wait_log("conntrackd stopped");
+        let status = self.child.wait().expect("wait conntrackd");
+        assert!(status.success(), "conntrackd exited with {status}");
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        (Stopped { fields: parse_counters(&line), log: line }, rest)
+    }
+}
+
+/// Reads lines from a pipe on a thread.
+fn forward(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Every `name=number` token of a log line (quotes and prefixes like `kernel=` stripped).
+fn parse_counters(line: &str) -> Vec<(String, u64)> {
+    line.split(|c: char| c.is_whitespace() || c == '"')
+        .filter_map(|tok| {
+            let (k, v) = tok.rsplit_once('=')?;
+            let k = k.rsplit('=').next()?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Minimal temp file (the path is removed on drop).
+pub mod tempfile_path {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempPath(PathBuf);
+
+    impl TempPath {
+        pub fn with_contents(text: &str) -> Self {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("conntrackd-test-{}-{n}.toml", std::process::id()));
+            std::fs::write(&path, text).expect("write temp config");
+            Self(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
