@@ -71,6 +71,8 @@ const NLM_F_CREATE: u16 = 0x400;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
+pub(crate) const AF_INET: u8 = 2;
+pub(crate) const AF_INET6: u8 = 10;
 
 #[socket_filter]
 pub fn conntrack_events(ctx: SkBuffContext) -> i64 {
@@ -142,6 +144,9 @@ fn parse_header(ctx: &SkBuffContext) -> Result<(u8, u32, u8), Counter> {
         _ => return Err(Counter::NotConntrack),
     };
     let family: u8 = ctx.load(NLMSG_HDRLEN as usize).map_err(|_| Counter::ParseError)?;
+    if family != AF_INET && family != AF_INET6 {
+        return Err(Counter::ParseError);
+    }
     Ok((kind, nlmsg_len, family))
 }
 

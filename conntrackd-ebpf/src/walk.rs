@@ -9,7 +9,7 @@
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_skb_load_bytes, maps::lpm_trie::Key};
 use conntrackd_common::{present, Counter, EventRecord, Tuple, CLASS_PUBLIC};
 
-use crate::{DST_CLASSES, POLICY, PROTOCOLS, SRC_CLASSES};
+use crate::{AF_INET, DST_CLASSES, POLICY, PROTOCOLS, SRC_CLASSES};
 
 /// Copies a fixed-size big-endian value whose payload length must match exactly.
 macro_rules! copy {
@@ -191,7 +191,7 @@ impl Scratch {
             return Err(Counter::ParseError);
         }
         self.orig_done = 1;
-        prefilter(&self.rec.orig)
+        prefilter(&self.rec.orig, self.rec.present)
     }
 
     /// Copies one known leaf attribute into the record.
@@ -199,8 +199,8 @@ impl Scratch {
     fn leaf(&mut self, skb: *mut __sk_buff, parent: u32, ty: u32, off: u32, plen: u32) -> Result<(), Counter> {
         let r = &mut self.rec;
         match (parent, ty) {
-            (CTX_ORIG_IP, _) => tuple_ip(skb, &mut r.orig, &mut r.present, 0, ty, off, plen),
-            (CTX_REPLY_IP, _) => tuple_ip(skb, &mut r.reply, &mut r.present, 4, ty, off, plen),
+            (CTX_ORIG_IP, _) => tuple_ip(skb, &mut r.orig, &mut r.present, 0, r.family, ty, off, plen),
+            (CTX_REPLY_IP, _) => tuple_ip(skb, &mut r.reply, &mut r.present, 4, r.family, ty, off, plen),
             (CTX_ORIG_PROTO, _) => tuple_proto(skb, &mut r.orig, &mut r.present, 0, ty, off, plen),
             (CTX_REPLY_PROTO, _) => tuple_proto(skb, &mut r.reply, &mut r.present, 4, ty, off, plen),
             (CTX_TOP, CTA_STATUS) => copy!(skb, off, plen, r.status, r.present, present::STATUS),
@@ -240,15 +240,21 @@ impl Scratch {
 }
 
 
-/// `CTA_TUPLE_IP` children. `shift` moves ORIG_* bits to REPLY_* bits.
+/// `CTA_TUPLE_IP` children. `shift` moves ORIG_* bits to REPLY_* bits;
+/// the address attribute must match the message's family.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn tuple_ip(skb: *mut __sk_buff, t: &mut Tuple, bits: &mut u32, shift: u32, ty: u32, off: u32, plen: u32) -> Result<(), Counter> {
+fn tuple_ip(skb: *mut __sk_buff, t: &mut Tuple, bits: &mut u32, shift: u32, family: u8, ty: u32, off: u32, plen: u32) -> Result<(), Counter> {
     let (addr, bit) = match ty {
         CTA_IP_V4_SRC | CTA_IP_V6_SRC => (&mut t.src, present::ORIG_SRC),
         CTA_IP_V4_DST | CTA_IP_V6_DST => (&mut t.dst, present::ORIG_DST),
         _ => return Ok(()),
     };
-    if ty == CTA_IP_V4_SRC || ty == CTA_IP_V4_DST {
+    let v4 = ty == CTA_IP_V4_SRC || ty == CTA_IP_V4_DST;
+    if v4 != (family == AF_INET) {
+        return Err(Counter::ParseError);
+    }
+    if v4 {
         if plen != 4 {
             return Err(Counter::ParseError);
         }
@@ -297,11 +303,15 @@ fn container(parent: u32, ty: u32) -> u32 {
 }
 
 /// Drops the event unless its protocol and both address classes are wanted.
+/// Kept protocols (TCP, UDP) must carry ports.
 #[inline(always)]
-fn prefilter(orig: &Tuple) -> Result<(), Counter> {
+fn prefilter(orig: &Tuple, bits: u32) -> Result<(), Counter> {
     match PROTOCOLS.get(orig.proto as u32) {
         Some(&keep) if keep != 0 => {}
         _ => return Err(Counter::DropProtocol),
+    }
+    if bits & present::ORIG_PORTS == 0 {
+        return Err(Counter::ParseError);
     }
     let Some(policy) = POLICY.get(0) else {
         return Err(Counter::ParseError);

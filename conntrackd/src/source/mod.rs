@@ -3,6 +3,8 @@
 pub(crate) mod ebpf;
 pub(crate) mod socket;
 pub(crate) mod sysctl;
+#[cfg(test)]
+pub(crate) mod testmsg;
 
 use conntrackd_common::{Counter, COUNTER_COUNT};
 

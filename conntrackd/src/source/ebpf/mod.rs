@@ -1,0 +1,95 @@
+//! The eBPF source: the kernel program attached to the ctnetlink socket, read
+//! through its ring buffer with tokio's `AsyncFd`.
+pub(crate) mod program;
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::OwnedFd;
+
+use aya::{maps::{MapData, RingBuf}, Ebpf};
+use tokio::io::unix::AsyncFd;
+
+use self::program::{decode, Counters, KernelProgram};
+use super::{socket, KernelCounters};
+use crate::{config::SourceConfig, event::Event, filter::Prefilter};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EbpfSourceError {
+    #[error(transparent)]
+    Program(#[from] program::ProgramError),
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error("cannot poll the ring buffer: {0}")]
+    Poll(std::io::Error),
+}
+
+/// A loaded and attached kernel program with its ring buffer.
+pub(crate) struct EbpfSource {
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: Counters,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Records that could not be turned into events (a kernel/daemon mismatch).
+    pub decode_errors: u64,
+    _socket: OwnedFd,
+    _ebpf: Ebpf,
+}
+
+impl EbpfSource {
+    /// Loads the program, attaches it, then subscribes the socket: in this
+    /// order, so no message is ever queued unfiltered.
+    pub fn open(config: &SourceConfig, prefilter: &Prefilter) -> Result<Self, EbpfSourceError> {
+        let mut program = KernelProgram::load(config, prefilter)?;
+        let socket = socket::open()?;
+        program.attach(&socket)?;
+        socket::subscribe(&socket, &prefilter.kinds)?;
+        tracing::info!(
+            capture_comm = program.capture_comm,
+            ring_bytes = config.ring_buffer_bytes,
+            prefilter = %prefilter,
+            "kernel program attached"
+        );
+        let (ring, counters, logger, ebpf) = program.into_parts();
+        // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns it.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| EbpfSourceError::Poll(e.into()))?;
+        Ok(Self { ring, counters, logger, decode_errors: 0, _socket: socket, _ebpf: ebpf })
+    }
+
+    /// Waits until the kernel signals that records are waiting.
+    pub async fn readable(&mut self) -> Result<(), EbpfSourceError> {
+        let mut guard = self.ring.readable_mut().await.map_err(EbpfSourceError::Poll)?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Moves every waiting record into `out` as events; returns how many were read.
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
+        let offset = crate::time::monotonic_to_realtime_offset_ns();
+        let read = drain_ring(self.ring.get_mut(), offset, out, &mut self.decode_errors);
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+        read
+    }
+
+    /// The kernel counters, summed over CPUs.
+    pub fn counters(&self) -> KernelCounters {
+        self.counters.read()
+    }
+}
+
+/// Decodes every waiting record; undecodable ones are counted in `errors`.
+pub(crate) fn drain_ring(ring: &mut RingBuf<MapData>, offset: i128, out: &mut Vec<Event>, errors: &mut u64) -> usize {
+    let mut read = 0;
+    while let Some(item) = ring.next() {
+        read += 1;
+        match decode(&item, offset) {
+            Ok(ev) => out.push(ev),
+            Err(err) => {
+                *errors += 1;
+                tracing::debug!(error = %err, "undecodable ring buffer record");
+            }
+        }
+    }
+    read
+}
