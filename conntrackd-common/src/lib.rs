@@ -12,8 +12,6 @@
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Name of the per-CPU `u64` array of [`Counter`]s.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Name of the `u32` array indexed by L4 protocol number; non-zero = keep.
-pub const MAP_PROTOCOLS: &str = "PROTOCOLS";
 /// Name of the LPM trie classifying destination addresses ([`ClassKey`] -> class).
 pub const MAP_DST_CLASSES: &str = "DST_CLASSES";
 /// Name of the LPM trie classifying source addresses ([`ClassKey`] -> class).
@@ -30,15 +28,14 @@ pub const MAX_WALK_STEPS: u32 = 192;
 /// Entries in each class trie.
 pub const CLASS_TRIE_ENTRIES: u32 = 64;
 
-/// Event kinds, as stored in [`EventRecord::kind`] and as bit positions in
-/// [`Policy::kinds`].
+/// Event kinds, as stored in [`EventRecord::kind`] and as row index in
+/// [`Policy::keep`].
 pub const KIND_NEW: u8 = 0;
 pub const KIND_UPDATE: u8 = 1;
 pub const KIND_DESTROY: u8 = 2;
 
-/// Network classes (PRODUCT.md "Rules"): trie values and bit positions in
-/// [`Policy::dst_classes`]/[`Policy::src_classes`]. An address no trie prefix
-/// matches is [`CLASS_PUBLIC`].
+/// Network classes (PRODUCT.md "Rules"): trie values and class index in
+/// [`Policy::keep`]. An address no trie prefix matches is [`CLASS_PUBLIC`].
 pub const CLASS_LOCAL: u32 = 0;
 pub const CLASS_PRIVATE: u32 = 1;
 pub const CLASS_PUBLIC: u32 = 2;
@@ -81,13 +78,13 @@ pub enum Counter {
     WalkLimit = 2,
     /// Netlink messages that are not conntrack NEW/UPDATE/DESTROY events.
     NotConntrack = 3,
-    /// Dropped: the event kind is not wanted.
+    /// Dropped: no rule can log this event type.
     DropKind = 4,
-    /// Dropped: the L4 protocol is not wanted.
+    /// Dropped: not TCP/UDP, or no rule can log this protocol for this type.
     DropProtocol = 5,
-    /// Dropped: the destination's network class is not wanted.
+    /// Dropped: no rule can log this destination class (for this source class).
     DropDstClass = 6,
-    /// Dropped: the source's network class is not wanted.
+    /// Dropped: no rule can log this source class.
     DropSrcClass = 7,
     /// Kept, but the ring buffer was full: the event is lost (and counted).
     RingFull = 8,
@@ -210,22 +207,32 @@ const _: () = assert!(core::mem::align_of::<EventRecord>() == 8);
 /// LPM trie key data: an IPv6 address, IPv4 as `::ffff:a.b.c.d` (prefix + 96).
 pub type ClassKey = [u8; 16];
 
-/// What the kernel program keeps. One element in the `POLICY` array.
+/// What the kernel program keeps, derived from the rules. One element in the
+/// `POLICY` array. 32 bytes, no padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// Bit `1 << KIND_*` set = keep that event kind.
-    pub kinds: u32,
-    /// Bit `1 << CLASS_*` set = keep events whose destination has that class.
-    pub dst_classes: u32,
-    /// Bit `1 << CLASS_*` set = keep events whose source has that class.
-    pub src_classes: u32,
+    /// `keep[kind * 2 + protocol]` (kind = `KIND_*`, protocol 0 = TCP, 1 = UDP)
+    /// has bit `src_class * 4 + dst_class` set when events of that combination
+    /// may be logged. Other protocols are never kept.
+    pub keep: [u32; 6],
     /// Force a userspace wakeup once this many bytes wait in the ring; below it
     /// records are written with BPF_RB_NO_WAKEUP and the daemon's timer drains them.
     pub wakeup_bytes: u32,
+    /// Explicit padding; always zero.
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Policy>() == 16);
+/// Row index of a protocol in [`Policy::keep`], or `None` when never kept.
+pub const fn protocol_index(proto: u8) -> Option<u32> {
+    match proto {
+        6 => Some(0),
+        17 => Some(1),
+        _ => None,
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Policy>() == 32);
 
 #[cfg(feature = "user")]
 mod user {

@@ -7,9 +7,9 @@
 //! the payload size the UAPI gives them, or the message is malformed. When the
 //! original tuple closes, the pre-filter runs and may stop the walk early.
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_skb_load_bytes, maps::lpm_trie::Key};
-use conntrackd_common::{present, Counter, EventRecord, Tuple, CLASS_PUBLIC};
+use conntrackd_common::{present, protocol_index, Counter, EventRecord, Tuple, CLASS_PUBLIC};
 
-use crate::{AF_INET, DST_CLASSES, POLICY, PROTOCOLS, SRC_CLASSES};
+use crate::{AF_INET, DST_CLASSES, POLICY, SRC_CLASSES};
 
 /// Copies a fixed-size big-endian value whose payload length must match exactly.
 macro_rules! copy {
@@ -191,7 +191,7 @@ impl Scratch {
             return Err(Counter::ParseError);
         }
         self.orig_done = 1;
-        prefilter(&self.rec.orig, self.rec.present)
+        prefilter(&self.rec.orig, self.rec.present, self.rec.kind)
     }
 
     /// Copies one known leaf attribute into the record.
@@ -302,27 +302,31 @@ fn container(parent: u32, ty: u32) -> u32 {
     }
 }
 
-/// Drops the event unless its protocol and both address classes are wanted.
-/// Kept protocols (TCP, UDP) must carry ports.
+/// Drops the event unless the policy table keeps its (kind, protocol, source
+/// class, destination class). Kept protocols (TCP, UDP) must carry ports.
 #[inline(always)]
-fn prefilter(orig: &Tuple, bits: u32) -> Result<(), Counter> {
-    match PROTOCOLS.get(orig.proto as u32) {
-        Some(&keep) if keep != 0 => {}
-        _ => return Err(Counter::DropProtocol),
-    }
-    if bits & present::ORIG_PORTS == 0 {
-        return Err(Counter::ParseError);
-    }
+fn prefilter(orig: &Tuple, bits: u32, kind: u8) -> Result<(), Counter> {
+    let Some(proto) = protocol_index(orig.proto) else {
+        return Err(Counter::DropProtocol);
+    };
     let Some(policy) = POLICY.get(0) else {
         return Err(Counter::ParseError);
     };
-    let dst = DST_CLASSES.get(Key::new(128, orig.dst)).copied().unwrap_or(CLASS_PUBLIC);
-    if policy.dst_classes & (1 << (dst & 31)) == 0 {
-        return Err(Counter::DropDstClass);
+    let row = match policy.keep.get((kind as u32 * 2 + proto) as usize) {
+        Some(&row) if row != 0 => row,
+        _ => return Err(Counter::DropProtocol),
+    };
+    if bits & present::ORIG_PORTS == 0 {
+        return Err(Counter::ParseError);
     }
-    let src = SRC_CLASSES.get(Key::new(128, orig.src)).copied().unwrap_or(CLASS_PUBLIC);
-    if policy.src_classes & (1 << (src & 31)) == 0 {
+    let src = SRC_CLASSES.get(Key::new(128, orig.src)).copied().unwrap_or(CLASS_PUBLIC) & 3;
+    let dsts = (row >> (src * 4)) & 0xf;
+    if dsts == 0 {
         return Err(Counter::DropSrcClass);
+    }
+    let dst = DST_CLASSES.get(Key::new(128, orig.dst)).copied().unwrap_or(CLASS_PUBLIC) & 3;
+    if dsts & (1 << dst) == 0 {
+        return Err(Counter::DropDstClass);
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use tokio::{
 use crate::{
     config::Config,
     event::Event,
-    filter::Prefilter,
+    filter::{Prefilter, Rules},
     sink::{SinkStats, Sinks},
     source::{
         ebpf::EbpfSource,
@@ -24,9 +24,23 @@ use crate::{
 /// How often losses are checked and reported.
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// What `conntrackd check` prints for a valid configuration.
+pub(crate) fn check_report(config: &Config) -> String {
+    let mut out = String::from("configuration is valid\n");
+    if config.rules.rules.is_empty() {
+        out.push_str("rules: none (every TCP and UDP event is logged)\n");
+    }
+    for (i, rule) in config.rules.rules.iter().enumerate() {
+        out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
+    }
+    out.push_str(&format!("{}\n", Prefilter::derive(&config.rules)));
+    out
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
-    let prefilter = Prefilter::public_tcp();
+    let prefilter = Prefilter::derive(&config.rules);
+    tracing::debug!(table = %prefilter, "kernel pre-filter derived from the rules");
     let mut source = EbpfSource::open(&config.source, &prefilter).context("starting the eBPF source")?;
     if sysctl::check_events()? == EventsSetting::Auto {
         tracing::warn!(
@@ -41,7 +55,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     drain_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut report_tick = interval(REPORT_INTERVAL);
     report_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut pipeline = Pipeline { prefilter, batch: Vec::with_capacity(4096), filtered: 0 };
+    let mut pipeline = Pipeline { rules: config.rules, batch: Vec::with_capacity(4096), dropped_by_rules: 0 };
     let mut reporter = LossReporter::default();
     tracing::info!(source = "ebpf", "conntrackd ready");
     loop {
@@ -61,19 +75,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         kernel = %counters.describe(),
         decode_errors = source.decode_errors,
-        userspace_filtered = pipeline.filtered,
+        dropped_by_rules = pipeline.dropped_by_rules,
         sinks = %describe_sinks(&sink_stats),
         "conntrackd stopped"
     );
     Ok(())
 }
 
-/// Moves events from the source to the sinks in batches.
+/// Moves events from the source through the rules to the sinks, in batches.
 struct Pipeline {
-    prefilter: Prefilter,
+    rules: Rules,
     batch: Vec<Event>,
-    /// Events the kernel kept but the userspace check refused (should stay 0).
-    filtered: u64,
+    /// Events the kernel passed on that a rule dropped.
+    dropped_by_rules: u64,
 }
 
 impl Pipeline {
@@ -84,9 +98,9 @@ impl Pipeline {
                 return;
             }
             let before = self.batch.len();
-            let prefilter = &self.prefilter;
-            self.batch.retain(|ev| prefilter.keeps(ev));
-            self.filtered += (before - self.batch.len()) as u64;
+            let rules = &self.rules;
+            self.batch.retain(|ev| rules.logs(ev));
+            self.dropped_by_rules += (before - self.batch.len()) as u64;
             sinks.send(&self.batch);
         }
     }

@@ -16,6 +16,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the daemon.
     Run(RunArgs),
+    /// Validate the configuration and rules; print the kernel pre-filter they give.
+    Check(RunArgs),
     /// Print the version.
     Version,
 }
@@ -28,6 +30,15 @@ pub(crate) struct RunArgs {
     /// Log level: debug, info, warn or error.
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// A rule (`log|drop <expression>`); repeat it for a list. Replaces the config's `filter`.
+    #[arg(long = "filter", value_name = "RULE")]
+    pub filter: Vec<String>,
+}
+
+impl RunArgs {
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides { log_level: self.log_level.clone(), filter: self.filter.clone() }
+    }
 }
 
 /// Diagnostics go to stderr as `key=value` lines; events go to the sinks.

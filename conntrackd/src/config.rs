@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tracing_subscriber::filter::LevelFilter;
 
+use crate::filter::{Rules, RulesError, DEFAULT_RULES};
+
 /// Where the daemon looks when `--config` is not given; a missing file is fine.
 pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
 
@@ -18,12 +20,24 @@ pub(crate) enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("{origin}:\n{errors}")]
+    Rules { origin: String, errors: RulesError },
+}
+
+/// Command-line values that replace the file's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overrides {
+    pub log_level: Option<String>,
+    /// `--filter` rules; when any are given they replace the file's `filter`.
+    pub filter: Vec<String>,
 }
 
 /// The file as written. Every table denies unknown keys.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Rules, first match wins; absent = log every TCP/UDP event.
+    filter: Option<Vec<String>>,
     #[serde(default)]
     log: RawLog,
     #[serde(default)]
@@ -72,6 +86,7 @@ struct RawStream {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    pub rules: Rules,
     pub log: LogConfig,
     pub source: SourceConfig,
     pub stream: Option<StreamConfig>,
@@ -103,25 +118,31 @@ pub(crate) enum Writer {
 }
 
 impl Config {
-    /// Reads `path` (or the default path if it exists), applies the `--log.level`
-    /// override and validates.
-    pub fn load(path: Option<&Path>, log_level: Option<&str>) -> Result<Self, ConfigError> {
-        let raw = match path {
-            Some(path) => read(path)?,
-            None if Path::new(DEFAULT_PATH).exists() => read(Path::new(DEFAULT_PATH))?,
-            None => default_raw(),
+    /// Reads `path` (or the default path if it exists, or the built-in
+    /// default), applies the command-line overrides and validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let (raw, origin) = match path {
+            Some(path) => (read(path)?, format!("config file {}: filter", path.display())),
+            None if Path::new(DEFAULT_PATH).exists() => (read(Path::new(DEFAULT_PATH))?, format!("config file {DEFAULT_PATH}: filter")),
+            None => (default_raw(), "built-in default filter".to_string()),
         };
-        Self::validate(raw, log_level)
+        Self::validate(raw, overrides, origin)
     }
 
     /// Parses a config from a string (tests and `read`).
     #[cfg(test)]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Self::validate(parse(Path::new("<test>"), text)?, None)
+        Self::validate(parse(Path::new("<test>"), text)?, &Overrides::default(), "<test>: filter".into())
     }
 
-    fn validate(raw: RawConfig, log_level: Option<&str>) -> Result<Self, ConfigError> {
-        let level = log_level.or(raw.log.level.as_deref()).unwrap_or("info");
+    fn validate(raw: RawConfig, overrides: &Overrides, origin: String) -> Result<Self, ConfigError> {
+        let (texts, origin) = if overrides.filter.is_empty() {
+            (raw.filter.unwrap_or_default(), origin)
+        } else {
+            (overrides.filter.clone(), "--filter".to_string())
+        };
+        let rules = Rules::compile(&texts).map_err(|errors| ConfigError::Rules { origin, errors })?;
+        let level = overrides.log_level.as_deref().or(raw.log.level.as_deref()).unwrap_or("info");
         let level = match level.to_ascii_lowercase().as_str() {
             "debug" => LevelFilter::DEBUG,
             "info" => LevelFilter::INFO,
@@ -142,6 +163,7 @@ impl Config {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
         }
         Ok(Self {
+            rules,
             log: LogConfig { level },
             source: SourceConfig {
                 ring_buffer_bytes: ring as u32,
@@ -174,9 +196,10 @@ fn invalid<T>(key: &'static str, message: String) -> Result<T, ConfigError> {
     Err(ConfigError::Invalid { key, message })
 }
 
-/// The built-in default: the stream sink on stdout.
+/// The built-in default: the default rules and the stream sink on stdout.
 fn default_raw() -> RawConfig {
     RawConfig {
+        filter: Some(DEFAULT_RULES.iter().map(ToString::to_string).collect()),
         sink: RawSinks {
             stream: Some(RawStream { enable: Some(true), writer: Some("stdout".into()), queue_events: None }),
         },
@@ -220,6 +243,25 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("line 3, column 1"), "{text}");
         assert!(text.contains("writter"), "{text}");
+    }
+
+    #[test]
+    fn filter_key_and_overrides() {
+        let c = Config::from_toml("filter = [\"drop any\"]\n[sink.stream]\nenable = true\n").unwrap();
+        assert_eq!(c.rules.rules.len(), 1);
+        let c = Config::from_toml("[sink.stream]\nenable = true\n").unwrap();
+        assert!(c.rules.rules.is_empty(), "no filter key logs everything");
+        let raw = parse(Path::new("x"), "filter = [\"drop any\"]\n[sink.stream]\nenable = true\n").unwrap();
+        let over = Overrides { filter: vec!["log type NEW".into(), "drop any".into()], ..Overrides::default() };
+        assert_eq!(Config::validate(raw, &over, "x".into()).unwrap().rules.rules.len(), 2);
+        assert_eq!(Config::validate(default_raw(), &Overrides::default(), "d".into()).unwrap().rules, Rules::defaults());
+    }
+
+    #[test]
+    fn bad_rules_name_the_origin_and_rule() {
+        let err = Config::from_toml("filter = [\"log any\", \"drop port 80\"]\n[sink.stream]\nenable = true\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("<test>: filter:\nrule 2 \"drop port 80\", column 6:"), "{text}");
     }
 
     #[test]

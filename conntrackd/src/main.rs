@@ -22,10 +22,19 @@ fn main() -> ExitCode {
             println!("conntrackd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        cli::Command::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides()) {
+            Ok(config) => {
+                print!("{}", app::check_report(&config));
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("conntrackd: {err}");
+                ExitCode::FAILURE
+            }
+        },
         cli::Command::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                tracing::error!("{err:#}");
                 eprintln!("conntrackd: error: {err:#}");
                 ExitCode::FAILURE
             }
@@ -34,7 +43,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
-    let config = config::Config::load(args.config.as_deref(), args.log_level.as_deref())?;
+    let config = config::Config::load(args.config.as_deref(), &args.overrides())?;
     cli::init_logging(config.log.level);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(app::run(config))

@@ -226,3 +226,44 @@ fn events_disabled_in_the_namespace_is_a_clear_error() {
     assert!(err.contains("net.netfilter.nf_conntrack_events is 0"), "{err}");
     assert!(err.contains("sysctl -w net.netfilter.nf_conntrack_events=1"), "{err}");
 }
+
+#[test]
+fn rules_drive_the_kernel_prefilter() {
+    require_root_and_tools();
+    let ns = Netns::new("rules");
+    let config = "filter = [\n  \"drop destination address 8.8.8.8\",\n  \"log protocol TCP and destination network PUBLIC\",\n  \"drop any\",\n]\n\
+                  [sink.stream]\nenable = true\n";
+    let d = Daemon::start(&ns, config);
+    for (proto, dst, dport) in [("tcp", "8.8.8.8", "443"), ("tcp", "1.1.1.1", "443"), ("udp", "1.1.1.1", "53"), ("tcp", "10.0.0.5", "22")] {
+        let mut args = vec!["-I", "-p", proto, "-s", "10.99.0.1", "-d", dst, "--sport", "5000", "--dport", dport, "-t", "60"];
+        if proto == "tcp" {
+            args.extend_from_slice(&["--state", "SYN_SENT"]);
+        }
+        conntrack(&ns, &args);
+    }
+    let only = d.next_event();
+    assert_fields(&only, &json!({"type": "NEW", "dst_addr": "1.1.1.1", "dst_port": 443, "prot": "TCP"}));
+    let (c, rest) = d.stop();
+    assert!(rest.is_empty(), "exactly one line: {rest:?}");
+    assert_eq!(c.get("seen"), 4, "{}", c.log);
+    assert_eq!(c.get("submitted"), 2, "8.8.8.8 and 1.1.1.1 (TCP, PUBLIC) reach userspace: {}", c.log);
+    assert_eq!(c.get("dropped_protocol"), 1, "UDP never reaches userspace: {}", c.log);
+    assert_eq!(c.get("dropped_dst_class"), 1, "10.0.0.5 never reaches userspace: {}", c.log);
+    assert_eq!(c.get("dropped_by_rules"), 1, "8.8.8.8 is dropped by the first rule: {}", c.log);
+}
+
+#[test]
+fn check_prints_the_prefilter_or_the_rule_errors() {
+    let ok = Command::new(env!("CARGO_BIN_EXE_conntrackd"))
+        .args(["check", "--filter", "log type NEW,DESTROY and protocol TCP and destination network PUBLIC", "--filter", "drop any"])
+        .output()
+        .expect("run check");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(text.contains("kernel keeps: NEW,DESTROY × TCP × src any × dst PUBLIC"), "{text}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_conntrackd")).args(["check", "--filter", "log destination port http"]).output().expect("run check");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--filter:\nrule 1 \"log destination port http\", column 22: expected a port number or range after 'port', found 'http'"), "{err}");
+}

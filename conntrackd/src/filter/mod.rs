@@ -1,106 +1,152 @@
-//! Which events are logged. Until the rule languages land, the policy is fixed
-//! to the built-in default rules (`log protocol tcp and destination network
-//! public`, `drop any`): NEW, UPDATE and DESTROY of TCP connections to PUBLIC
-//! destinations.
-//! [`Prefilter`] is what the kernel program enforces through its maps; the
-//! daemon applies the same test in userspace ([`Prefilter::keeps`]).
+//! Rules: which events are logged (PRODUCT.md "Rules").
+//!
+//! Each rule is `log|drop <expression>` in the keyword language or in CEL,
+//! detected per rule; both compile into the typed tree of `ast.rs`. The first
+//! matching rule decides; an event no rule matches is logged; no rules = log
+//! everything. `prefilter.rs` derives from the rules what the kernel may drop.
+pub(crate) mod ast;
+mod cel;
+mod keyword;
+pub(crate) mod lexer;
 pub(crate) mod network;
-
-use conntrackd_common::{Policy, KIND_DESTROY, KIND_NEW, KIND_UPDATE};
-
-use crate::event::{Event, EventType, Protocol};
-use network::NetworkClass;
-
-/// A coarse filter the kernel can apply before an event reaches userspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Prefilter {
-    /// L4 protocol numbers to keep.
-    pub protocols: Vec<u8>,
-    pub kinds: Vec<EventType>,
-    pub dst_classes: Vec<NetworkClass>,
-    pub src_classes: Vec<NetworkClass>,
-}
-
-impl Prefilter {
-    /// The fixed policy: TCP, any kind, to PUBLIC destinations.
-    pub fn public_tcp() -> Self {
-        Self {
-            protocols: vec![6],
-            kinds: vec![EventType::New, EventType::Update, EventType::Destroy],
-            dst_classes: vec![NetworkClass::Public],
-            src_classes: NetworkClass::ALL.to_vec(),
-        }
-    }
-
-    /// The kernel-side policy value; `wakeup_bytes` comes from the source config.
-    pub fn policy(&self, wakeup_bytes: u32) -> Policy {
-        let kind_bit = |k: &EventType| match k {
-            EventType::New => 1 << KIND_NEW,
-            EventType::Update => 1 << KIND_UPDATE,
-            EventType::Destroy => 1 << KIND_DESTROY,
-        };
-        Policy {
-            kinds: self.kinds.iter().map(kind_bit).fold(0, |a, b| a | b),
-            dst_classes: class_bits(&self.dst_classes),
-            src_classes: class_bits(&self.src_classes),
-            wakeup_bytes,
-        }
-    }
-
-    /// The same decision in userspace.
-    pub fn keeps(&self, ev: &Event) -> bool {
-        let proto = match ev.protocol {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        };
-        self.protocols.contains(&proto)
-            && self.kinds.contains(&ev.kind)
-            && self.dst_classes.contains(&NetworkClass::of(ev.orig.dst))
-            && self.src_classes.contains(&NetworkClass::of(ev.orig.src))
-    }
-}
-
-impl std::fmt::Display for Prefilter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let join = |names: Vec<&str>| names.join(",");
-        write!(
-            f,
-            "protocols={} kinds={} dst={} src={}",
-            join(self.protocols.iter().map(|&p| Protocol::from_number(p).map_or("other", Protocol::as_str)).collect()),
-            join(self.kinds.iter().map(|k| k.as_str()).collect()),
-            join(self.dst_classes.iter().map(|c| c.as_str()).collect()),
-            join(self.src_classes.iter().map(|c| c.as_str()).collect()),
-        )
-    }
-}
-
-fn class_bits(classes: &[NetworkClass]) -> u32 {
-    classes.iter().map(|c| 1u32 << c.kernel_value()).fold(0, |a, b| a | b)
-}
-
+pub(crate) mod prefilter;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::tests::tcp_v4_record;
+mod tests;
 
-    #[test]
-    fn fixed_policy_bits() {
-        let p = Prefilter::public_tcp().policy(4096);
-        assert_eq!(p.kinds, 0b111);
-        assert_eq!(p.dst_classes, 1 << conntrackd_common::CLASS_PUBLIC);
-        assert_eq!(p.src_classes, 0b1111);
-        assert_eq!(p.wakeup_bytes, 4096);
+use std::fmt;
+
+pub(crate) use self::prefilter::Prefilter;
+use self::{
+    ast::{Action, Expr},
+    lexer::{tokenize, Tok, Token},
+};
+use crate::event::Event;
+
+/// The rules the daemon runs without a config file (the installer writes the same).
+pub(crate) const DEFAULT_RULES: [&str; 2] = ["log protocol tcp and destination network public", "drop any"];
+
+/// A parse error inside one rule: the column and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParseError {
+    pub column: usize,
+    pub message: String,
+}
+
+/// An error in one rule, naming the rule by index (1-based) and text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule {index} {text:?}, column {column}: {message}")]
+pub(crate) struct RuleError {
+    pub index: usize,
+    pub text: String,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Every error of a rule list, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) struct RulesError(pub Vec<RuleError>);
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// Which language a rule is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Language {
+    Keyword,
+    Cel,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub action: Action,
+    pub expr: Expr,
+    pub language: Language,
+    pub text: String,
+}
+
+/// A compiled rule list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Rules {
+    pub rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// Compiles every rule; reports every broken rule, not just the first.
+    pub fn compile<S: AsRef<str>>(texts: &[S]) -> Result<Self, RulesError> {
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let text = text.as_ref();
+            match compile_rule(text) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => errors.push(RuleError { index: i + 1, text: text.to_string(), column: e.column, message: e.message }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self { rules })
+        } else {
+            Err(RulesError(errors))
+        }
     }
 
-    #[test]
-    fn userspace_decision_matches_policy() {
-        let f = Prefilter::public_tcp();
-        let mut ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
-        assert!(f.keeps(&ev));
-        ev.protocol = Protocol::Udp;
-        assert!(!f.keeps(&ev));
-        ev.protocol = Protocol::Tcp;
-        ev.orig.dst = "192.168.1.1".parse().unwrap();
-        assert!(!f.keeps(&ev));
+    /// The built-in default rules.
+    #[cfg(test)]
+    pub fn defaults() -> Self {
+        Self::compile(&DEFAULT_RULES).unwrap_or_default()
+    }
+
+    /// First match wins; no match logs. Never allocates.
+    pub fn logs(&self, ev: &Event) -> bool {
+        self.rules.iter().find(|r| r.expr.matches(ev)).is_none_or(|r| r.action == Action::Log)
+    }
+}
+
+/// Parses `log|drop <expression>`.
+fn compile_rule(text: &str) -> Result<Rule, ParseError> {
+    let trimmed = text.trim_start();
+    let lead = text.len() - trimmed.len();
+    let word_end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
+    let action = match trimmed[..word_end].to_ascii_lowercase().as_str() {
+        "log" => Action::Log,
+        "drop" => Action::Drop,
+        _ => {
+            let found = if trimmed.is_empty() { "an empty rule".to_string() } else { format!("'{}'", &trimmed[..word_end]) };
+            return Err(ParseError { column: lead + 1, message: format!("expected 'log' or 'drop', found {found}") });
+        }
+    };
+    let rest_start = lead + word_end;
+    let base = text[..rest_start].chars().count() + 1;
+    let end_column = text.chars().count() + 1;
+    let tokens = tokenize(&text[rest_start..], base).map_err(|e| ParseError { column: e.column, message: e.message })?;
+    let language = detect(&tokens);
+    let expr = match language {
+        Language::Cel => cel::parse(&tokens, end_column)?,
+        Language::Keyword => keyword::parse(&tokens, end_column)?,
+    };
+    Ok(Rule { action, expr, language, text: text.to_string() })
+}
+
+/// CEL uses operators, quoted strings, dotted variables or function calls;
+/// the keyword language uses none of them.
+fn detect(tokens: &[Token<'_>]) -> Language {
+    let cel = tokens.iter().enumerate().any(|(i, t)| match &t.kind {
+        Tok::Op(_) | Tok::Str(_) => true,
+        Tok::Word(w) => {
+            let dotted = w.starts_with(|c: char| c.is_ascii_alphabetic()) && w.contains('.') && ast::Cidr::parse(w).is_none();
+            let call = matches!(*w, "is_network" | "in_cidr" | "in_range")
+                && tokens.get(i + 1).is_some_and(|n| n.kind == Tok::LParen);
+            dotted || call || matches!(*w, "true" | "false")
+        }
+        _ => false,
+    });
+    if cel {
+        Language::Cel
+    } else {
+        Language::Keyword
     }
 }

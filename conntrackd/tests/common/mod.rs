@@ -149,9 +149,13 @@ impl Daemon {
         daemon
     }
 
-    /// The default-config daemon used by most tests.
+    /// The daemon with the built-in default rules and the stream sink on stdout.
     pub fn start_default(ns: &Netns) -> Self {
-        Self::start(ns, "[sink.stream]\nenable = true\nwriter = \"stdout\"\n")
+        Self::start(
+            ns,
+            "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n\
+             [sink.stream]\nenable = true\nwriter = \"stdout\"\n",
+        )
     }
 
     /// Waits for a stderr line containing `needle`; returns it.

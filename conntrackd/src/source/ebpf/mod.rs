@@ -41,7 +41,7 @@ impl EbpfSource {
         let mut program = KernelProgram::load(config, prefilter)?;
         let socket = socket::open()?;
         program.attach(&socket)?;
-        socket::subscribe(&socket, &prefilter.kinds)?;
+        socket::subscribe(&socket, &prefilter.kinds())?;
         tracing::info!(
             capture_comm = program.capture_comm,
             ring_bytes = config.ring_buffer_bytes,

@@ -9,7 +9,7 @@ use aya::{
 };
 use conntrackd_common::{
     EventRecord, Policy, COUNTER_COUNT, EVENT_RECORD_SIZE, GLOBAL_CAPTURE_COMM, MAP_COUNTERS, MAP_DST_CLASSES,
-    MAP_EVENTS, MAP_POLICY, MAP_PROTOCOLS, MAP_SRC_CLASSES,
+    MAP_EVENTS, MAP_POLICY, MAP_SRC_CLASSES,
 };
 
 use crate::{
@@ -126,10 +126,6 @@ pub(crate) fn decode(bytes: &[u8], offset: i128) -> Result<Event, DecodeError> {
 }
 
 fn fill_maps(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Result<(), ProgramError> {
-    let mut protocols: Array<_, u32> = Array::try_from(map(ebpf, MAP_PROTOCOLS)?).map_err(map_err(MAP_PROTOCOLS))?;
-    for &proto in &prefilter.protocols {
-        protocols.set(u32::from(proto), 1, 0).map_err(map_err(MAP_PROTOCOLS))?;
-    }
     for name in [MAP_DST_CLASSES, MAP_SRC_CLASSES] {
         let mut trie: LpmTrie<_, [u8; 16], u32> = LpmTrie::try_from(map(ebpf, name)?).map_err(map_err(name))?;
         for p in PREFIXES {

@@ -1,0 +1,199 @@
+//! The compiled rule tree both languages produce, and its evaluation on an
+//! event. Everything is a typed value (bit sets, ranges, prefixes): evaluation
+//! never allocates and never compares strings.
+use std::net::IpAddr;
+
+use super::network::NetworkClass;
+use crate::event::{Event, EventType, Protocol};
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Log,
+    Drop,
+}
+
+/// Which address (or port) of the original tuple a predicate looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Source,
+    Destination,
+    /// `on port P`: either side.
+    Either,
+}
+
+/// A set of small enum values as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Bits(pub u8);
+
+impl Bits {
+    pub fn with(self, bit: u8) -> Self {
+        Bits(self.0 | 1 << bit)
+    }
+
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+}
+
+pub(crate) fn kind_bit(kind: EventType) -> u8 {
+    match kind {
+        EventType::New => 0,
+        EventType::Update => 1,
+        EventType::Destroy => 2,
+    }
+}
+
+pub(crate) fn protocol_bit(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => 0,
+        Protocol::Udp => 1,
+    }
+}
+
+pub(crate) fn class_bit(class: NetworkClass) -> u8 {
+    class.kernel_value() as u8
+}
+
+/// An IP prefix in the IPv6 space; IPv4 prefixes are IPv4-mapped, so an
+/// IPv4-mapped IPv6 address matches them as the IPv4 address it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    pub bits: u128,
+    pub len: u8,
+}
+
+impl Cidr {
+    /// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address, or `x::/n`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let (bits, len) = match addr.parse::<IpAddr>().ok()? {
+            IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), 96 + len.unwrap_or(32)),
+            IpAddr::V6(v6) => (u128::from(v6), len.unwrap_or(128)),
+        };
+        (len <= 128).then(|| Cidr { bits: bits & mask(len), len })
+    }
+
+    pub fn contains(&self, addr: u128) -> bool {
+        addr & mask(self.len) == self.bits
+    }
+}
+
+fn mask(len: u8) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+}
+
+/// An address in the IPv6 space (IPv4 mapped).
+pub(crate) fn addr_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// Inclusive port ranges, kept as ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PortSet(pub Vec<(u16, u16)>);
+
+impl PortSet {
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+    }
+}
+
+/// A compiled expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expr {
+    Const(bool),
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    /// Event type in the set (bits by [`kind_bit`]).
+    Type(Bits),
+    /// Protocol in the set (bits by [`protocol_bit`]).
+    Protocol(Bits),
+    /// The side's network class in the set (bits by [`class_bit`]); never `Either`.
+    Network(Side, Bits),
+    /// The side's address in one of the prefixes (and, if given, its port in the set).
+    Address(Side, Vec<Cidr>, Option<PortSet>),
+    /// The side's port (or either port) in the set.
+    Port(Side, PortSet),
+}
+
+impl Expr {
+    pub fn and(a: Expr, b: Expr) -> Expr {
+        Expr::And(Box::new(a), Box::new(b))
+    }
+
+    pub fn or(a: Expr, b: Expr) -> Expr {
+        Expr::Or(Box::new(a), Box::new(b))
+    }
+
+    pub fn not(a: Expr) -> Expr {
+        Expr::Not(Box::new(a))
+    }
+
+    /// Evaluates on an event (original-direction tuple).
+    pub fn matches(&self, ev: &Event) -> bool {
+        match self {
+            Expr::Const(b) => *b,
+            Expr::Not(e) => !e.matches(ev),
+            Expr::And(a, b) => a.matches(ev) && b.matches(ev),
+            Expr::Or(a, b) => a.matches(ev) || b.matches(ev),
+            Expr::Type(set) => set.has(kind_bit(ev.kind)),
+            Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
+            Expr::Network(side, set) => {
+                let ip = if *side == Side::Source { ev.orig.src } else { ev.orig.dst };
+                set.has(class_bit(NetworkClass::of(ip)))
+            }
+            Expr::Address(side, cidrs, ports) => match side {
+                Side::Source => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports),
+                Side::Destination => address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
+                Side::Either => {
+                    address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports)
+                        || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports)
+                }
+            },
+            Expr::Port(side, set) => match side {
+                Side::Source => set.contains(ev.orig.src_port),
+                Side::Destination => set.contains(ev.orig.dst_port),
+                Side::Either => set.contains(ev.orig.src_port) || set.contains(ev.orig.dst_port),
+            },
+        }
+    }
+}
+
+fn address_matches(ip: IpAddr, port: u16, cidrs: &[Cidr], ports: &Option<PortSet>) -> bool {
+    let bits = addr_bits(ip);
+    cidrs.iter().any(|c| c.contains(bits)) && ports.as_ref().is_none_or(|p| p.contains(port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_cover_ipv4_mapped_and_ipv6() {
+        let private = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(private.contains(addr_bits("10.1.2.3".parse().unwrap())));
+        assert!(private.contains(addr_bits("::ffff:10.1.2.3".parse().unwrap())));
+        assert!(!private.contains(addr_bits("11.0.0.1".parse().unwrap())));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(addr_bits("2001:db8::1".parse().unwrap())));
+        assert_eq!(Cidr::parse("8.8.8.8"), Some(Cidr { bits: addr_bits("8.8.8.8".parse().unwrap()), len: 128 }));
+        assert!(Cidr::parse("::/0").unwrap().contains(42));
+        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
+        assert_eq!(Cidr::parse("10.0.0.300"), None);
+        assert_eq!(Cidr::parse("10.0.0.0/x"), None);
+    }
+
+    #[test]
+    fn port_sets_are_ranges() {
+        let p = PortSet(vec![(80, 80), (1024, 65535)]);
+        assert!(p.contains(80) && p.contains(65535) && p.contains(1024));
+        assert!(!p.contains(81) && !p.contains(1023));
+    }
+}

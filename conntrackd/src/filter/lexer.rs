@@ -1,0 +1,153 @@
+//! Splits a rule into tokens with their columns; shared by both languages.
+//!
+//! Words keep the characters of addresses, CIDRs, port ranges and dotted
+//! CEL variables (`.`, `:`, `/`, `-`), so `10.0.0.0/8`, `fe80::/10`,
+//! `1024-65535` and `source.address` are single tokens.
+
+/// One token and the 1-based column (in characters) where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token<'a> {
+    pub kind: Tok<'a>,
+    pub column: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tok<'a> {
+    Word(&'a str),
+    /// A quoted string literal, without its quotes (no escapes are needed by the grammar).
+    Str(&'a str),
+    Comma,
+    LParen,
+    RParen,
+    Bang,
+    /// `== != < <= > >= && ||`
+    Op(&'static str),
+}
+
+impl Tok<'_> {
+    /// How the token reads in an error message.
+    pub fn describe(&self) -> String {
+        match self {
+            Tok::Word(w) => format!("'{w}'"),
+            Tok::Str(s) => format!("\"{s}\""),
+            Tok::Comma => "','".into(),
+            Tok::LParen => "'('".into(),
+            Tok::RParen => "')'".into(),
+            Tok::Bang => "'!'".into(),
+            Tok::Op(op) => format!("'{op}'"),
+        }
+    }
+}
+
+/// A lexical error: column and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LexError {
+    pub column: usize,
+    pub message: String,
+}
+
+const OPS: [&str; 8] = ["==", "!=", "<=", ">=", "&&", "||", "<", ">"];
+
+/// Tokenizes `text`; `base` is the column of its first character.
+pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexError> {
+    let mut tokens = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    let column = |byte: usize| base + text[..byte].chars().count();
+    while let Some(&(i, c)) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        let rest = &text[i..];
+        let col = column(i);
+        if let Some(op) = OPS.iter().find(|op| rest.starts_with(**op)) {
+            tokens.push(Token { kind: Tok::Op(op), column: col });
+            for _ in 0..op.len() {
+                chars.next();
+            }
+            continue;
+        }
+        let single = match c {
+            ',' => Some(Tok::Comma),
+            '(' => Some(Tok::LParen),
+            ')' => Some(Tok::RParen),
+            '!' => Some(Tok::Bang),
+            _ => None,
+        };
+        if let Some(kind) = single {
+            tokens.push(Token { kind, column: col });
+            chars.next();
+        } else if c == '"' || c == '\'' {
+            let Some(len) = rest[1..].find(c) else {
+                return Err(LexError { column: col, message: format!("unterminated string starting with {c}") });
+            };
+            tokens.push(Token { kind: Tok::Str(&rest[1..1 + len]), column: col });
+            while chars.peek().is_some_and(|&(j, _)| j < i + len + 2) {
+                chars.next();
+            }
+        } else if is_word_char(c) {
+            let len = rest.find(|ch: char| !is_word_char(ch)).unwrap_or(rest.len());
+            tokens.push(Token { kind: Tok::Word(&rest[..len]), column: col });
+            while chars.peek().is_some_and(|&(j, _)| j < i + len) {
+                chars.next();
+            }
+        } else {
+            return Err(LexError { column: col, message: format!("unexpected character '{c}'") });
+        }
+    }
+    Ok(tokens)
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '-' | '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<Tok<'_>> {
+        tokenize(text, 1).unwrap().into_iter().map(|t| t.kind).collect()
+    }
+
+    #[test]
+    fn words_keep_addresses_ranges_and_dotted_names() {
+        assert_eq!(
+            kinds("dst address 10.0.0.0/8,fe80::/10 on port 1024-65535"),
+            vec![
+                Tok::Word("dst"),
+                Tok::Word("address"),
+                Tok::Word("10.0.0.0/8"),
+                Tok::Comma,
+                Tok::Word("fe80::/10"),
+                Tok::Word("on"),
+                Tok::Word("port"),
+                Tok::Word("1024-65535"),
+            ]
+        );
+        assert_eq!(
+            kinds("!is_network(source.address, \"PUBLIC\") && x != 'a'"),
+            vec![
+                Tok::Bang,
+                Tok::Word("is_network"),
+                Tok::LParen,
+                Tok::Word("source.address"),
+                Tok::Comma,
+                Tok::Str("PUBLIC"),
+                Tok::RParen,
+                Tok::Op("&&"),
+                Tok::Word("x"),
+                Tok::Op("!="),
+                Tok::Str("a"),
+            ]
+        );
+    }
+
+    #[test]
+    fn columns_and_errors() {
+        let toks = tokenize("type  NEW", 5).unwrap();
+        assert_eq!((toks[0].column, toks[1].column), (5, 11));
+        assert_eq!(tokenize("a \"open", 1).unwrap_err().column, 3);
+        assert_eq!(tokenize("a ; b", 1).unwrap_err(), LexError { column: 3, message: "unexpected character ';'".into() });
+    }
+}
