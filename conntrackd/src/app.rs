@@ -39,7 +39,12 @@ pub(crate) fn check_report(config: &Config) -> String {
 
 /// Runs until SIGINT or SIGTERM.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
-    let prefilter = Prefilter::derive(&config.rules);
+    let prefilter = if config.source.kernel_prefilter {
+        Prefilter::derive(&config.rules)
+    } else {
+        tracing::info!("kernel pre-filter disabled (source.kernel_prefilter = false): the rules decide in userspace");
+        Prefilter::keep_all()
+    };
     tracing::debug!(table = %prefilter, "kernel pre-filter derived from the rules");
     let mut source = EbpfSource::open(&config.source, &prefilter).context("starting the eBPF source")?;
     if sysctl::check_events()? == EventsSetting::Auto {

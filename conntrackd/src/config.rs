@@ -62,6 +62,8 @@ struct RawSource {
     ring_buffer_bytes: Option<u64>,
     /// How often the daemon drains the ring without a wakeup, in milliseconds.
     drain_interval_ms: Option<u64>,
+    /// Let the kernel drop events no rule can log (default true).
+    kernel_prefilter: Option<bool>,
 }
 
 /// `[sink]`
@@ -101,6 +103,8 @@ pub(crate) struct LogConfig {
 pub(crate) struct SourceConfig {
     pub ring_buffer_bytes: u32,
     pub drain_interval: std::time::Duration,
+    /// false: the kernel passes every TCP/UDP event on and only the rules decide.
+    pub kernel_prefilter: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +172,7 @@ impl Config {
             source: SourceConfig {
                 ring_buffer_bytes: ring as u32,
                 drain_interval: std::time::Duration::from_millis(drain_ms),
+                kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
             },
             stream,
         })

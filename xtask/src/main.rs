@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | bench`.
+//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | fuzz | bench`.
 //!
 //! Every task that builds runs `setup` first, which installs only what is
 //! missing and says what it installs.
 mod bench;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -35,6 +36,14 @@ enum Task {
     },
     /// Build and run every test (as root: the kernel tests use network namespaces).
     Test,
+    /// Run a cargo-fuzz target of conntrackd/fuzz (rules) with nightly.
+    Fuzz {
+        /// Target name, e.g. `rules`.
+        target: String,
+        /// How long to run, in seconds.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
     /// Measure delivery and CPU cost against conntrack-tools on generated load (as root).
     Bench {
         /// Fewer events and rates, for a smoke run.
@@ -70,6 +79,10 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             require_root("the kernel tests create network namespaces")?;
             cargo(&root, &["test", "--workspace", "--all-targets"])
+        }
+        Task::Fuzz { target, seconds } => {
+            build_ebpf(&root)?;
+            fuzz::run(&root, &target, seconds)
         }
         Task::Bench { quick } => {
             setup::run()?;

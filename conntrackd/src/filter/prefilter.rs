@@ -14,9 +14,7 @@ use super::{
     network::{NetworkClass, PREFIXES},
     Rules,
 };
-#[cfg(test)]
-use crate::event::Event;
-use crate::event::{EventType, Protocol};
+use crate::event::{Event, EventType, Protocol};
 
 const KINDS: [EventType; 3] = [EventType::New, EventType::Update, EventType::Destroy];
 const PROTOCOLS: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
@@ -77,6 +75,11 @@ impl Prefilter {
         Self { keep }
     }
 
+    /// Keeps every TCP/UDP event (pre-filter disabled; only the rules decide).
+    pub fn keep_all() -> Self {
+        Self { keep: [[u16::MAX; 2]; 3] }
+    }
+
     /// Event types some rule path can log: the multicast groups to join.
     pub fn kinds(&self) -> Vec<EventType> {
         KINDS.iter().copied().filter(|&k| self.keep[kind_bit(k) as usize].iter().any(|&m| m != 0)).collect()
@@ -94,7 +97,6 @@ impl Prefilter {
     }
 
     /// The kernel's decision for a concrete event, in userspace.
-    #[cfg(test)]
     pub fn keeps(&self, ev: &Event) -> bool {
         let src = class_bit(NetworkClass::of(ev.orig.src));
         let dst = class_bit(NetworkClass::of(ev.orig.dst));

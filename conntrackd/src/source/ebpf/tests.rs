@@ -20,7 +20,7 @@ use crate::{
 fn load() -> KernelProgram {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "kernel program tests need root (CAP_BPF): run `sudo cargo xtask test`");
-    let config = SourceConfig { ring_buffer_bytes: 1 << 20, drain_interval: Duration::from_millis(50) };
+    let config = SourceConfig { ring_buffer_bytes: 1 << 20, drain_interval: Duration::from_millis(50), kernel_prefilter: true };
     KernelProgram::load(&config, &Prefilter::derive(&Rules::defaults())).expect("load the kernel program")
 }
 
