@@ -3,7 +3,7 @@
 use std::{io::Write, net::IpAddr};
 
 use crate::{
-    event::{tcp_state_name, Endpoints, Event, EventType},
+    event::{fields::FieldValue, Event},
     time::write_rfc3339,
 };
 
@@ -34,62 +34,28 @@ fn write_endpoint(out: &mut Vec<u8>, ip: IpAddr, port: u16) {
 }
 
 /// The event fields, each preceded by a comma.
-fn write_fields(out: &mut Vec<u8>, ev: &Event) {
-    str_field(out, "type", ev.kind.as_str());
-    if let Some(flow) = ev.flow {
-        num_field(out, "flow", flow);
-    }
-    str_field(out, "prot", ev.protocol.as_str());
-    write_tuple(out, "", &ev.orig);
-    if let Some(state) = ev.tcp_state {
-        str_field(out, "tcp_state", tcp_state_name(state));
-    }
-    if ev.kind == EventType::New {
-        if let Some(task) = &ev.task {
-            num_field(out, "pid", task.pid);
-            num_field(out, "uid", task.uid);
-            if let Some(comm) = task.comm() {
-                str_field(out, "comm", comm);
-            }
+pub(crate) fn write_fields(out: &mut Vec<u8>, ev: &Event) {
+    ev.for_each_field(|name, value| {
+        let _ = write!(out, ",\"{name}\":");
+        write_value(out, value);
+    });
+}
+
+/// One JSON value: strings (and addresses) quoted and escaped, numbers bare.
+pub(crate) fn write_value(out: &mut Vec<u8>, value: FieldValue<'_>) {
+    match value {
+        FieldValue::Str(s) => {
+            out.push(b'"');
+            write_escaped(out, s);
+            out.push(b'"');
+        }
+        FieldValue::Ip(ip) => {
+            let _ = write!(out, "\"{ip}\"");
+        }
+        FieldValue::U64(n) => {
+            let _ = write!(out, "{n}");
         }
     }
-    if let Some(reply) = &ev.reply {
-        if !is_inverse(&ev.orig, reply) {
-            write_tuple(out, "reply_", reply);
-        }
-    }
-    if let Some(mark) = ev.mark.filter(|&m| m != 0) {
-        num_field(out, "mark", mark);
-    }
-    if let Some(zone) = ev.zone.filter(|&z| z != 0) {
-        num_field(out, "zone", zone);
-    }
-    if let Some(c) = &ev.counters {
-        num_field(out, "orig_packets", c.orig_packets);
-        num_field(out, "orig_bytes", c.orig_bytes);
-        num_field(out, "reply_packets", c.reply_packets);
-        num_field(out, "reply_bytes", c.reply_bytes);
-    }
-}
-
-/// True when the reply tuple is the plain mirror of the original (no NAT).
-fn is_inverse(orig: &Endpoints, reply: &Endpoints) -> bool {
-    orig.src == reply.dst && orig.dst == reply.src && orig.src_port == reply.dst_port && orig.dst_port == reply.src_port
-}
-
-fn write_tuple(out: &mut Vec<u8>, prefix: &str, t: &Endpoints) {
-    let _ = write!(out, ",\"{prefix}src_addr\":\"{}\",\"{prefix}dst_addr\":\"{}\"", t.src, t.dst);
-    let _ = write!(out, ",\"{prefix}src_port\":{},\"{prefix}dst_port\":{}", t.src_port, t.dst_port);
-}
-
-fn num_field(out: &mut Vec<u8>, key: &str, value: impl std::fmt::Display) {
-    let _ = write!(out, ",\"{key}\":{value}");
-}
-
-fn str_field(out: &mut Vec<u8>, key: &str, value: &str) {
-    let _ = write!(out, ",\"{key}\":\"");
-    write_escaped(out, value);
-    out.push(b'"');
 }
 
 /// JSON string escaping (RFC 8259): quotes, backslash and control characters.
@@ -137,7 +103,7 @@ mod tests {
     #[test]
     fn ipv6_message_brackets_and_no_task_on_destroy() {
         let mut ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
-        ev.kind = EventType::Destroy;
+        ev.kind = crate::event::EventType::Destroy;
         ev.orig.src = "fd00::1".parse().unwrap();
         ev.orig.dst = "2001:4860:4860::8888".parse().unwrap();
         let text = line(&ev);

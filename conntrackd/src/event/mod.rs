@@ -1,5 +1,8 @@
 //! The owned conntrack [`Event`] every source produces and every sink consumes,
-//! and its conversion from the kernel program's [`EventRecord`].
+//! and its conversion from the kernel program's [`EventRecord`]. `fields.rs`
+//! lists its fields in the contract's order for the sink encoders.
+pub(crate) mod fields;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIND_UPDATE};

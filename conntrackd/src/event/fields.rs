@@ -1,0 +1,68 @@
+//! The event's fields in the contract's order (PRODUCT.md "Event record"),
+//! as one visitor every sink encodes from: JSON lines, journald `EVENT_*`,
+//! syslog `@cee`, Loki structured metadata. Add a field here and every sink
+//! carries it.
+use std::net::IpAddr;
+
+use super::{tcp_state_name, Endpoints, Event, EventType};
+
+/// One field value, borrowed from the event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FieldValue<'a> {
+    Str(&'a str),
+    Ip(IpAddr),
+    U64(u64),
+}
+
+impl Event {
+    /// Calls `f(name, value)` for each present field, in contract order:
+    /// type, flow, prot, src_addr, dst_addr, src_port, dst_port, tcp_state,
+    /// then the fields the original lacks.
+    pub fn for_each_field(&self, mut f: impl FnMut(&'static str, FieldValue<'_>)) {
+        f("type", FieldValue::Str(self.kind.as_str()));
+        if let Some(flow) = self.flow {
+            f("flow", FieldValue::U64(u64::from(flow)));
+        }
+        f("prot", FieldValue::Str(self.protocol.as_str()));
+        tuple(&mut f, ["src_addr", "dst_addr", "src_port", "dst_port"], &self.orig);
+        if let Some(state) = self.tcp_state {
+            f("tcp_state", FieldValue::Str(tcp_state_name(state)));
+        }
+        if self.kind == EventType::New {
+            if let Some(task) = &self.task {
+                f("pid", FieldValue::U64(u64::from(task.pid)));
+                f("uid", FieldValue::U64(u64::from(task.uid)));
+                if let Some(comm) = task.comm() {
+                    f("comm", FieldValue::Str(comm));
+                }
+            }
+        }
+        if let Some(reply) = self.reply.as_ref().filter(|r| !is_mirror(&self.orig, r)) {
+            tuple(&mut f, ["reply_src_addr", "reply_dst_addr", "reply_src_port", "reply_dst_port"], reply);
+        }
+        if let Some(mark) = self.mark.filter(|&m| m != 0) {
+            f("mark", FieldValue::U64(u64::from(mark)));
+        }
+        if let Some(zone) = self.zone.filter(|&z| z != 0) {
+            f("zone", FieldValue::U64(u64::from(zone)));
+        }
+        if let Some(c) = &self.counters {
+            f("orig_packets", FieldValue::U64(c.orig_packets));
+            f("orig_bytes", FieldValue::U64(c.orig_bytes));
+            f("reply_packets", FieldValue::U64(c.reply_packets));
+            f("reply_bytes", FieldValue::U64(c.reply_bytes));
+        }
+    }
+}
+
+fn tuple(f: &mut impl FnMut(&'static str, FieldValue<'_>), names: [&'static str; 4], t: &Endpoints) {
+    f(names[0], FieldValue::Ip(t.src));
+    f(names[1], FieldValue::Ip(t.dst));
+    f(names[2], FieldValue::U64(u64::from(t.src_port)));
+    f(names[3], FieldValue::U64(u64::from(t.dst_port)));
+}
+
+/// True when the reply tuple is the plain mirror of the original (no NAT).
+fn is_mirror(orig: &Endpoints, reply: &Endpoints) -> bool {
+    orig.src == reply.dst && orig.dst == reply.src && orig.src_port == reply.dst_port && orig.dst_port == reply.src_port
+}

@@ -1,0 +1,225 @@
+//! The consumers under test, each run alone inside the client namespace:
+//! conntrackd (eBPF source, stream sink to a file) and `conntrack -E` from
+//! conntrack-tools. A [`Consumer`] is started and awaited until it listens,
+//! left to catch up, stopped with SIGTERM and measured; dropping one that was
+//! not stopped kills it.
+use std::{
+    fs::{self, File},
+    io::{self, BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{ChildStderr, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::{
+    interrupt, netns,
+    parse::{self, Format},
+    process::{self, Exit},
+};
+
+/// Loading and verifying the eBPF program can take a while on a busy machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Readiness poll interval (conntrack -E announces nothing; we watch its socket).
+const READY_POLL: Duration = Duration::from_millis(5);
+/// Output-quiescence poll interval.
+const QUIET_POLL: Duration = Duration::from_millis(100);
+const READY_MARKER: &str = "conntrackd ready";
+/// Lines of stderr quoted when a consumer fails to start.
+const STDERR_TAIL: usize = 20;
+
+/// Which program consumes the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Conntrackd,
+    ConntrackEvents,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Conntrackd, Kind::ConntrackEvents];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Conntrackd => "conntrackd",
+            Kind::ConntrackEvents => "conntrack -E",
+        }
+    }
+
+    /// File-name friendly name.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Kind::Conntrackd => "conntrackd",
+            Kind::ConntrackEvents => "conntrack-E",
+        }
+    }
+
+    pub fn format(self) -> Format {
+        match self {
+            Kind::Conntrackd => Format::Json,
+            Kind::ConntrackEvents => Format::Conntrack,
+        }
+    }
+}
+
+/// The daemon binary and its config file.
+pub(crate) struct Daemon<'a> {
+    pub binary: &'a Path,
+    pub config: &'a Path,
+}
+
+/// What a stopped consumer cost.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    /// CPU (user + system, all threads) from readiness to exit.
+    pub cpu_load: Duration,
+    /// CPU before readiness (exec, eBPF load and attach).
+    pub cpu_startup: Duration,
+    /// Peak RSS of the consumer program (`VmHWM` just before SIGTERM), KiB.
+    pub peak_rss_kib: u64,
+    pub exit: Exit,
+    pub stderr: Vec<String>,
+}
+
+/// A running consumer.
+pub(crate) struct Consumer {
+    kind: Kind,
+    pid: i32,
+    exit: Receiver<io::Result<Exit>>,
+    stderr: Option<JoinHandle<Vec<String>>>,
+    output: PathBuf,
+    cpu_at_ready: Duration,
+    reaped: bool,
+}
+
+impl Consumer {
+    /// Starts `kind` in the client namespace with stdout to `output` and
+    /// returns once it is listening for events.
+    pub fn start(kind: Kind, daemon: &Daemon, output: &Path) -> Result<Self> {
+        let binary = daemon.binary.to_string_lossy();
+        let config = daemon.config.to_string_lossy();
+        let mut cmd = match kind {
+            Kind::Conntrackd => netns::command_in(netns::CLIENT, &[&binary, "run", "--config", &config]),
+            Kind::ConntrackEvents => netns::command_in(netns::CLIENT, &["conntrack", "-E", "-o", "timestamp"]),
+        };
+        let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
+        let mut child =
+            cmd.env("NO_COLOR", "1").stdin(Stdio::null()).stdout(out).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {}", kind.name()))?;
+        let pid = i32::try_from(child.id()).context("pid out of range")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = child.stderr.take().map(|s| thread::spawn(move || read_stderr(s, ready_tx)));
+        let mut consumer =
+            Consumer { kind, pid, exit: process::reaper(pid), stderr, output: output.to_path_buf(), cpu_at_ready: Duration::ZERO, reaped: false };
+        consumer.await_ready(&ready_rx)?;
+        consumer.cpu_at_ready = process::cpu_time(pid)?;
+        Ok(consumer)
+    }
+
+    /// conntrackd: its `conntrackd ready` line; conntrack -E: a subscribed ctnetlink socket.
+    fn await_ready(&mut self, ready: &Receiver<()>) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            interrupt::check()?;
+            match ready.recv_timeout(READY_POLL) {
+                Ok(()) => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => return Err(self.died_early()),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.kind == Kind::ConntrackEvents && process::subscribed_to_netfilter(self.pid)? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} was not ready within {READY_TIMEOUT:?}", self.kind.name());
+            }
+        }
+    }
+
+    /// The error for a consumer that closed stderr before it was ready.
+    fn died_early(&mut self) -> anyhow::Error {
+        let exit = match self.exit.recv_timeout(STOP_TIMEOUT) {
+            Ok(Ok(exit)) => exit.describe(),
+            Ok(Err(err)) => format!("wait4 failed: {err}"),
+            Err(_) => "stderr closed".to_string(),
+        };
+        self.reaped = true;
+        anyhow::anyhow!("{} stopped before it was ready ({exit}); last lines of its stderr:\n{}", self.kind.name(), self.stderr_tail())
+    }
+
+    /// The last lines of stderr of a consumer that has exited.
+    fn stderr_tail(&mut self) -> String {
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        stderr[stderr.len().saturating_sub(STDERR_TAIL)..].join("\n")
+    }
+
+    /// Waits until the output file has not grown for `quiet` (bounded by
+    /// `limit`); returns false if it was still growing at the limit.
+    pub fn wait_quiet(&self, quiet: Duration, limit: Duration) -> Result<bool> {
+        let start = Instant::now();
+        let (mut size, mut since) = (self.output_len()?, Instant::now());
+        loop {
+            interrupt::check()?;
+            thread::sleep(QUIET_POLL);
+            let now = Instant::now();
+            let current = self.output_len()?;
+            if current != size {
+                (size, since) = (current, now);
+            } else if now - since >= quiet {
+                return Ok(true);
+            }
+            if now - start >= limit {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn output_len(&self) -> Result<u64> {
+        Ok(fs::metadata(&self.output).with_context(|| format!("reading {}", self.output.display()))?.len())
+    }
+
+    /// SIGTERM, wait for exit, and report what the consumer used.
+    pub fn stop(mut self) -> Result<Measured> {
+        if let Ok(exit) = self.exit.try_recv() {
+            self.reaped = true;
+            let exit = exit.map_or_else(|err| format!("wait4 failed: {err}"), |e| e.describe());
+            bail!("{} exited during the run ({exit}); last lines of its stderr:\n{}", self.kind.name(), self.stderr_tail());
+        }
+        let peak_rss_kib = process::peak_rss_kib(self.pid)?;
+        process::signal(self.pid, libc::SIGTERM)?;
+        let exit = match self.exit.recv_timeout(STOP_TIMEOUT) {
+            Ok(exit) => exit.context("waiting for the consumer")?,
+            Err(_) => bail!("{} did not exit within {STOP_TIMEOUT:?} of SIGTERM", self.kind.name()),
+        };
+        self.reaped = true;
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let cpu_startup = self.cpu_at_ready;
+        Ok(Measured { cpu_load: exit.cpu().saturating_sub(cpu_startup), cpu_startup, peak_rss_kib, exit, stderr })
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if process::signal(self.pid, libc::SIGKILL).is_ok() {
+            let _ = self.exit.recv_timeout(STOP_TIMEOUT);
+        }
+    }
+}
+
+/// Collects stderr lines (ANSI stripped); signals `ready` on the readiness line.
+fn read_stderr(stderr: ChildStderr, ready: Sender<()>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in BufReader::new(stderr).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = parse::strip_ansi(&String::from_utf8_lossy(&line));
+        if line.contains(READY_MARKER) {
+            let _ = ready.send(());
+        }
+        lines.push(line);
+    }
+    lines
+}

@@ -1,0 +1,112 @@
+//! One measurement: a consumer listens while the generator creates the load
+//! and the table is flushed; then its delivery and cost are collected.
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+
+use super::{
+    consumer::{Consumer, Daemon, Kind, Measured},
+    generator::{self, Load, Sent},
+    netns::{self, Lab},
+    parse,
+    report::RunResult,
+};
+
+/// Upper bound on waiting for a consumer's output to settle.
+const QUIET_LIMIT: Duration = Duration::from_secs(120);
+
+/// A target rate of NEW events per second; `None` is the generator's maximum.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate(pub Option<u32>);
+
+impl Rate {
+    pub fn label(self) -> String {
+        match self.0 {
+            None => "max".to_string(),
+            Some(r) if r % 1000 == 0 => format!("{}k/s", r / 1000),
+            Some(r) => format!("{r}/s"),
+        }
+    }
+
+    fn slug(self) -> String {
+        self.label().replace("/s", "")
+    }
+}
+
+/// What every measurement shares.
+pub(crate) struct Bench<'a> {
+    pub lab: &'a Lab,
+    pub daemon: Daemon<'a>,
+    pub runs_dir: &'a Path,
+    pub connections: u32,
+    pub sources: Vec<Ipv4Addr>,
+    /// The output must not grow for this long before the consumer is stopped.
+    pub quiet: Duration,
+}
+
+impl Bench<'_> {
+    /// Runs the load at `rate` with `kind` listening.
+    pub fn measure(&self, kind: Kind, rate: Rate) -> Result<RunResult> {
+        self.lab.flush_client().context("emptying the table before the run")?;
+        let stem = format!("{}-{}", kind.slug(), rate.slug());
+        let output = self.runs_dir.join(format!("{stem}.out"));
+        let consumer = Consumer::start(kind, &self.daemon, &output)?;
+        let load =
+            Load { connections: self.connections, rate: rate.0, sources: self.sources.clone(), dst: SocketAddrV4::new(netns::SERVER_ADDR, netns::LOAD_PORT) };
+        let sent = generator::run(&netns::path(netns::CLIENT), &load)?;
+        let entries = self.lab.client_entries()?;
+        self.lab.flush_client().context("flushing the table after the load")?;
+        let settled = consumer.wait_quiet(self.quiet, QUIET_LIMIT)?;
+        let measured = consumer.stop()?;
+        let log = self.runs_dir.join(format!("{stem}.stderr"));
+        fs::write(&log, measured.stderr.join("\n") + "\n").with_context(|| format!("writing {}", log.display()))?;
+        let delivered = parse::delivered(&output, kind.format(), netns::SERVER_ADDR)?;
+        Ok(result(kind, rate, &sent, entries, delivered, &measured, settled))
+    }
+}
+
+fn result(kind: Kind, rate: Rate, sent: &Sent, entries: u64, delivered: parse::Delivered, m: &Measured, settled: bool) -> RunResult {
+    let generated = 2 * entries;
+    let cpu_s = m.cpu_load.as_secs_f64();
+    let counters = match kind {
+        Kind::Conntrackd => parse::counters(&m.stderr, "conntrackd stopped").unwrap_or_default(),
+        Kind::ConntrackEvents => parse::conntrack_summary(&m.stderr),
+    };
+    RunResult {
+        consumer: kind.name(),
+        rate: rate.label(),
+        target_rate: rate.0,
+        achieved_rate: sent.rate(),
+        generation_s: sent.elapsed.as_secs_f64(),
+        packets_sent: sent.packets,
+        table_entries: entries,
+        generated,
+        delivered: delivered.events(),
+        delivered_detail: delivered,
+        loss_pct: percent(generated.saturating_sub(delivered.events()), generated),
+        cpu_s,
+        cpu_s_per_100k: if generated == 0 { 0.0 } else { cpu_s * 100_000.0 / generated as f64 },
+        startup_cpu_s: m.cpu_startup.as_secs_f64(),
+        user_s: m.exit.user.as_secs_f64(),
+        system_s: m.exit.system.as_secs_f64(),
+        peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
+        ru_maxrss_mib: m.exit.maxrss_kib as f64 / 1024.0,
+        counters,
+        settled,
+        exit: m.exit.describe(),
+        send_retries: sent.retries,
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
