@@ -26,9 +26,12 @@ pub(crate) fn install_packages(packages: &[&str]) -> Result<()> {
         return Ok(());
     }
     println!("setup: installing Debian packages: {}", missing.join(" "));
-    crate::run(Command::new("apt-get").args(["update", "-q"]), "apt-get update")?;
+    crate::run(Command::new("apt-get").args(["-o", "DPkg::Lock::Timeout=600", "update", "-q"]), "apt-get update")?;
     crate::run(
-        Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"),
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install",
     )
 }
