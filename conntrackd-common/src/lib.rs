@@ -61,6 +61,8 @@ pub mod present {
     pub const REPLY_PROTO: u32 = 1 << 15;
     pub const REPLY_PORTS: u32 = 1 << 16;
     pub const COMM: u32 = 1 << 17;
+    /// `pid_tgid`/`uid_gid` were captured (the kernel program; never the netlink source).
+    pub const TASK: u32 = 1 << 18;
 }
 
 /// Kernel-side counters: indexes into the per-CPU `COUNTERS` array.

@@ -159,6 +159,7 @@ fn emit(rec: &mut EventRecord, policy: &Policy) -> u32 {
         rec.ktime_ns = bpf_ktime_get_ns();
         rec.pid_tgid = bpf_get_current_pid_tgid();
         rec.uid_gid = bpf_get_current_uid_gid();
+        rec.present |= present::TASK;
         if core::ptr::read_volatile(&CAPTURE_COMM) != 0 {
             if let Ok(comm) = bpf_get_current_comm() {
                 rec.comm = comm;

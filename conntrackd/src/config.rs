@@ -64,6 +64,16 @@ struct RawSource {
     drain_interval_ms: Option<u64>,
     /// Let the kernel drop events no rule can log (default true).
     kernel_prefilter: Option<bool>,
+    /// auto | ebpf | netlink (default auto: eBPF, else netlink with a warning).
+    kind: Option<String>,
+    /// netlink: NETLINK_BROADCAST_ERROR + NETLINK_NO_ENOBUFS (conntrack-tools' reliable mode).
+    reliable: Option<bool>,
+    /// netlink: socket receive buffer in bytes (SO_RCVBUFFORCE when permitted).
+    receive_buffer_bytes: Option<u64>,
+    /// Namespaces to watch: ["self"] (default), paths, or ["all"].
+    netns: Option<Vec<String>>,
+    /// Set nf_conntrack_events, _acct and _timestamp to 1 in watched namespaces.
+    set_sysctls: Option<bool>,
 }
 
 /// `[sink]`
@@ -105,6 +115,24 @@ pub(crate) struct SourceConfig {
     pub drain_interval: std::time::Duration,
     /// false: the kernel passes every TCP/UDP event on and only the rules decide.
     pub kernel_prefilter: bool,
+    pub kind: crate::source::Kind,
+    pub reliable: bool,
+    pub receive_buffer_bytes: usize,
+    pub set_sysctls: bool,
+    /// Explicit namespaces (None = the daemon's own); empty with `all_namespaces`.
+    pub netns: Vec<Option<PathBuf>>,
+    /// `netns = ["all"]`: /run/netns plus self, rescanned while running.
+    pub all_namespaces: bool,
+    /// Events carry `netns` unless only the daemon's own namespace is watched.
+    pub label_events: bool,
+}
+
+impl SourceConfig {
+    /// The explicit namespaces, opened for their identity.
+    pub fn namespaces(&self) -> Result<Vec<crate::source::netns::Namespace>, crate::source::netns::NetnsError> {
+        use crate::source::netns::Namespace;
+        self.netns.iter().map(|p| p.as_deref().map_or_else(Namespace::own, Namespace::at)).collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +190,17 @@ impl Config {
         if !(1..=10_000).contains(&drain_ms) {
             return invalid("source.drain_interval_ms", format!("expected 1..=10000, found {drain_ms}"));
         }
+        let (netns, all_namespaces) = validate_netns(raw.source.netns.unwrap_or_else(|| vec!["self".into()]))?;
+        let kind = match raw.source.kind.as_deref().unwrap_or("auto").to_ascii_lowercase().as_str() {
+            "auto" => crate::source::Kind::Auto,
+            "ebpf" => crate::source::Kind::Ebpf,
+            "netlink" => crate::source::Kind::Netlink,
+            other => return invalid("source.kind", format!("expected auto, ebpf or netlink, found {other:?}")),
+        };
+        let rcvbuf = raw.source.receive_buffer_bytes.unwrap_or(8 << 20);
+        if !(64 << 10..=1 << 30).contains(&rcvbuf) {
+            return invalid("source.receive_buffer_bytes", format!("expected 65536..=1073741824, found {rcvbuf}"));
+        }
         let stream = validate_stream(raw.sink.stream)?;
         if stream.is_none() {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
@@ -173,10 +212,41 @@ impl Config {
                 ring_buffer_bytes: ring as u32,
                 drain_interval: std::time::Duration::from_millis(drain_ms),
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
+                kind,
+                reliable: raw.source.reliable.unwrap_or(false),
+                receive_buffer_bytes: rcvbuf as usize,
+                set_sysctls: raw.source.set_sysctls.unwrap_or(false),
+                label_events: all_namespaces || netns != [None],
+                netns,
+                all_namespaces,
             },
             stream,
         })
     }
+}
+
+/// `["self"]`, `["all"]`, or a list of "self" and absolute paths.
+fn validate_netns(list: Vec<String>) -> Result<(Vec<Option<PathBuf>>, bool), ConfigError> {
+    if list.iter().any(|n| n == "all") {
+        if list.len() != 1 {
+            return invalid("source.netns", "\"all\" already includes every namespace: use it alone".into());
+        }
+        return Ok((Vec::new(), true));
+    }
+    if list.is_empty() {
+        return invalid("source.netns", "expected at least one namespace, e.g. [\"self\"]".into());
+    }
+    let mut out = Vec::new();
+    for entry in list {
+        match entry.as_str() {
+            "self" => out.push(None),
+            path if path.starts_with('/') => out.push(Some(PathBuf::from(path))),
+            other => {
+                return invalid("source.netns", format!("expected \"self\", \"all\" or an absolute path such as /run/netns/NAME, found {other:?}"))
+            }
+        }
+    }
+    Ok((out, false))
 }
 
 fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, ConfigError> {
@@ -267,6 +337,20 @@ mod tests {
         let err = Config::from_toml("filter = [\"log any\", \"drop port 80\"]\n[sink.stream]\nenable = true\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("<test>: filter:\nrule 2 \"drop port 80\", column 6:"), "{text}");
+    }
+
+    #[test]
+    fn source_keys() {
+        let c = Config::from_toml("[source]\nkind = \"netlink\"\nreliable = true\nnetns = [\"self\", \"/run/netns/a\"]\n[sink.stream]\nenable = true\n").unwrap();
+        assert_eq!(c.source.kind, crate::source::Kind::Netlink);
+        assert!(c.source.reliable && c.source.label_events);
+        assert_eq!(c.source.netns, vec![None, Some(PathBuf::from("/run/netns/a"))]);
+        let c = Config::from_toml("[sink.stream]\nenable = true\n").unwrap();
+        assert!(!c.source.label_events && c.source.kind == crate::source::Kind::Auto);
+        for (bad, key) in [("kind = \"bpf\"", "source.kind"), ("netns = [\"all\", \"self\"]", "source.netns"), ("netns = [\"x\"]", "source.netns")] {
+            let err = Config::from_toml(&format!("[source]\n{bad}\n[sink.stream]\nenable = true\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

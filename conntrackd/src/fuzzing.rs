@@ -26,6 +26,9 @@ pub fn rules(text: &str) {
                 zone: None,
                 counters: None,
                 task: None,
+                start_ns: None,
+                stop_ns: None,
+                netns: None,
             };
             assert!(!rules.logs(&ev) || table.keeps(&ev), "unsound kernel table for {lines:?}");
         }

@@ -12,6 +12,8 @@ pub(crate) enum FieldValue<'a> {
     Str(&'a str),
     Ip(IpAddr),
     U64(u64),
+    /// ns since the Unix epoch; encoded as RFC 3339.
+    Time(i128),
 }
 
 impl Event {
@@ -51,6 +53,15 @@ impl Event {
             f("orig_bytes", FieldValue::U64(c.orig_bytes));
             f("reply_packets", FieldValue::U64(c.reply_packets));
             f("reply_bytes", FieldValue::U64(c.reply_bytes));
+        }
+        if let Some(start) = self.start_ns.filter(|&s| s != 0) {
+            f("start", FieldValue::Time(i128::from(start)));
+            if let Some(stop) = self.stop_ns.filter(|&s| s >= start) {
+                f("duration_ms", FieldValue::U64((stop - start) / 1_000_000));
+            }
+        }
+        if let Some(netns) = &self.netns {
+            f("netns", FieldValue::Str(netns));
         }
     }
 }

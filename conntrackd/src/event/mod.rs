@@ -105,6 +105,11 @@ pub(crate) struct Event {
     pub zone: Option<u16>,
     pub counters: Option<Counters>,
     pub task: Option<Task>,
+    /// `CTA_TIMESTAMP_START`/`STOP`, ns since the Unix epoch (`nf_conntrack_timestamp=1`).
+    pub start_ns: Option<u64>,
+    pub stop_ns: Option<u64>,
+    /// The watched network namespace (name, or inode), when more than one may be watched.
+    pub netns: Option<std::sync::Arc<str>>,
 }
 
 /// Why a record cannot become an [`Event`].
@@ -158,13 +163,16 @@ impl Event {
                 reply_packets: u64::from_be(rec.reply_packets),
                 reply_bytes: u64::from_be(rec.reply_bytes),
             }),
-            task: Some(Task {
+            task: has(present::TASK).then(|| Task {
                 pid: (rec.pid_tgid >> 32) as u32,
                 tid: rec.pid_tgid as u32,
                 uid: rec.uid_gid as u32,
                 gid: (rec.uid_gid >> 32) as u32,
                 comm: if has(present::COMM) { rec.comm } else { [0; 16] },
             }),
+            start_ns: has(present::TIMESTAMP_START).then(|| u64::from_be(rec.start_ns)),
+            stop_ns: has(present::TIMESTAMP_STOP).then(|| u64::from_be(rec.stop_ns)),
+            netns: None,
         })
     }
 }
@@ -225,6 +233,7 @@ pub(crate) mod tests {
         rec.uid_gid = (7u64 << 32) | 1000;
         rec.comm[..4].copy_from_slice(b"curl");
         rec.present = present::ID
+            | present::TASK
             | present::TCP_STATE
             | present::MARK
             | present::COMM

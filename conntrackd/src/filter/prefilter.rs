@@ -5,9 +5,9 @@
 //! Each rule is evaluated in three-valued logic (true / false / unknown) over
 //! each of the 3 × 2 × 4 × 4 combinations, in rule order, exactly as
 //! first-match evaluation would run.
-use std::fmt;
+use std::{fmt, net::IpAddr};
 
-use conntrackd_common::Policy;
+use conntrackd_common::{Counter, Policy};
 
 use super::{
     ast::{addr_bits, class_bit, kind_bit, protocol_bit, Action, Cidr, Expr, Side},
@@ -94,6 +94,31 @@ impl Prefilter {
             }
         }
         Policy { keep, wakeup_bytes, _pad: 0 }
+    }
+
+    /// The kernel program's decision, made in userspace (netlink source), with
+    /// the same outcome counters: protocol, then source class, then destination class.
+    pub fn verdict(&self, kind: EventType, proto: u8, src: IpAddr, dst: IpAddr) -> Result<(), Counter> {
+        let Some(p) = conntrackd_common::protocol_index(proto) else {
+            return Err(Counter::DropProtocol);
+        };
+        let row = self.keep[kind_bit(kind) as usize][p as usize];
+        if row == 0 {
+            return Err(Counter::DropProtocol);
+        }
+        let dsts = (row >> (class_bit(NetworkClass::of(src)) * 4)) & 0xf;
+        if dsts == 0 {
+            return Err(Counter::DropSrcClass);
+        }
+        if dsts & (1 << class_bit(NetworkClass::of(dst))) == 0 {
+            return Err(Counter::DropDstClass);
+        }
+        Ok(())
+    }
+
+    /// True if some event of this type may be kept.
+    pub fn wants_kind(&self, kind: EventType) -> bool {
+        self.keep[kind_bit(kind) as usize].iter().any(|&m| m != 0)
     }
 
     /// The kernel's decision for a concrete event, in userspace.

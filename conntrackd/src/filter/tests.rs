@@ -20,6 +20,9 @@ fn ev(kind: EventType, proto: Protocol, src: &str, sport: u16, dst: &str, dport:
         zone: None,
         counters: None,
         task: None,
+        start_ns: None,
+        stop_ns: None,
+        netns: None,
     }
 }
 

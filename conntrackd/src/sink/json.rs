@@ -55,6 +55,11 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: FieldValue<'_>) {
         FieldValue::U64(n) => {
             let _ = write!(out, "{n}");
         }
+        FieldValue::Time(ns) => {
+            out.push(b'"');
+            write_rfc3339(out, ns);
+            out.push(b'"');
+        }
     }
 }
 

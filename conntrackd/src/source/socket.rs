@@ -20,6 +20,50 @@ pub(crate) enum SocketError {
     Bind(std::io::Error),
     #[error("cannot join conntrack multicast group {group} ({kind}): {source} (needs CAP_NET_ADMIN)")]
     Join { group: u32, kind: &'static str, source: std::io::Error },
+    #[error("cannot set {option} on the ctnetlink socket: {source}")]
+    Option { option: &'static str, source: std::io::Error },
+}
+
+/// Raises the receive buffer: SO_RCVBUFFORCE (CAP_NET_ADMIN) beyond
+/// `net.core.rmem_max`, else SO_RCVBUF (capped by the kernel).
+pub(crate) fn set_receive_buffer(fd: &OwnedFd, bytes: usize) -> Result<(), SocketError> {
+    let size = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+    if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_ok() {
+        return Ok(());
+    }
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size).map_err(|source| SocketError::Option { option: "SO_RCVBUF", source })
+}
+
+/// conntrack-tools' reliable mode: NETLINK_BROADCAST_ERROR makes the kernel
+/// see failed deliveries, so it keeps DESTROY events and re-sends them;
+/// NETLINK_NO_ENOBUFS stops overflow errors from being reported.
+pub(crate) fn set_reliable(fd: &OwnedFd) -> Result<(), SocketError> {
+    setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_BROADCAST_ERROR, 1)
+        .map_err(|source| SocketError::Option { option: "NETLINK_BROADCAST_ERROR", source })?;
+    setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1).map_err(|source| SocketError::Option { option: "NETLINK_NO_ENOBUFS", source })
+}
+
+/// Messages the kernel dropped for this socket (SK_MEMINFO_DROPS of SO_MEMINFO).
+pub(crate) fn drops(fd: &OwnedFd) -> Option<u64> {
+    const SO_MEMINFO: libc::c_int = 55;
+    const SK_MEMINFO_DROPS: usize = 8;
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: valid fd, buffer and length.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_MEMINFO, info.as_mut_ptr().cast(), &mut len) };
+    (rc == 0 && len as usize > SK_MEMINFO_DROPS * 4).then(|| u64::from(info[SK_MEMINFO_DROPS]))
+}
+
+fn setsockopt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: valid fd; the option value is a c_int.
+    let rc = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Opens and binds the socket, without joining any group yet.

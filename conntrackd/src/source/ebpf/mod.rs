@@ -3,6 +3,8 @@
 pub(crate) mod program;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod tests_support;
 
 use std::os::fd::OwnedFd;
 
@@ -35,19 +37,14 @@ pub(crate) struct EbpfSource {
 }
 
 impl EbpfSource {
-    /// Loads the program, attaches it, then subscribes the socket: in this
-    /// order, so no message is ever queued unfiltered.
-    pub fn open(config: &SourceConfig, prefilter: &Prefilter) -> Result<Self, EbpfSourceError> {
+    /// Loads the program, attaches it to `socket` (bound in its namespace),
+    /// then subscribes the socket: in this order, so no message is ever queued
+    /// unfiltered.
+    pub fn open(config: &SourceConfig, prefilter: &Prefilter, socket: OwnedFd) -> Result<Self, EbpfSourceError> {
         let mut program = KernelProgram::load(config, prefilter)?;
-        let socket = socket::open()?;
         program.attach(&socket)?;
         socket::subscribe(&socket, &prefilter.kinds())?;
-        tracing::info!(
-            capture_comm = program.capture_comm,
-            ring_bytes = config.ring_buffer_bytes,
-            prefilter = %prefilter,
-            "kernel program attached"
-        );
+        tracing::debug!(capture_comm = program.capture_comm, ring_bytes = config.ring_buffer_bytes, "kernel program attached");
         let (ring, counters, logger, ebpf) = program.into_parts();
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }

@@ -2,42 +2,20 @@
 //! through BPF_PROG_TEST_RUN (valid, truncated, oversized, nested wrongly,
 //! unknown attributes, random mutations), checked against the counters and
 //! the records it writes. Needs root (CAP_BPF).
-use std::time::Duration;
-
 use conntrackd_common::Counter;
 
-use super::{drain_ring, program::KernelProgram};
+use super::{
+    program::KernelProgram,
+    tests_support::{load, run},
+};
 use crate::{
-    config::SourceConfig,
     event::{Event, EventType, Protocol},
-    filter::{Prefilter, Rules},
+    filter::Rules,
     source::{
         testmsg::{MsgBuilder, Spec},
         KernelCounters,
     },
 };
-
-fn load() -> KernelProgram {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel program tests need root (CAP_BPF): run `sudo cargo xtask test`");
-    let config = SourceConfig { ring_buffer_bytes: 1 << 20, drain_interval: Duration::from_millis(50), kernel_prefilter: true };
-    KernelProgram::load(&config, &Prefilter::derive(&Rules::defaults())).expect("load the kernel program")
-}
-
-/// Runs one message; returns what each counter gained and the records written.
-fn run(p: &mut KernelProgram, msg: &[u8]) -> (KernelCounters, Vec<Event>) {
-    let before = p.counters.read();
-    assert_eq!(p.test_run(msg).expect("BPF_PROG_TEST_RUN"), 0, "the filter must never queue a message");
-    let after = p.counters.read();
-    let mut delta = KernelCounters::default();
-    for (i, d) in delta.0.iter_mut().enumerate() {
-        *d = after.0[i] - before.0[i];
-    }
-    let (mut events, mut errors) = (Vec::new(), 0);
-    drain_ring(&mut p.ring, 0, &mut events, &mut errors);
-    assert_eq!(errors, 0, "undecodable record");
-    (delta, events)
-}
 
 /// Asserts the message had exactly one outcome, `outcome`.
 fn assert_outcome(delta: &KernelCounters, outcome: Counter) {

@@ -1,0 +1,133 @@
+//! The netlink source: the same ctnetlink socket without BPF. Messages are
+//! read and decoded in userspace (`decode.rs`), and the pre-filter table is
+//! applied here, with the same outcome counters the kernel program keeps.
+//! Receive-buffer overflows (ENOBUFS) are counted, with the kernel's own drop
+//! count for the socket, and reading goes on.
+pub(crate) mod decode;
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use conntrackd_common::Counter;
+use tokio::io::{unix::AsyncFd, Interest};
+
+use super::{socket, KernelCounters};
+use crate::{event::Event, filter::Prefilter};
+
+/// Largest message we accept; ctnetlink events are far smaller.
+const RECV_BUFFER: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NetlinkSourceError {
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error("cannot poll the netlink socket: {0}")]
+    Poll(std::io::Error),
+    #[error("reading the netlink socket failed: {0}")]
+    Read(std::io::Error),
+}
+
+/// Userspace-side counters of the netlink source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Overflow {
+    /// ENOBUFS errors: the receive buffer overflowed at least once each time.
+    pub overflows: u64,
+    /// Messages the kernel dropped for this socket (SO_MEMINFO drops, as `/proc/net/netlink` shows).
+    pub lost: u64,
+}
+
+pub(crate) struct NetlinkSource {
+    fd: AsyncFd<OwnedFd>,
+    prefilter: Prefilter,
+    buf: Vec<u8>,
+    counters: KernelCounters,
+    pub overflow: Overflow,
+}
+
+impl NetlinkSource {
+    /// Takes a bound socket (opened in its namespace), sizes its buffer and subscribes it.
+    pub fn open(socket: OwnedFd, prefilter: &Prefilter, rcvbuf: usize, reliable: bool) -> Result<Self, NetlinkSourceError> {
+        socket::set_receive_buffer(&socket, rcvbuf)?;
+        if reliable {
+            socket::set_reliable(&socket)?;
+        }
+        socket::subscribe(&socket, &prefilter.kinds())?;
+        // SAFETY: the OwnedFd stays open and owned by the AsyncFd for its whole life.
+        let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }.map_err(|e| NetlinkSourceError::Poll(e.into()))?;
+        Ok(Self { fd, prefilter: *prefilter, buf: vec![0; RECV_BUFFER], counters: KernelCounters::default(), overflow: Overflow::default() })
+    }
+
+    pub async fn readable(&mut self) -> Result<(), NetlinkSourceError> {
+        let mut guard = self.fd.readable_mut().await.map_err(NetlinkSourceError::Poll)?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Reads every waiting message; kept events go to `out`. Returns how many messages were read.
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> Result<usize, NetlinkSourceError> {
+        let offset = crate::time::monotonic_to_realtime_offset_ns();
+        let mut read = 0;
+        loop {
+            // SAFETY: valid fd and buffer; MSG_DONTWAIT never blocks.
+            let n = unsafe {
+                libc::recv(self.fd.get_ref().as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT)
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(read),
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ENOBUFS) => self.record_overflow(),
+                    _ => return Err(NetlinkSourceError::Read(err)),
+                }
+                continue;
+            }
+            read += self.messages(n as usize, offset, out);
+        }
+    }
+
+    /// Handles every netlink message in the first `len` bytes of the buffer.
+    fn messages(&mut self, len: usize, offset: i128, out: &mut Vec<Event>) -> usize {
+        let mut at = 0;
+        let mut count = 0;
+        while at + 16 <= len {
+            let msg_len = u32::from_ne_bytes([self.buf[at], self.buf[at + 1], self.buf[at + 2], self.buf[at + 3]]) as usize;
+            let end = if msg_len < 16 || at + msg_len > len { len } else { at + msg_len };
+            count += 1;
+            self.counters.0[Counter::Seen as usize] += 1;
+            match decode::decode(&self.buf[at..end], &self.prefilter) {
+                Ok(mut rec) => {
+                    rec.ktime_ns = crate::time::monotonic_ns();
+                    match crate::event::Event::from_record(&rec, offset) {
+                        Ok(ev) => {
+                            self.counters.0[Counter::Submitted as usize] += 1;
+                            out.push(ev);
+                        }
+                        Err(_) => self.counters.0[Counter::ParseError as usize] += 1,
+                    }
+                }
+                Err(outcome) => self.counters.0[outcome as usize] += 1,
+            }
+            at += (end - at + 3) & !3;
+        }
+        count
+    }
+
+    fn record_overflow(&mut self) {
+        self.overflow.overflows += 1;
+        let lost = socket::drops(self.fd.get_ref()).unwrap_or(self.overflow.lost);
+        tracing::warn!(
+            lost_total = lost,
+            new = lost.saturating_sub(self.overflow.lost),
+            overflows = self.overflow.overflows,
+            "netlink receive buffer overflowed: events were lost; raise source.receive_buffer_bytes or use kind = \"ebpf\""
+        );
+        self.overflow.lost = lost;
+    }
+
+    /// Outcome counters, kept in userspace like the kernel program keeps them.
+    pub fn counters(&self) -> KernelCounters {
+        self.counters
+    }
+}
