@@ -192,7 +192,7 @@ impl Sources {
     }
 
     fn open(&mut self, ns: &Namespace) -> Result<AnySource, SourceError> {
-        let socket = self.socket_in(ns)?;
+        let socket = self.socket_in(ns, true)?;
         match self.kind {
             Kind::Netlink => Ok(self.netlink(socket)?),
             Kind::Ebpf => Ok(AnySource::Ebpf(EbpfSource::open(&self.config, &self.prefilter, socket)?)),
@@ -202,9 +202,9 @@ impl Sources {
                     Ok(AnySource::Ebpf(source))
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "the eBPF source is unavailable; falling back to the netlink source");
+                    tracing::warn!(error = %chain(&err), "the eBPF source is unavailable; falling back to the netlink source");
                     self.kind = Kind::Netlink;
-                    let socket = self.socket_in(ns)?;
+                    let socket = self.socket_in(ns, false)?;
                     Ok(self.netlink(socket)?)
                 }
             },
@@ -216,8 +216,9 @@ impl Sources {
         Ok(AnySource::Netlink(NetlinkSource::open(socket, &self.prefilter, c.receive_buffer_bytes, c.reliable)?))
     }
 
-    /// Opens the socket inside `ns`, applies and reads the sysctls there.
-    fn socket_in(&self, ns: &Namespace) -> Result<std::os::fd::OwnedFd, SourceError> {
+    /// Opens the socket inside `ns`, applies and reads the sysctls there
+    /// (and says what they mean when `report`).
+    fn socket_in(&self, ns: &Namespace, report: bool) -> Result<std::os::fd::OwnedFd, SourceError> {
         let set = self.config.set_sysctls;
         let (socket, settings) = ns.run_in(move || -> Result<_, SourceError> {
             let socket = socket::open()?;
@@ -226,9 +227,26 @@ impl Sources {
             }
             Ok((socket, sysctl::read()?))
         })??;
-        sysctl::report(&settings, &ns.label);
+        if report {
+            sysctl::report(&settings, &ns.label);
+        }
         Ok(socket)
     }
+}
+
+/// An error and its sources, so the kernel's own error (e.g. EPERM) is quoted.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// One namespace's source: drain on wakeups and on the timer, until stopped.

@@ -80,7 +80,12 @@ pub(crate) fn discover() -> Vec<Namespace> {
     for path in entries {
         match Namespace::at(&path) {
             Ok(ns) if !found.iter().any(|f| f.id == ns.id) => found.push(ns),
-            Ok(_) => {}
+            // Our own namespace has a name: use it as the label.
+            Ok(ns) => {
+                if let Some(own) = found.iter_mut().find(|f| f.id == ns.id && f.path.is_none()) {
+                    own.label = ns.label;
+                }
+            }
             Err(err) => tracing::debug!(error = %err, "skipping network namespace"),
         }
     }

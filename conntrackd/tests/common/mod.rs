@@ -2,6 +2,8 @@
 //! themselves, and the real daemon running inside one, read line by line.
 #![allow(dead_code)]
 
+pub mod inject;
+
 use std::{
     io::{BufRead, BufReader, Write},
     os::fd::AsRawFd,
@@ -115,6 +117,7 @@ pub struct Daemon {
     lines: Receiver<String>,
     logs: Receiver<String>,
     _config: tempfile_path::TempPath,
+    seen_logs: std::cell::RefCell<Vec<String>>,
 }
 
 /// Counters from the daemon's `conntrackd stopped` line.
@@ -122,6 +125,8 @@ pub struct Daemon {
 pub struct Stopped {
     pub fields: Vec<(String, u64)>,
     pub log: String,
+    /// Every stderr line of the run.
+    pub all_logs: String,
 }
 
 impl Stopped {
@@ -133,9 +138,16 @@ impl Stopped {
 impl Daemon {
     /// Starts `conntrackd run` in `ns` with `config` and waits until it is ready.
     pub fn start(ns: &Netns, config: &str) -> Self {
+        Self::start_with(ns, config, &[])
+    }
+
+    /// Like [`Daemon::start`], with a command prefix (e.g. capsh) inside the namespace.
+    pub fn start_with(ns: &Netns, config: &str, prefix: &[&str]) -> Self {
         let config_file = tempfile_path::TempPath::with_contents(config);
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
+            .args(["netns", "exec", &ns.name])
+            .args(prefix)
+            .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
             .arg(config_file.path())
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -144,9 +156,34 @@ impl Daemon {
             .expect("cannot start conntrackd");
         let lines = forward(child.stdout.take().expect("stdout"));
         let logs = forward(child.stderr.take().expect("stderr"));
-        let daemon = Self { child, lines, logs, _config: config_file };
+        let daemon = Self { child, lines, logs, _config: config_file, seen_logs: std::cell::RefCell::new(Vec::new()) };
         daemon.wait_log("conntrackd ready");
         daemon
+    }
+
+    /// Every stderr line read so far (by wait_log) plus those waiting now.
+    pub fn logs_so_far(&self) -> String {
+        let mut seen = self.seen_logs.borrow_mut();
+        seen.extend(self.logs.try_iter());
+        seen.join("\n")
+    }
+
+    /// The next `n` JSON lines.
+    pub fn events(&self, n: usize) -> Vec<Value> {
+        (0..n).map(|_| self.next_event()).collect()
+    }
+
+    /// Lines until (and including) the first whose `key` equals `value`.
+    pub fn events_until(&self, key: &str, value: &Value) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let ev = self.next_event();
+            let done = &ev[key] == value;
+            out.push(ev);
+            if done {
+                return out;
+            }
+        }
     }
 
     /// The daemon with the built-in default rules and the stream sink on stdout.
@@ -162,9 +199,13 @@ impl Daemon {
     pub fn wait_log(&self, needle: &str) -> String {
         loop {
             match self.logs.recv_timeout(WAIT) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("conntrackd never logged {needle:?}: {e}"),
+                Ok(line) => {
+                    self.seen_logs.borrow_mut().push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("conntrackd never logged {needle:?}: {e}\n{}", self.seen_logs.borrow().join("\n")),
             }
         }
     }
@@ -183,7 +224,8 @@ impl Daemon {
         let status = self.child.wait().expect("wait conntrackd");
         assert!(status.success(), "conntrackd exited with {status}");
         let rest: Vec<String> = self.lines.try_iter().collect();
-        (Stopped { fields: parse_counters(&line), log: line }, rest)
+        let all_logs = self.logs_so_far();
+        (Stopped { fields: parse_counters(&line), log: line, all_logs }, rest)
     }
 }
 
