@@ -65,7 +65,7 @@ impl AnySource {
     fn report(&self) -> StopReport {
         match self {
             AnySource::Ebpf(s) => StopReport { counters: s.counters(), decode_errors: s.decode_errors, ..StopReport::default() },
-            AnySource::Netlink(s) => StopReport { counters: s.counters(), overflow: s.overflow, ..StopReport::default() },
+            AnySource::Netlink(s) => StopReport { counters: s.counters(), overflow: s.overflow(), ..StopReport::default() },
         }
     }
 }
@@ -305,6 +305,10 @@ fn report_losses(now: &StopReport, last: &mut StopReport, netns: Option<&str>) {
     if ring_full > last.counters.get(Counter::RingFull) {
         let lost = ring_full - last.counters.get(Counter::RingFull);
         tracing::warn!(netns, lost, total = ring_full, "kernel ring buffer was full: events lost; raise source.ring_buffer_bytes");
+    }
+    if now.overflow.lost > last.overflow.lost {
+        let lost = now.overflow.lost - last.overflow.lost;
+        tracing::warn!(netns, lost, total = now.overflow.lost, "netlink receive buffer overflowed: events lost; raise source.receive_buffer_bytes");
     }
     let bad = |c: &KernelCounters| c.get(Counter::ParseError) + c.get(Counter::WalkLimit);
     if bad(&now.counters) > bad(&last.counters) {

@@ -42,7 +42,7 @@ pub(crate) struct NetlinkSource {
     prefilter: Prefilter,
     buf: Vec<u8>,
     counters: KernelCounters,
-    pub overflow: Overflow,
+    overflow: Overflow,
 }
 
 impl NetlinkSource {
@@ -124,6 +124,13 @@ impl NetlinkSource {
             "netlink receive buffer overflowed: events were lost; raise source.receive_buffer_bytes or use kind = \"ebpf\""
         );
         self.overflow.lost = lost;
+    }
+
+    /// Overflow counters with the kernel's current drop count for the socket
+    /// (drops go on after the one ENOBUFS that reports a congestion episode).
+    pub fn overflow(&self) -> Overflow {
+        let lost = socket::drops(self.fd.get_ref()).map_or(self.overflow.lost, |d| d.max(self.overflow.lost));
+        Overflow { lost, ..self.overflow }
     }
 
     /// Outcome counters, kept in userspace like the kernel program keeps them.
