@@ -17,6 +17,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[doc(hidden)]
+pub mod bench_support;
+#[doc(hidden)]
 pub mod fuzzing;
 
 /// Parses the command line and runs the command.

@@ -1,0 +1,54 @@
+//! Entry points for `cargo xtask bench` micro-benchmarks; not an API.
+use std::{hint::black_box, time::Instant};
+
+use crate::{
+    event::{Endpoints, Event, EventType, Protocol},
+    filter::{Rules, RulesError},
+};
+
+/// Evaluates `rules` first-match on a fixed mix of events, `rounds` times
+/// over the mix; returns (evaluations, seconds, events logged).
+pub fn rule_evaluations<S: AsRef<str>>(rules: &[S], rounds: u32) -> Result<(u64, f64, u64), RulesError> {
+    let rules = Rules::compile(rules)?;
+    let events = sample_events();
+    let mut logged = 0u64;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for ev in &events {
+            logged += u64::from(rules.logs(black_box(ev)));
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok((u64::from(rounds) * events.len() as u64, seconds, logged))
+}
+
+fn sample_events() -> Vec<Event> {
+    let mut out = Vec::new();
+    let pairs = [("10.0.0.5", "8.8.8.8"), ("192.168.1.2", "10.1.1.1"), ("fd00::1", "2001:db8::7"), ("127.0.0.1", "127.0.0.1"), ("10.2.3.4", "1.1.1.1")];
+    for (i, (src, dst)) in pairs.iter().enumerate() {
+        for (kind, protocol) in [(EventType::New, Protocol::Tcp), (EventType::Destroy, Protocol::Udp)] {
+            out.push(Event {
+                time_ns: 0,
+                kind,
+                flow: Some(i as u32),
+                protocol,
+                orig: Endpoints {
+                    src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                    dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                    src_port: 40000 + i as u16,
+                    dst_port: [443, 53, 22, 80, 8080][i],
+                },
+                reply: None,
+                tcp_state: None,
+                mark: None,
+                zone: None,
+                counters: None,
+                task: None,
+                start_ns: None,
+                stop_ns: None,
+                netns: None,
+            });
+        }
+    }
+    out
+}
