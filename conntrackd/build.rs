@@ -20,4 +20,32 @@ fn main() {
     }
     let obj = obj.canonicalize().unwrap_or(obj);
     println!("cargo:rustc-env=CONNTRACKD_EBPF_OBJ={}", obj.display());
+    println!("cargo:rustc-env=CTD_BUILD_GIT_COMMIT={}", git_commit());
+    println!("cargo:rustc-env=CTD_BUILD_AYA_VERSION={}", aya_version());
+}
+
+/// The commit being built, or "unknown" outside a git checkout.
+fn git_commit() -> String {
+    println!("cargo:rerun-if-changed=../.git/HEAD");
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// aya's version from the workspace lock file.
+fn aya_version() -> String {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap_or_default();
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"aya\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return v.trim_end_matches('"').to_string();
+            }
+        }
+    }
+    "unknown".into()
 }

@@ -1,6 +1,11 @@
-//! Wiring: sources (one task per namespace) -> rules -> sinks, plus signals,
-//! namespace rescans and loss reporting.
-use std::time::Duration;
+//! Wiring: sources (one task per namespace) -> rules -> sinks, plus signals
+//! (SIGTERM/SIGINT stop, SIGHUP reloads), namespace rescans, metrics, systemd
+//! notifications and loss reporting.
+use std::{
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use anyhow::Context;
 use tokio::{
@@ -9,9 +14,12 @@ use tokio::{
 };
 
 use crate::{
-    config::Config,
+    cli::LevelHandle,
+    config::{Config, Overrides},
     event::Event,
     filter::{Prefilter, Rules},
+    metrics::Metrics,
+    notify,
     sink::{SinkStats, Sinks},
     source::{Sources, StopReport},
 };
@@ -20,6 +28,13 @@ use crate::{
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// How often `netns = ["all"]` looks for new namespaces.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What SIGHUP needs to load the configuration again.
+pub(crate) struct Reload {
+    pub path: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub level: Option<LevelHandle>,
+}
 
 /// What `conntrackd check` prints for a valid configuration.
 pub(crate) fn check_report(config: &Config) -> String {
@@ -43,51 +58,153 @@ fn prefilter(config: &Config) -> Prefilter {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let prefilter = prefilter(&config);
     if !config.source.kernel_prefilter {
         tracing::info!("kernel pre-filter disabled (source.kernel_prefilter = false): the rules decide in userspace");
     }
     tracing::debug!(table = %prefilter, "kernel pre-filter derived from the rules");
     let (mut sources, mut rx) = Sources::start(&config.source, prefilter).context("starting the source")?;
-    let sinks = Sinks::start(&config)?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut report_tick = interval(REPORT_INTERVAL);
-    report_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut rescan_tick = interval(RESCAN_INTERVAL);
-    rescan_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut pipeline = Pipeline { rules: config.rules, read: 0, dropped_by_rules: 0 };
+    let mut sinks = Sinks::start(&config)?;
+    let metrics = Arc::new(Metrics { sources: Arc::clone(&sources.snapshots), unhealthy_after: config.metrics.unhealthy_after, ..Metrics::default() });
+    *metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = sinks.queues();
+    *metrics.source_kind.lock().unwrap_or_else(|p| p.into_inner()) = sources.kind();
+    if let Some(addr) = config.metrics.listen {
+        crate::metrics::serve(addr, Arc::clone(&metrics)).await.with_context(|| format!("metrics.listen {addr}"))?;
+    }
+    let mut signals = Signals::new()?;
+    let mut ticks = Ticks::new();
+    let mut pipeline = Pipeline { rules: config.rules.clone(), metrics: Arc::clone(&metrics) };
+    let mut running = config;
     let mut reporter = SinkLossReporter::default();
+    let mut retired: Vec<(&'static str, SinkStats)> = Vec::new();
     tracing::info!(source = sources.kind(), namespaces = sources.namespaces(), prefilter = %prefilter, "conntrackd ready");
+    notify::notify("READY=1");
     loop {
         tokio::select! {
             batch = rx.recv() => match batch {
                 Some(batch) => pipeline.handle(batch, &sinks),
                 None => break,
             },
-            _ = rescan_tick.tick(), if sources.discovers() => sources.rescan(),
-            _ = report_tick.tick() => reporter.report(&sinks.stats()),
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = ticks.rescan.tick(), if sources.discovers() => sources.rescan(),
+            _ = ticks.report.tick() => reporter.report(&sinks.stats()),
+            _ = ticks.watchdog.tick(), if ticks.watchdog_on => notify::notify("WATCHDOG=1"),
+            _ = signals.hup.recv() => {
+                if let Some(old) = reload_config(&reload, &mut running, &mut pipeline, &mut sources, &mut sinks, &metrics) {
+                    retired.extend(old);
+                }
+            }
+            _ = signals.term.recv() => break,
+            _ = signals.int.recv() => break,
         }
     }
+    notify::notify("STOPPING=1");
     let report = sources.stop(&mut rx, |batch| pipeline.handle(batch, &sinks)).await;
     reporter.report(&sinks.stats());
-    let sink_stats = sinks.shutdown();
-    log_stopped(&report, &pipeline, &sink_stats);
+    let mut sink_stats = sinks.shutdown();
+    for (name, old) in retired {
+        match sink_stats.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => s.add(&old),
+            None => sink_stats.push((name, old)),
+        }
+    }
+    log_stopped(&report, &metrics, &sink_stats);
     Ok(())
 }
 
-fn log_stopped(report: &StopReport, pipeline: &Pipeline, sinks: &[(&'static str, SinkStats)]) {
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())?, hup: signal(SignalKind::hangup())? })
+    }
+}
+
+struct Ticks {
+    report: tokio::time::Interval,
+    rescan: tokio::time::Interval,
+    watchdog: tokio::time::Interval,
+    watchdog_on: bool,
+}
+
+impl Ticks {
+    fn new() -> Self {
+        let every = |d| {
+            let mut i = interval(d);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        };
+        let watchdog = notify::watchdog_interval();
+        Self {
+            report: every(REPORT_INTERVAL),
+            rescan: every(RESCAN_INTERVAL),
+            watchdog: every(watchdog.unwrap_or(Duration::from_secs(3600))),
+            watchdog_on: watchdog.is_some(),
+        }
+    }
+}
+
+/// SIGHUP: load and validate the config again; on success swap the kernel
+/// table, then the rules, then the sinks (the old ones drain their queues);
+/// on failure keep everything and say why. Returns the retired sinks' final counters.
+fn reload_config(
+    reload: &Reload,
+    running: &mut Config,
+    pipeline: &mut Pipeline,
+    sources: &mut Sources,
+    sinks: &mut Sinks,
+    metrics: &Metrics,
+) -> Option<Vec<(&'static str, SinkStats)>> {
+    let new = match Config::load(reload.path.as_deref(), &reload.overrides) {
+        Ok(new) => new,
+        Err(err) => {
+            metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "reload failed: keeping the running configuration");
+            return None;
+        }
+    };
+    let new_sinks = match Sinks::start(&new) {
+        Ok(s) => s,
+        Err(err) => {
+            metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "reload failed: a sink does not start; keeping the running configuration");
+            return None;
+        }
+    };
+    if new.source != running.source || new.metrics != running.metrics {
+        tracing::warn!("source and metrics settings changed: they apply at the next restart");
+    }
+    let table = prefilter(&new);
+    sources.update_prefilter(table);
+    pipeline.rules = new.rules.clone();
+    let old = std::mem::replace(sinks, new_sinks);
+    *metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = sinks.queues();
+    let retired = old.shutdown();
+    if let Some(handle) = &reload.level {
+        let _ = handle.modify(|level| *level = new.log.level);
+    }
+    metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(rules = new.rules.rules.len(), prefilter = %table, "configuration reloaded");
+    *running = new;
+    Some(retired)
+}
+
+fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, SinkStats)]) {
     tracing::info!(
         kernel = %report.counters.describe(),
         decode_errors = report.decode_errors,
         overflows = report.overflow.overflows,
         lost = report.overflow.lost,
         namespaces = report.namespaces,
-        read = pipeline.read,
-        dropped_by_rules = pipeline.dropped_by_rules,
+        read = metrics.read.load(Ordering::Relaxed),
+        dropped_by_rules = metrics.dropped_by_rules.load(Ordering::Relaxed),
         sinks = %describe_sinks(sinks),
         "conntrackd stopped"
     );
@@ -96,19 +213,16 @@ fn log_stopped(report: &StopReport, pipeline: &Pipeline, sinks: &[(&'static str,
 /// Applies the rules to each batch and hands what is kept to the sinks.
 struct Pipeline {
     rules: Rules,
-    /// Events the sources delivered.
-    read: u64,
-    /// Events the sources passed on that a rule dropped.
-    dropped_by_rules: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
     fn handle(&mut self, mut batch: Vec<Event>, sinks: &Sinks) {
         let before = batch.len();
-        self.read += before as u64;
         let rules = &self.rules;
         batch.retain(|ev| rules.logs(ev));
-        self.dropped_by_rules += (before - batch.len()) as u64;
+        self.metrics.read.fetch_add(before as u64, Ordering::Relaxed);
+        self.metrics.dropped_by_rules.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
         sinks.send(&batch);
     }
 }

@@ -1,50 +1,96 @@
-//! Command line (clap) and logging setup.
-use std::path::PathBuf;
+//! Command line (clap) and logging setup. The flags of `run` and `check` are
+//! generated from the configuration key table (`config/keys.rs`), so every
+//! key has a flag with the original's dotted name and a help text.
+use std::{io::IsTerminal, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*, reload};
+
+use crate::config::{
+    keys::{Kind, KEYS},
+    Overrides,
+};
 
 /// Log Linux conntrack events, pre-filtered in the kernel by eBPF.
 #[derive(Debug, Parser)]
 #[command(name = "conntrackd", version)]
 pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: CommandKind,
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub(crate) enum CommandKind {
     /// Run the daemon.
     Run(RunArgs),
-    /// Validate the configuration and rules; print the kernel pre-filter they give.
+    /// Validate the configuration and rules; print the kernel pre-filter they give. Exits 1 on errors.
     Check(RunArgs),
-    /// Print the version.
+    /// Print the version, git commit, aya version and the eBPF object's hash.
     Version,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Configuration file (TOML). Default: /etc/conntrackd/conntrackd.toml if it exists.
+    /// Configuration file (TOML). [default: /etc/conntrackd/conntrackd.toml if it exists, else the built-in default]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log level: debug, info, warn or error.
-    #[arg(long = "log.level", value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// A rule (`log|drop <expression>`); repeat it for a list. Replaces the config's `filter`.
-    #[arg(long = "filter", value_name = "RULE")]
-    pub filter: Vec<String>,
+    #[arg(skip)]
+    pub overrides: Overrides,
 }
 
-impl RunArgs {
-    pub fn overrides(&self) -> crate::config::Overrides {
-        crate::config::Overrides { log_level: self.log_level.clone(), filter: self.filter.clone() }
+/// Parses the command line, with one flag per configuration key.
+pub(crate) fn parse() -> Cli {
+    let matches = command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Some((_, sub)), CommandKind::Run(args) | CommandKind::Check(args)) = (matches.subcommand(), &mut cli.command) {
+        args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     }
+    cli
 }
 
-/// Diagnostics go to stderr as `key=value` lines; events go to the sinks.
-pub(crate) fn init_logging(level: LevelFilter) {
-    use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let layer = fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
-    let _ = tracing_subscriber::registry().with(layer.with_filter(level)).try_init();
+/// The clap command with the key flags added to `run` and `check`.
+pub(crate) fn command() -> Command {
+    Cli::command().mut_subcommand("run", with_keys).mut_subcommand("check", with_keys)
+}
+
+fn with_keys(cmd: Command) -> Command {
+    cmd.args(KEYS.iter().map(|k| {
+        let arg = Arg::new(k.path).long(k.path).help(k.help).value_name("VALUE");
+        match k.kind {
+            Kind::Bool => arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL"),
+            Kind::List => arg.action(ArgAction::Append),
+            Kind::Int | Kind::Str => arg,
+        }
+    }))
+}
+
+fn flag_values(m: &ArgMatches) -> Vec<(&'static str, Vec<String>)> {
+    KEYS.iter()
+        .filter_map(|k| m.get_many::<String>(k.path).map(|v| (k.path, v.cloned().collect())))
+        .collect()
+}
+
+/// Handle to change the log level on reload.
+pub(crate) type LevelHandle = reload::Handle<LevelFilter, tracing_subscriber::Registry>;
+
+/// Diagnostics go to stderr: text on a terminal, JSON lines otherwise, or as `format` says.
+pub(crate) fn init_logging(level: LevelFilter, format: Option<&str>) -> Option<LevelHandle> {
+    let json = match format {
+        Some(f) => f == "json",
+        None => !std::io::stderr().is_terminal(),
+    };
+    let (filter, handle) = reload::Layer::new(level);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if json {
+        registry.with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).with_target(false)).try_init()
+    } else {
+        let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        registry.with(fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)).try_init()
+    };
+    result.ok().map(|()| handle)
 }

@@ -8,13 +8,14 @@ mod cli;
 mod config;
 mod event;
 mod filter;
+mod metrics;
+mod notify;
 mod sink;
 mod source;
 mod time;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 
 #[doc(hidden)]
 pub mod bench_support;
@@ -23,13 +24,20 @@ pub mod fuzzing;
 
 /// Parses the command line and runs the command.
 pub fn main_entry() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     match cli.command {
-        cli::Command::Version => {
+        cli::CommandKind::Version => {
             println!("conntrackd {}", env!("CARGO_PKG_VERSION"));
+            println!("git commit: {}", env!("CTD_BUILD_GIT_COMMIT"));
+            println!("aya: {}", env!("CTD_BUILD_AYA_VERSION"));
+            println!("eBPF object sha256: {}", source::ebpf::program::object_sha256());
             ExitCode::SUCCESS
         }
-        cli::Command::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides()) {
+        cli::CommandKind::Completions { shell } => {
+            clap_complete::generate(shell, &mut cli::command(), "conntrackd", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        cli::CommandKind::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides) {
             Ok(config) => {
                 print!("{}", app::check_report(&config));
                 ExitCode::SUCCESS
@@ -39,7 +47,7 @@ pub fn main_entry() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        cli::Command::Run(args) => match run(args) {
+        cli::CommandKind::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("conntrackd: error: {err:#}");
@@ -50,8 +58,8 @@ pub fn main_entry() -> ExitCode {
 }
 
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
-    let config = config::Config::load(args.config.as_deref(), &args.overrides())?;
-    cli::init_logging(config.log.level);
+    let config = config::Config::load(args.config.as_deref(), &args.overrides)?;
+    let level = cli::init_logging(config.log.level, config.log.format.as_deref());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(app::run(config))
+    runtime.block_on(app::run(config, app::Reload { path: args.config, overrides: args.overrides, level }))
 }

@@ -22,7 +22,8 @@ use self::{
 };
 use crate::event::Event;
 
-/// The rules the daemon runs without a config file (the installer writes the same).
+/// The rules of the built-in default (contrib/conntrackd.toml); a test checks they agree.
+#[cfg(test)]
 pub(crate) const DEFAULT_RULES: [&str; 2] = ["log protocol tcp and destination network public", "drop any"];
 
 /// A parse error inside one rule: the column and what was expected.

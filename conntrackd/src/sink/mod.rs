@@ -28,6 +28,15 @@ pub(crate) struct SinkStats {
     pub dropped_write_error: u64,
 }
 
+impl SinkStats {
+    /// Adds another instance's counters (a sink replaced on reload).
+    pub fn add(&mut self, other: &SinkStats) {
+        self.written += other.written;
+        self.dropped_queue_full += other.dropped_queue_full;
+        self.dropped_write_error += other.dropped_write_error;
+    }
+}
+
 /// A running sink: its queue and its thread.
 struct Running {
     name: &'static str,
@@ -58,6 +67,11 @@ impl Sinks {
         for sink in &self.running {
             sink.queue.push_batch(batch);
         }
+    }
+
+    /// Each sink's queue, for the metrics endpoint.
+    pub fn queues(&self) -> Vec<(&'static str, Arc<BoundedQueue>)> {
+        self.running.iter().map(|s| (s.name, Arc::clone(&s.queue))).collect()
     }
 
     /// Per-sink counters.

@@ -26,6 +26,8 @@ pub(crate) struct BoundedQueue {
     dropped_queue_full: AtomicU64,
     dropped_write_error: AtomicU64,
     written: AtomicU64,
+    /// Unix ms since writes started failing; 0 while the sink is healthy.
+    failing_since_ms: AtomicU64,
 }
 
 impl BoundedQueue {
@@ -37,6 +39,7 @@ impl BoundedQueue {
             dropped_queue_full: AtomicU64::new(0),
             dropped_write_error: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            failing_since_ms: AtomicU64::new(0),
         }
     }
 
@@ -83,12 +86,32 @@ impl BoundedQueue {
         self.ready.notify_all();
     }
 
+    /// Events delivered; the sink is healthy again.
     pub fn record_written(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.failing_since_ms.store(0, Ordering::Relaxed);
     }
 
+    /// Events lost to a failed write; the sink is failing from now on, if it was not already.
     pub fn record_write_error(&self, n: usize) {
         self.dropped_write_error.fetch_add(n as u64, Ordering::Relaxed);
+        self.mark_failing();
+    }
+
+    /// The sink cannot deliver (e.g. its peer is down) without losing events yet.
+    pub fn mark_failing(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+        let _ = self.failing_since_ms.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Unix ms since when the sink has been failing, if it is.
+    pub fn failing_since_ms(&self) -> Option<u64> {
+        Some(self.failing_since_ms.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Events waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.lock().events.len()
     }
 
     pub fn stats(&self) -> SinkStats {

@@ -62,6 +62,13 @@ impl AnySource {
         }
     }
 
+    fn update_prefilter(&mut self, prefilter: &Prefilter) -> Result<(), SourceError> {
+        match self {
+            AnySource::Ebpf(s) => Ok(s.update_prefilter(prefilter)?),
+            AnySource::Netlink(s) => Ok(s.update_prefilter(prefilter)?),
+        }
+    }
+
     fn report(&self) -> StopReport {
         match self {
             AnySource::Ebpf(s) => StopReport { counters: s.counters(), decode_errors: s.decode_errors, ..StopReport::default() },
@@ -95,6 +102,17 @@ struct Running {
     task: JoinHandle<StopReport>,
 }
 
+/// The latest counters of every source, by namespace label, for /metrics.
+pub(crate) type Snapshots = Arc<std::sync::Mutex<Vec<(Arc<str>, StopReport)>>>;
+
+fn publish(snapshots: &Snapshots, label: &Arc<str>, report: StopReport) {
+    let mut all = snapshots.lock().unwrap_or_else(|p| p.into_inner());
+    match all.iter_mut().find(|(l, _)| l == label) {
+        Some(entry) => entry.1 = report,
+        None => all.push((Arc::clone(label), report)),
+    }
+}
+
 /// Every running source.
 pub(crate) struct Sources {
     config: SourceConfig,
@@ -103,14 +121,25 @@ pub(crate) struct Sources {
     tx: Option<mpsc::Sender<Batch>>,
     running: Vec<Running>,
     stopped: Vec<JoinHandle<StopReport>>,
+    prefilter_tx: watch::Sender<Prefilter>,
+    pub snapshots: Snapshots,
 }
 
 impl Sources {
     /// Opens a source in every configured namespace; batches arrive on the receiver.
     pub fn start(config: &SourceConfig, prefilter: Prefilter) -> Result<(Self, mpsc::Receiver<Batch>), SourceError> {
         let (tx, rx) = mpsc::channel(64);
-        let mut sources =
-            Self { config: config.clone(), prefilter, kind: config.kind, tx: Some(tx), running: Vec::new(), stopped: Vec::new() };
+        let (prefilter_tx, _) = watch::channel(prefilter);
+        let mut sources = Self {
+            config: config.clone(),
+            prefilter,
+            kind: config.kind,
+            tx: Some(tx),
+            running: Vec::new(),
+            stopped: Vec::new(),
+            prefilter_tx,
+            snapshots: Snapshots::default(),
+        };
         let namespaces = if config.all_namespaces { netns::discover() } else { config.namespaces()? };
         for ns in namespaces {
             sources.add(ns, !config.all_namespaces)?;
@@ -125,6 +154,12 @@ impl Sources {
 
     pub fn namespaces(&self) -> usize {
         self.running.len()
+    }
+
+    /// Hands a new pre-filter table to every source (and to sources opened later).
+    pub fn update_prefilter(&mut self, prefilter: Prefilter) {
+        self.prefilter = prefilter;
+        let _ = self.prefilter_tx.send(prefilter);
     }
 
     /// Whether [`Sources::rescan`] has anything to do.
@@ -185,7 +220,16 @@ impl Sources {
         let Some(tx) = self.tx.clone() else { return Ok(()) };
         let label = self.config.label_events.then(|| Arc::clone(&ns.label));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(source, label, tx, stop_rx, self.config.drain_interval));
+        let ctx = TaskCtx {
+            label,
+            name: Arc::clone(&ns.label),
+            tx,
+            stop: stop_rx,
+            prefilter: self.prefilter_tx.subscribe(),
+            snapshots: Arc::clone(&self.snapshots),
+            every: self.config.drain_interval,
+        };
+        let task = tokio::spawn(run(source, ctx));
         tracing::info!(netns = %ns.label, source = self.kind(), "watching network namespace");
         self.running.push(Running { ns, stop, task });
         Ok(())
@@ -249,30 +293,56 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a source task needs besides its source.
+struct TaskCtx {
+    /// What events carry as `netns` (None when only our own namespace is watched).
+    label: Option<Arc<str>>,
+    /// The namespace's name for logs and metrics.
+    name: Arc<str>,
+    tx: mpsc::Sender<Batch>,
+    stop: watch::Receiver<bool>,
+    prefilter: watch::Receiver<Prefilter>,
+    snapshots: Snapshots,
+    every: Duration,
+}
+
+/// How often a source publishes its counters for /metrics.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// One namespace's source: drain on wakeups and on the timer, until stopped.
-async fn run(mut source: AnySource, label: Option<Arc<str>>, tx: mpsc::Sender<Batch>, mut stop: watch::Receiver<bool>, every: Duration) -> StopReport {
-    let mut tick = interval(every);
+async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
+    let mut tick = interval(ctx.every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut report_tick = interval(REPORT_INTERVAL);
+    let mut publish_tick = interval(PUBLISH_INTERVAL);
     let mut reported = StopReport::default();
+    let label = ctx.label.clone();
     loop {
         tokio::select! {
             ready = source.readable() => if let Err(err) = ready {
-                tracing::error!(error = %err, "source stopped");
+                tracing::error!(netns = %ctx.name, error = %err, "source stopped");
                 break;
             },
             _ = tick.tick() => {}
-            _ = report_tick.tick() => report_losses(&source.report(), &mut reported, label.as_deref()),
-            _ = stop.changed() => break,
+            _ = report_tick.tick() => report_losses(&source.report(), &mut reported, Some(&ctx.name)),
+            _ = publish_tick.tick() => publish(&ctx.snapshots, &ctx.name, StopReport { namespaces: 1, ..source.report() }),
+            changed = ctx.prefilter.changed() => if changed.is_ok() {
+                let prefilter = *ctx.prefilter.borrow_and_update();
+                if let Err(err) = source.update_prefilter(&prefilter) {
+                    tracing::error!(netns = %ctx.name, error = %err, "cannot apply the new pre-filter");
+                }
+            },
+            _ = ctx.stop.changed() => break,
         }
-        if !drain(&mut source, label.as_ref(), &tx).await {
+        if !drain(&mut source, label.as_ref(), &ctx.tx).await {
             break;
         }
     }
-    drain(&mut source, label.as_ref(), &tx).await;
-    let report = source.report();
-    report_losses(&report, &mut reported, label.as_deref());
-    StopReport { namespaces: 1, ..report }
+    drain(&mut source, label.as_ref(), &ctx.tx).await;
+    let report = StopReport { namespaces: 1, ..source.report() };
+    report_losses(&report, &mut reported, Some(&ctx.name));
+    publish(&ctx.snapshots, &ctx.name, report);
+    report
 }
 
 /// Drains everything waiting; false when the pipeline is gone or reading failed.

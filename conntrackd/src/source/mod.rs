@@ -13,7 +13,7 @@ pub(crate) mod testmsg;
 
 mod manager;
 
-pub(crate) use manager::{Sources, StopReport};
+pub(crate) use manager::{Snapshots, Sources, StopReport};
 
 use conntrackd_common::{Counter, COUNTER_COUNT};
 

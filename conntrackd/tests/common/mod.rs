@@ -147,7 +147,7 @@ impl Daemon {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns.name])
             .args(prefix)
-            .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
+            .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--log.format=text", "--config"])
             .arg(config_file.path())
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -32,8 +32,9 @@ pub(crate) struct EbpfSource {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// Records that could not be turned into events (a kernel/daemon mismatch).
     pub decode_errors: u64,
-    _socket: OwnedFd,
-    _ebpf: Ebpf,
+    wakeup_bytes: u32,
+    socket: OwnedFd,
+    ebpf: Ebpf,
 }
 
 impl EbpfSource {
@@ -49,7 +50,15 @@ impl EbpfSource {
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| EbpfSourceError::Poll(e.into()))?;
-        Ok(Self { ring, counters, logger, decode_errors: 0, _socket: socket, _ebpf: ebpf })
+        let wakeup_bytes = program::wakeup_bytes(config.ring_buffer_bytes);
+        Ok(Self { ring, counters, logger, decode_errors: 0, wakeup_bytes, socket, ebpf })
+    }
+
+    /// Writes a new pre-filter table into the kernel and joins any newly needed group.
+    pub fn update_prefilter(&mut self, prefilter: &Prefilter) -> Result<(), EbpfSourceError> {
+        program::write_policy(&mut self.ebpf, prefilter, self.wakeup_bytes)?;
+        socket::subscribe(&self.socket, &prefilter.kinds())?;
+        Ok(())
     }
 
     /// Waits until the kernel signals that records are waiting.

@@ -23,6 +23,12 @@ use crate::{
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("CONNTRACKD_EBPF_OBJ"));
 const PROGRAM: &str = "conntrack_events";
 
+/// SHA-256 of the embedded kernel object, for `conntrackd version`.
+pub(crate) fn object_sha256() -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(OBJECT).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProgramError {
     #[error("cannot load the eBPF object: {0} (needs CAP_BPF, or root)")]
@@ -133,14 +139,18 @@ fn fill_maps(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Resul
                 .map_err(map_err(name))?;
         }
     }
+    write_policy(ebpf, prefilter, wakeup_bytes)
+}
+
+/// Writes the pre-filter table (atomically: one map element).
+pub(crate) fn write_policy(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Result<(), ProgramError> {
     let mut policy: Array<_, Policy> = Array::try_from(map(ebpf, MAP_POLICY)?).map_err(map_err(MAP_POLICY))?;
-    policy.set(0, prefilter.policy(wakeup_bytes), 0).map_err(map_err(MAP_POLICY))?;
-    Ok(())
+    policy.set(0, prefilter.policy(wakeup_bytes), 0).map_err(map_err(MAP_POLICY))
 }
 
 /// Wake the daemon once a quarter of the ring (at most 128 KiB) is waiting;
 /// smaller amounts are collected by its drain timer.
-fn wakeup_bytes(ring_bytes: u32) -> u32 {
+pub(crate) fn wakeup_bytes(ring_bytes: u32) -> u32 {
     (ring_bytes / 4).min(128 << 10)
 }
 

@@ -126,6 +126,13 @@ impl NetlinkSource {
         self.overflow.lost = lost;
     }
 
+    /// Applies a new pre-filter table and joins any newly needed group.
+    pub fn update_prefilter(&mut self, prefilter: &Prefilter) -> Result<(), NetlinkSourceError> {
+        socket::subscribe(self.fd.get_ref(), &prefilter.kinds())?;
+        self.prefilter = *prefilter;
+        Ok(())
+    }
+
     /// Overflow counters with the kernel's current drop count for the socket
     /// (drops go on after the one ENOBUFS that reports a congestion episode).
     pub fn overflow(&self) -> Overflow {

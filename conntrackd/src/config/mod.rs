@@ -1,21 +1,30 @@
-//! Configuration: the raw TOML file as parsed, and the validated [`Config`].
+//! Configuration: the raw TOML file as parsed (`raw.rs`), overridden by the
+//! environment and flags (`keys.rs`), and validated into [`Config`].
 //!
 //! Parsing (serde, `deny_unknown_fields`) only checks shape; validation turns
 //! raw values into checked settings and names the key that is wrong.
+pub(crate) mod keys;
+mod raw;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::filter::{Rules, RulesError, DEFAULT_RULES};
+use self::raw::{RawConfig, RawStream};
+
+use crate::filter::{Rules, RulesError};
 
 /// Where the daemon looks when `--config` is not given; a missing file is fine.
 pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
+
+/// The built-in default: the configuration the installer writes.
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../contrib/conntrackd.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Override(#[from] keys::OverrideError),
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {key}: {message}")]
@@ -24,92 +33,55 @@ pub(crate) enum ConfigError {
     Rules { origin: String, errors: RulesError },
 }
 
-/// Command-line values that replace the file's.
+/// Values that replace the file's: `CONNTRACKD_*` variables, then flags.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Overrides {
-    pub log_level: Option<String>,
-    /// `--filter` rules; when any are given they replace the file's `filter`.
-    pub filter: Vec<String>,
+    /// (name, value) of the process environment; only `CONNTRACKD_*` are used.
+    pub env: Vec<(String, String)>,
+    /// (key path, values) of the flags given.
+    pub flags: Vec<(&'static str, Vec<String>)>,
 }
 
-/// The file as written. Every table denies unknown keys.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    /// Rules, first match wins; absent = log every TCP/UDP event.
-    filter: Option<Vec<String>>,
-    #[serde(default)]
-    log: RawLog,
-    #[serde(default)]
-    source: RawSource,
-    #[serde(default)]
-    sink: RawSinks,
-}
-
-/// `[log]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    /// debug | info | warn | error (default info).
-    level: Option<String>,
-}
-
-/// `[source]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    /// Size of the kernel -> daemon ring buffer in bytes (power of two, >= 64 KiB).
-    ring_buffer_bytes: Option<u64>,
-    /// How often the daemon drains the ring without a wakeup, in milliseconds.
-    drain_interval_ms: Option<u64>,
-    /// Let the kernel drop events no rule can log (default true).
-    kernel_prefilter: Option<bool>,
-    /// auto | ebpf | netlink (default auto: eBPF, else netlink with a warning).
-    kind: Option<String>,
-    /// netlink: NETLINK_BROADCAST_ERROR + NETLINK_NO_ENOBUFS (conntrack-tools' reliable mode).
-    reliable: Option<bool>,
-    /// netlink: socket receive buffer in bytes (SO_RCVBUFFORCE when permitted).
-    receive_buffer_bytes: Option<u64>,
-    /// Namespaces to watch: ["self"] (default), paths, or ["all"].
-    netns: Option<Vec<String>>,
-    /// Set nf_conntrack_events, _acct and _timestamp to 1 in watched namespaces.
-    set_sysctls: Option<bool>,
-}
-
-/// `[sink]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSinks {
-    stream: Option<RawStream>,
-}
-
-/// `[sink.stream]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStream {
-    /// Write events as JSON lines.
-    enable: Option<bool>,
-    /// stdout | stderr | discard.
-    writer: Option<String>,
-    /// Events queued for this sink before new ones are dropped (and counted).
-    queue_events: Option<usize>,
+impl Overrides {
+    /// Where the rules come from, for error messages.
+    fn rules_origin(&self, file: &str) -> String {
+        if self.flags.iter().any(|(p, _)| *p == "filter") {
+            "--filter".into()
+        } else if self.env.iter().any(|(n, _)| n == "CONNTRACKD_FILTER") {
+            "environment variable CONNTRACKD_FILTER".into()
+        } else {
+            file.into()
+        }
+    }
 }
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// Things to warn about once logging is up (e.g. unknown CONNTRACKD_* variables).
+    pub warnings: Vec<String>,
     pub rules: Rules,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub source: SourceConfig,
     pub stream: Option<StreamConfig>,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct LogConfig {
-    pub level: LevelFilter,
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MetricsConfig {
+    pub listen: Option<std::net::SocketAddr>,
+    pub unhealthy_after: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
+pub(crate) struct LogConfig {
+    pub level: LevelFilter,
+    /// "text" or "json"; None = decided by whether stderr is a terminal.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SourceConfig {
     pub ring_buffer_bytes: u32,
     pub drain_interval: std::time::Duration,
@@ -153,34 +125,53 @@ impl Config {
     /// Reads `path` (or the default path if it exists, or the built-in
     /// default), applies the command-line overrides and validates.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let (raw, origin) = match path {
-            Some(path) => (read(path)?, format!("config file {}: filter", path.display())),
-            None if Path::new(DEFAULT_PATH).exists() => (read(Path::new(DEFAULT_PATH))?, format!("config file {DEFAULT_PATH}: filter")),
-            None => (default_raw(), "built-in default filter".to_string()),
+        let (text, file) = match path {
+            Some(path) => (read(path)?, path.to_path_buf()),
+            None if Path::new(DEFAULT_PATH).exists() => (read(Path::new(DEFAULT_PATH))?, PathBuf::from(DEFAULT_PATH)),
+            None => (DEFAULT_CONFIG.to_string(), PathBuf::from("<built-in default>")),
         };
-        Self::validate(raw, overrides, origin)
+        Self::from_text(&file, &text, overrides)
     }
 
-    /// Parses a config from a string (tests and `read`).
+    /// Checks the file's own shape (errors with line and column), applies the
+    /// environment and flags, and validates.
+    pub fn from_text(file: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        parse::<RawConfig>(file, text)?;
+        let mut doc: toml::Table = parse(file, text)?;
+        let unknown_env = keys::apply_env(&mut doc, &overrides.env)?;
+        keys::apply_flags(&mut doc, &overrides.flags)?;
+        let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: file.to_path_buf(),
+            message: format!("after applying the environment and flags: {}", e.message().trim_end()),
+        })?;
+        let mut config = Self::validate(raw, overrides.rules_origin(&format!("config file {}: filter", file.display())))?;
+        config.warnings = unknown_env
+            .into_iter()
+            .map(|v| format!("environment variable {v} is not a configuration key (variables are CONNTRACKD_ + the key path with '_', e.g. CONNTRACKD_SINK_STREAM_ENABLE); ignored"))
+            .collect();
+        Ok(config)
+    }
+
+    /// Parses a config from a string (tests).
     #[cfg(test)]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Self::validate(parse(Path::new("<test>"), text)?, &Overrides::default(), "<test>: filter".into())
+        Self::from_text(Path::new("<test>"), text, &Overrides::default())
     }
 
-    fn validate(raw: RawConfig, overrides: &Overrides, origin: String) -> Result<Self, ConfigError> {
-        let (texts, origin) = if overrides.filter.is_empty() {
-            (raw.filter.unwrap_or_default(), origin)
-        } else {
-            (overrides.filter.clone(), "--filter".to_string())
-        };
-        let rules = Rules::compile(&texts).map_err(|errors| ConfigError::Rules { origin, errors })?;
-        let level = overrides.log_level.as_deref().or(raw.log.level.as_deref()).unwrap_or("info");
+    fn validate(raw: RawConfig, origin: String) -> Result<Self, ConfigError> {
+        let rules = Rules::compile(&raw.filter.unwrap_or_default()).map_err(|errors| ConfigError::Rules { origin, errors })?;
+        let level = raw.log.level.as_deref().unwrap_or("info");
         let level = match level.to_ascii_lowercase().as_str() {
             "debug" => LevelFilter::DEBUG,
             "info" => LevelFilter::INFO,
             "warn" => LevelFilter::WARN,
             "error" => LevelFilter::ERROR,
             other => return invalid("log.level", format!("expected debug, info, warn or error, found {other:?}")),
+        };
+        let format = match raw.log.format.as_deref().map(str::to_ascii_lowercase) {
+            None => None,
+            Some(f) if f == "text" || f == "json" => Some(f),
+            Some(other) => return invalid("log.format", format!("expected text or json, found {other:?}")),
         };
         let ring = raw.source.ring_buffer_bytes.unwrap_or(u64::from(conntrackd_common::DEFAULT_RING_BYTES));
         if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
@@ -205,9 +196,12 @@ impl Config {
         if stream.is_none() {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
         }
+        let metrics = validate_metrics(&raw.metrics)?;
         Ok(Self {
+            warnings: Vec::new(),
             rules,
-            log: LogConfig { level },
+            metrics,
+            log: LogConfig { level, format },
             source: SourceConfig {
                 ring_buffer_bytes: ring as u32,
                 drain_interval: std::time::Duration::from_millis(drain_ms),
@@ -223,6 +217,21 @@ impl Config {
             stream,
         })
     }
+}
+
+fn validate_metrics(raw: &raw::RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let listen = match raw.listen.as_deref() {
+        None => None,
+        Some(text) => match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => return invalid("metrics.listen", format!("expected IP:PORT such as 127.0.0.1:9469, found {text:?}")),
+        },
+    };
+    let secs = raw.unhealthy_after_s.unwrap_or(60);
+    if secs == 0 {
+        return invalid("metrics.unhealthy_after_s", "expected at least 1".into());
+    }
+    Ok(MetricsConfig { listen, unhealthy_after: std::time::Duration::from_secs(secs) })
 }
 
 /// `["self"]`, `["all"]`, or a list of "self" and absolute paths.
@@ -271,23 +280,11 @@ fn invalid<T>(key: &'static str, message: String) -> Result<T, ConfigError> {
     Err(ConfigError::Invalid { key, message })
 }
 
-/// The built-in default: the default rules and the stream sink on stdout.
-fn default_raw() -> RawConfig {
-    RawConfig {
-        filter: Some(DEFAULT_RULES.iter().map(ToString::to_string).collect()),
-        sink: RawSinks {
-            stream: Some(RawStream { enable: Some(true), writer: Some("stdout".into()), queue_events: None }),
-        },
-        ..RawConfig::default()
-    }
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })
 }
 
-fn read(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    parse(path, &text)
-}
-
-fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
 }
 
@@ -326,17 +323,19 @@ mod tests {
         assert_eq!(c.rules.rules.len(), 1);
         let c = Config::from_toml("[sink.stream]\nenable = true\n").unwrap();
         assert!(c.rules.rules.is_empty(), "no filter key logs everything");
-        let raw = parse(Path::new("x"), "filter = [\"drop any\"]\n[sink.stream]\nenable = true\n").unwrap();
-        let over = Overrides { filter: vec!["log type NEW".into(), "drop any".into()], ..Overrides::default() };
-        assert_eq!(Config::validate(raw, &over, "x".into()).unwrap().rules.rules.len(), 2);
-        assert_eq!(Config::validate(default_raw(), &Overrides::default(), "d".into()).unwrap().rules, Rules::defaults());
+        let over = Overrides { flags: vec![("filter", vec!["log type NEW".into(), "drop any".into()])], ..Overrides::default() };
+        let c = Config::from_text(Path::new("x"), "filter = [\"drop any\"]\n[sink.stream]\nenable = true\n", &over).unwrap();
+        assert_eq!(c.rules.rules.len(), 2);
+        let builtin = Config::from_text(Path::new("d"), DEFAULT_CONFIG, &Overrides::default()).unwrap();
+        assert_eq!(builtin.rules, Rules::defaults());
+        assert_eq!(builtin.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
     }
 
     #[test]
     fn bad_rules_name_the_origin_and_rule() {
         let err = Config::from_toml("filter = [\"log any\", \"drop port 80\"]\n[sink.stream]\nenable = true\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("<test>: filter:\nrule 2 \"drop port 80\", column 6:"), "{text}");
+        assert!(text.starts_with("config file <test>: filter:\nrule 2 \"drop port 80\", column 6:"), "{text}");
     }
 
     #[test]
@@ -350,6 +349,82 @@ mod tests {
         for (bad, key) in [("kind = \"bpf\"", "source.kind"), ("netns = [\"all\", \"self\"]", "source.netns"), ("netns = [\"x\"]", "source.netns")] {
             let err = Config::from_toml(&format!("[source]\n{bad}\n[sink.stream]\nenable = true\n")).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    /// Every key of the table is accepted by the file schema, and every key
+    /// the example config documents is in the table: env, flags and file agree.
+    #[test]
+    fn key_table_matches_the_schema_and_the_example() {
+        use keys::{Kind, KEYS};
+        for key in KEYS {
+            let value = match key.kind {
+                Kind::Bool => "true",
+                Kind::Int => "1",
+                Kind::Str => "x",
+                Kind::List => "x",
+            };
+            let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
+            match Config::from_text(Path::new("t"), "", &over) {
+                Err(ConfigError::Parse { message, .. }) => panic!("{}: {message}", key.path),
+                _ => {}
+            }
+        }
+        let doc: toml::Table = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let mut paths = Vec::new();
+        flatten("", &doc, &mut paths);
+        for path in paths {
+            assert!(KEYS.iter().any(|k| k.path == path), "{path} is in contrib/conntrackd.toml but not in config/keys.rs");
+        }
+    }
+
+    fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) => flatten(&path, t, out),
+                _ => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let file = "[source]\nring_buffer_bytes = 131072\n[sink.stream]\nenable = true\nwriter = \"stderr\"\n";
+        let c = Config::from_text(Path::new("f"), file, &Overrides::default()).unwrap();
+        assert_eq!((c.source.ring_buffer_bytes, c.stream.as_ref().unwrap().writer), (131072, Writer::Stderr));
+        assert_eq!(c.source.drain_interval, std::time::Duration::from_millis(50), "default");
+        let env = vec![
+            ("CONNTRACKD_SOURCE_RING_BUFFER_BYTES".to_string(), "262144".to_string()),
+            ("CONNTRACKD_SINK_STREAM_WRITER".to_string(), "discard".to_string()),
+            ("CONNTRACKD_FILTER".to_string(), "[\"log type NEW\"]".to_string()),
+            ("CONNTRACKD_SOURCE_RELIABLE".to_string(), "true".to_string()),
+        ];
+        let c = Config::from_text(Path::new("f"), file, &Overrides { env: env.clone(), flags: vec![] }).unwrap();
+        assert_eq!((c.source.ring_buffer_bytes, c.stream.as_ref().unwrap().writer, c.rules.rules.len()), (262144, Writer::Discard, 1));
+        assert!(c.source.reliable);
+        let flags = vec![
+            ("source.ring_buffer_bytes", vec!["524288".to_string()]),
+            ("filter", vec!["log any".to_string(), "drop any".to_string()]),
+            ("source.reliable", vec!["false".to_string()]),
+        ];
+        let c = Config::from_text(Path::new("f"), file, &Overrides { env, flags }).unwrap();
+        assert_eq!((c.source.ring_buffer_bytes, c.rules.rules.len(), c.source.reliable), (524288, 2, false));
+    }
+
+    #[test]
+    fn error_messages_name_file_line_column_and_key() {
+        let cases = [
+            ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: unknown field `writter`"),
+            ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: invalid type: string \"big\", expected u64"),
+            ("[source]\nkind = \"bpf\"\n[sink.stream]\nenable = true\n", "config source.kind: expected auto, ebpf or netlink, found \"bpf\""),
+            ("[log]\nlevel = \"loud\"\n[sink.stream]\nenable = true\n", "config log.level: expected debug, info, warn or error, found \"loud\""),
+            ("[metrics]\nlisten = \"localhost\"\n[sink.stream]\nenable = true\n", "config metrics.listen: expected IP:PORT such as 127.0.0.1:9469, found \"localhost\""),
+            ("filter = [\"log port 1\"]\n[sink.stream]\nenable = true\n", "config file <test>: filter:\nrule 1 \"log port 1\", column 5: found 'port' without a direction: expected 'source port', 'destination port' or 'on port'"),
+        ];
+        for (text, want) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.starts_with(want), "got:  {err}\nwant: {want}");
         }
     }
 

@@ -1,0 +1,196 @@
+//! Every configuration key in one table, which drives the environment
+//! variables (`CONNTRACKD_` + path with `_`), the command-line flags (the
+//! original's dotted names) and their help texts. Overrides are applied to
+//! the parsed TOML document before it is deserialized, so precedence is
+//! defaults < file < environment < flags for every key alike.
+use toml::{Table, Value};
+
+/// How a key's value is written on the command line or in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Bool,
+    Int,
+    Str,
+    /// A list of strings: repeat the flag; the environment takes a TOML array.
+    List,
+}
+
+/// One key: its dotted path, kind and help text (with the default).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key {
+    pub path: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+const fn key(path: &'static str, kind: Kind, help: &'static str) -> Key {
+    Key { path, kind, help }
+}
+
+/// Every key of the file (tests check this table against `raw.rs` and the example config).
+pub(crate) const KEYS: &[Key] = &[
+    key("filter", Kind::List, "A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules [default: log protocol tcp and destination network public; drop any]"),
+    key("log.level", Kind::Str, "Log level: debug, info, warn, error [default: info]"),
+    key("log.format", Kind::Str, "Log format: text or json [default: text on a terminal, json otherwise]"),
+    key("source.kind", Kind::Str, "Source: auto, ebpf or netlink [default: auto]"),
+    key("source.netns", Kind::List, "Network namespaces: self, all, or paths such as /run/netns/NAME [default: self]"),
+    key("source.set_sysctls", Kind::Bool, "Set nf_conntrack_events/_acct/_timestamp to 1 in watched namespaces [default: false]"),
+    key("source.ring_buffer_bytes", Kind::Int, "eBPF ring buffer size, a power of two [default: 4194304]"),
+    key("source.drain_interval_ms", Kind::Int, "How often the ring is drained without a wakeup [default: 50]"),
+    key("source.kernel_prefilter", Kind::Bool, "Let the kernel drop events no rule can log [default: true]"),
+    key("source.receive_buffer_bytes", Kind::Int, "netlink source receive buffer [default: 8388608]"),
+    key("source.reliable", Kind::Bool, "netlink source reliable mode (kernel re-sends DESTROY) [default: false]"),
+    key("sink.stream.enable", Kind::Bool, "Write events as JSON lines [default: true without a config file]"),
+    key("sink.stream.writer", Kind::Str, "Where the stream sink writes: stdout, stderr, discard [default: stdout]"),
+    key("sink.stream.queue_events", Kind::Int, "Events queued for the stream sink before drops [default: 65536]"),
+    key("metrics.listen", Kind::Str, "Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9469 [default: off]"),
+    key("metrics.unhealthy_after_s", Kind::Int, "/healthz fails once a sink has failed this long [default: 60]"),
+];
+
+/// The environment variable of a key: `sink.loki.enable` -> `CONNTRACKD_SINK_LOKI_ENABLE`.
+pub(crate) fn env_name(path: &str) -> String {
+    format!("CONNTRACKD_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Where an override came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Env(String),
+    Flag(&'static str),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::Flag(path) => write!(f, "--{path}"),
+        }
+    }
+}
+
+/// A value that can not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub(crate) struct OverrideError {
+    pub origin: Origin,
+    pub message: String,
+}
+
+/// Variables that start like ours but are not configuration keys.
+const NOT_KEYS: [&str; 1] = ["CONNTRACKD_EBPF_OBJ"];
+
+/// Applies every `CONNTRACKD_*` variable that names a key; returns the names
+/// of those that do not (to be warned about: a typo is not silently ignored).
+pub(crate) fn apply_env(doc: &mut Table, vars: &[(String, String)]) -> Result<Vec<String>, OverrideError> {
+    let mut unknown = Vec::new();
+    for (name, text) in vars.iter().filter(|(n, _)| n.starts_with("CONNTRACKD_") && !NOT_KEYS.contains(&n.as_str())) {
+        let origin = Origin::Env(name.clone());
+        let Some(key) = KEYS.iter().find(|k| env_name(k.path) == *name) else {
+            unknown.push(name.clone());
+            continue;
+        };
+        let value = match key.kind {
+            Kind::List => parse_array(text),
+            kind => parse_scalar(kind, text),
+        }
+        .map_err(|message| OverrideError { origin, message })?;
+        set(doc, key.path, value);
+    }
+    Ok(unknown)
+}
+
+/// Applies flags given as (key path, values); a list flag's values form the list.
+pub(crate) fn apply_flags(doc: &mut Table, flags: &[(&'static str, Vec<String>)]) -> Result<(), OverrideError> {
+    for (path, values) in flags {
+        let Some(key) = KEYS.iter().find(|k| k.path == *path) else { continue };
+        let origin = Origin::Flag(key.path);
+        let value = match (key.kind, values.last()) {
+            (Kind::List, _) => Ok(Value::Array(values.iter().cloned().map(Value::String).collect())),
+            (kind, Some(text)) => parse_scalar(kind, text),
+            (_, None) => continue,
+        }
+        .map_err(|message| OverrideError { origin, message })?;
+        set(doc, key.path, value);
+    }
+    Ok(())
+}
+
+fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
+    match kind {
+        Kind::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(Value::Boolean(false)),
+            _ => Err(format!("expected true or false, found {text:?}")),
+        },
+        Kind::Int => text.parse::<i64>().map(Value::Integer).map_err(|_| format!("expected a whole number, found {text:?}")),
+        Kind::Str | Kind::List => Ok(Value::String(text.to_string())),
+    }
+}
+
+/// A TOML array such as `["log any", "drop any"]`.
+fn parse_array(text: &str) -> Result<Value, String> {
+    let doc: Table = toml::from_str(&format!("v = {text}"))
+        .map_err(|e| format!("expected a TOML array of strings such as [\"a\", \"b\"]: {}", e.message()))?;
+    match doc.get("v") {
+        Some(Value::Array(items)) if items.iter().all(Value::is_str) => Ok(Value::Array(items.clone())),
+        _ => Err(format!("expected a TOML array of strings such as [\"a\", \"b\"], found {text:?}")),
+    }
+}
+
+/// Sets `a.b.c` in the document, creating tables on the way.
+fn set(doc: &mut Table, path: &str, value: Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or(path);
+    let mut table = doc;
+    for part in parts {
+        let entry = table.entry(part.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        let Value::Table(inner) = entry else { return };
+        table = inner;
+    }
+    table.insert(last.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_and_flags_set_nested_keys_lists_and_booleans() {
+        let mut doc: Table = toml::from_str("[sink.stream]\nenable = false\n").unwrap();
+        let env = vec![
+            ("CONNTRACKD_SINK_STREAM_ENABLE".to_string(), "true".to_string()),
+            ("CONNTRACKD_FILTER".to_string(), "[\"log any\"]".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        apply_env(&mut doc, &env).unwrap();
+        assert_eq!(doc["sink"]["stream"]["enable"], Value::Boolean(true));
+        assert_eq!(doc["filter"], Value::Array(vec![Value::String("log any".into())]));
+        apply_flags(&mut doc, &[("sink.stream.enable", vec!["false".into()]), ("filter", vec!["drop any".into(), "log any".into()])]).unwrap();
+        assert_eq!(doc["sink"]["stream"]["enable"], Value::Boolean(false));
+        assert_eq!(doc["filter"].as_array().unwrap().len(), 2);
+        apply_flags(&mut doc, &[("source.ring_buffer_bytes", vec!["65536".into()])]).unwrap();
+        assert_eq!(doc["source"]["ring_buffer_bytes"], Value::Integer(65536));
+    }
+
+    #[test]
+    fn bad_overrides_name_their_origin() {
+        let mut doc = Table::new();
+        let unknown = apply_env(&mut doc, &[("CONNTRACKD_SINK_STREAM_ENABEL".into(), "true".into())]).unwrap();
+        assert_eq!(unknown, vec!["CONNTRACKD_SINK_STREAM_ENABEL".to_string()]);
+        let err = apply_env(&mut doc, &[("CONNTRACKD_FILTER".into(), "log any".into())]).unwrap_err();
+        assert!(err.to_string().contains("expected a TOML array of strings"), "{err}");
+        let err = apply_flags(&mut doc, &[("source.reliable", vec!["maybe".into()])]).unwrap_err();
+        assert_eq!(err.to_string(), "--source.reliable: expected true or false, found \"maybe\"");
+        let err = apply_flags(&mut doc, &[("source.ring_buffer_bytes", vec!["4M".into()])]).unwrap_err();
+        assert_eq!(err.to_string(), "--source.ring_buffer_bytes: expected a whole number, found \"4M\"");
+    }
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_name("sink.loki.enable"), "CONNTRACKD_SINK_LOKI_ENABLE");
+        assert_eq!(env_name("filter"), "CONNTRACKD_FILTER");
+    }
+}

@@ -1,0 +1,81 @@
+//! The configuration file as written: serde structs that only check shape.
+//! Every table denies unknown keys; `///` docs say what each key does.
+use serde::Deserialize;
+
+/// The file as written. Every table denies unknown keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// Rules, first match wins; absent = log every TCP/UDP event.
+    pub(super) filter: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) source: RawSource,
+    #[serde(default)]
+    pub(super) sink: RawSinks,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    /// Serve Prometheus text at http://LISTEN/metrics and /healthz (off when absent).
+    pub(super) listen: Option<String>,
+    /// /healthz fails once a sink has been failing this long (seconds, default 60).
+    pub(super) unhealthy_after_s: Option<u64>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    /// debug | info | warn | error (default info).
+    pub(super) level: Option<String>,
+    /// text | json (default: text on a terminal, JSON lines otherwise).
+    pub(super) format: Option<String>,
+}
+
+/// `[source]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSource {
+    /// Size of the kernel -> daemon ring buffer in bytes (power of two, >= 64 KiB).
+    pub(super) ring_buffer_bytes: Option<u64>,
+    /// How often the daemon drains the ring without a wakeup, in milliseconds.
+    pub(super) drain_interval_ms: Option<u64>,
+    /// Let the kernel drop events no rule can log (default true).
+    pub(super) kernel_prefilter: Option<bool>,
+    /// auto | ebpf | netlink (default auto: eBPF, else netlink with a warning).
+    pub(super) kind: Option<String>,
+    /// netlink: NETLINK_BROADCAST_ERROR + NETLINK_NO_ENOBUFS (conntrack-tools' reliable mode).
+    pub(super) reliable: Option<bool>,
+    /// netlink: socket receive buffer in bytes (SO_RCVBUFFORCE when permitted).
+    pub(super) receive_buffer_bytes: Option<u64>,
+    /// Namespaces to watch: ["self"] (default), paths, or ["all"].
+    pub(super) netns: Option<Vec<String>>,
+    /// Set nf_conntrack_events, _acct and _timestamp to 1 in watched namespaces.
+    pub(super) set_sysctls: Option<bool>,
+}
+
+/// `[sink]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSinks {
+    pub(super) stream: Option<RawStream>,
+}
+
+/// `[sink.stream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStream {
+    /// Write events as JSON lines.
+    pub(super) enable: Option<bool>,
+    /// stdout | stderr | discard.
+    pub(super) writer: Option<String>,
+    /// Events queued for this sink before new ones are dropped (and counted).
+    pub(super) queue_events: Option<usize>,
+}
+

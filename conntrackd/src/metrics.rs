@@ -1,0 +1,154 @@
+//! Prometheus metrics and health on `[metrics] listen` (off by default; bind
+//! it to loopback): `GET /metrics` (text format 0.0.4) and `GET /healthz`
+//! (200 while a source is attached and no sink has failed for longer than
+//! `unhealthy_after_s`, else 503). Nothing else is served.
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use conntrackd_common::Counter;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+use crate::{sink::queue::BoundedQueue, source::Snapshots};
+
+/// Everything the endpoint reports, shared with the pipeline.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub sources: Snapshots,
+    pub read: AtomicU64,
+    pub dropped_by_rules: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    pub sinks: Mutex<Vec<(&'static str, Arc<BoundedQueue>)>>,
+    pub source_kind: Mutex<&'static str>,
+    pub unhealthy_after: Duration,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP conntrackd_build_info Build information.\n# TYPE conntrackd_build_info gauge");
+        let _ = writeln!(
+            out,
+            "conntrackd_build_info{{version=\"{}\",commit=\"{}\",aya=\"{}\",source=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("CTD_BUILD_GIT_COMMIT"),
+            env!("CTD_BUILD_AYA_VERSION"),
+            *self.source_kind.lock().unwrap_or_else(|p| p.into_inner())
+        );
+        self.render_sources(&mut out);
+        counter(&mut out, "conntrackd_events_read_total", "Events the sources delivered to the pipeline.", self.read.load(Ordering::Relaxed));
+        counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
+        counter(&mut out, "conntrackd_config_reloads_total", "Successful SIGHUP reloads.", self.reloads.load(Ordering::Relaxed));
+        counter(&mut out, "conntrackd_config_reload_failures_total", "SIGHUP reloads rejected (the old config stays).", self.reload_failures.load(Ordering::Relaxed));
+        self.render_sinks(&mut out);
+        out
+    }
+
+    fn render_sources(&self, out: &mut String) {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let _ = writeln!(out, "# HELP conntrackd_kernel_messages_total ctnetlink messages by outcome (kernel program or netlink decoder).");
+        let _ = writeln!(out, "# TYPE conntrackd_kernel_messages_total counter");
+        for (netns, r) in &sources {
+            for c in Counter::ALL {
+                let _ = writeln!(out, "conntrackd_kernel_messages_total{{netns=\"{netns}\",outcome=\"{}\"}} {}", c.name(), r.counters.get(c));
+            }
+        }
+        for (name, help, get) in [
+            ("conntrackd_source_decode_errors_total", "Ring buffer records that could not be decoded.", (|r: &crate::source::StopReport| r.decode_errors) as fn(&crate::source::StopReport) -> u64),
+            ("conntrackd_source_overflows_total", "netlink receive buffer overflows (ENOBUFS).", |r| r.overflow.overflows),
+            ("conntrackd_source_lost_total", "Messages the kernel dropped for the netlink socket.", |r| r.overflow.lost),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (netns, r) in &sources {
+                let _ = writeln!(out, "{name}{{netns=\"{netns}\"}} {}", get(r));
+            }
+        }
+    }
+
+    fn render_sinks(&self, out: &mut String) {
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let _ = writeln!(out, "# HELP conntrackd_sink_events_total Events per sink by result.\n# TYPE conntrackd_sink_events_total counter");
+        for (sink, q) in &sinks {
+            let s = q.stats();
+            for (result, n) in [("sent", s.written), ("dropped_queue_full", s.dropped_queue_full), ("failed", s.dropped_write_error)] {
+                let _ = writeln!(out, "conntrackd_sink_events_total{{sink=\"{sink}\",result=\"{result}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP conntrackd_sink_queued_events Events waiting in a sink's queue.\n# TYPE conntrackd_sink_queued_events gauge");
+        for (sink, q) in &sinks {
+            let _ = writeln!(out, "conntrackd_sink_queued_events{{sink=\"{sink}\"}} {}", q.queued());
+        }
+    }
+
+    /// Healthy: a source is attached and no sink has failed for longer than the threshold.
+    pub fn health(&self) -> Result<(), String> {
+        if self.sources.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return Err("no source is attached".into());
+        }
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        for (sink, q) in self.sinks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Some(since) = q.failing_since_ms() {
+                if now_ms.saturating_sub(since) > self.unhealthy_after.as_millis() as u64 {
+                    return Err(format!("sink {sink} has been failing for {} s", (now_ms - since) / 1000));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+/// Binds the listener (errors name the address) and serves until the runtime stops.
+pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(listen = %addr, "metrics endpoint listening");
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(respond(stream, Arc::clone(&metrics)));
+                }
+                Err(err) => tracing::warn!(error = %err, "metrics endpoint: accept failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn respond(mut stream: TcpStream, metrics: Arc<Metrics>) {
+    let mut buf = [0u8; 2048];
+    let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = match (request.starts_with("GET "), path) {
+        (true, "/metrics") => ("200 OK", metrics.render()),
+        (true, "/healthz") => match metrics.health() {
+            Ok(()) => ("200 OK", "ok\n".to_string()),
+            Err(why) => ("503 Service Unavailable", format!("{why}\n")),
+        },
+        (true, _) => ("404 Not Found", "not found: try /metrics or /healthz\n".to_string()),
+        (false, _) => ("405 Method Not Allowed", "only GET\n".to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+}
