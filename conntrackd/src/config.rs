@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::filter::{Rules, RulesError, DEFAULT_RULES};
+use crate::{
+    filter::{Rules, RulesError, DEFAULT_RULES},
+    sink::{
+        journal::{JournalConfig, RawJournal},
+        syslog::{RawSyslog, SyslogConfig},
+    },
+};
 
 /// Where the daemon looks when `--config` is not given; a missing file is fine.
 pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
@@ -71,6 +77,8 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawSinks {
     stream: Option<RawStream>,
+    journal: Option<RawJournal>,
+    syslog: Option<RawSyslog>,
 }
 
 /// `[sink.stream]`
@@ -92,6 +100,8 @@ pub(crate) struct Config {
     pub log: LogConfig,
     pub source: SourceConfig,
     pub stream: Option<StreamConfig>,
+    pub journal: Option<JournalConfig>,
+    pub syslog: Option<SyslogConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +173,9 @@ impl Config {
             return invalid("source.drain_interval_ms", format!("expected 1..=10000, found {drain_ms}"));
         }
         let stream = validate_stream(raw.sink.stream)?;
-        if stream.is_none() {
+        let journal = crate::sink::journal::validate(raw.sink.journal)?;
+        let syslog = crate::sink::syslog::validate(raw.sink.syslog)?;
+        if stream.is_none() && journal.is_none() && syslog.is_none() {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
         }
         Ok(Self {
@@ -175,6 +187,8 @@ impl Config {
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
             },
             stream,
+            journal,
+            syslog,
         })
     }
 }
@@ -207,6 +221,7 @@ fn default_raw() -> RawConfig {
         filter: Some(DEFAULT_RULES.iter().map(ToString::to_string).collect()),
         sink: RawSinks {
             stream: Some(RawStream { enable: Some(true), writer: Some("stdout".into()), queue_events: None }),
+            ..RawSinks::default()
         },
         ..RawConfig::default()
     }
