@@ -15,6 +15,7 @@ const PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-d
 
 pub(crate) fn run() -> Result<()> {
     install_packages(PACKAGES)?;
+    crate::setup_logsinks::install()?;
     link_toolchain()?;
     install_bpf_linker()
 }

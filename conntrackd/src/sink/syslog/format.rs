@@ -86,6 +86,9 @@ pub(crate) struct Header {
     /// Printable ASCII without spaces (see [`clean_hostname`]).
     pub hostname: String,
     pub procid: u32,
+    /// A local (unix socket) receiver: the RFC 3164 form then omits the
+    /// hostname, as syslog(3) does and as /dev/log readers expect.
+    pub local: bool,
 }
 
 impl Header {
@@ -101,7 +104,10 @@ impl Header {
             Format::Rfc3164 => {
                 let _ = write!(out, "<{}>", self.facility.pri());
                 write_rfc3164_time(out, ev.time_ns);
-                let _ = write!(out, " {} {APP_NAME}[{}]: ", self.hostname, self.procid);
+                if !self.local {
+                    let _ = write!(out, " {}", self.hostname);
+                }
+                let _ = write!(out, " {APP_NAME}[{}]: ", self.procid);
             }
         }
         write_body(out, ev);
@@ -176,7 +182,7 @@ mod tests {
     use crate::event::{tests::tcp_v4_record, Event};
 
     fn header(format: Format) -> Header {
-        Header { format, facility: Facility::DAEMON, hostname: "sparrow".into(), procid: 77 }
+        Header { format, facility: Facility::DAEMON, hostname: "sparrow".into(), procid: 77, local: false }
     }
 
     fn event() -> Event {
@@ -229,6 +235,13 @@ mod tests {
         let stamp = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(text.starts_with(&format!("<30>{stamp} sparrow conntrackd[77]: @cee: {{")), "{text}");
         assert_eq!(stamp.len(), 15, "{stamp}");
+        let mut out = Vec::new();
+        Header { local: true, ..header(Format::Rfc3164) }.write_message(&mut out, &ev);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(&format!("<30>{stamp} conntrackd[77]: @cee: {{")), "no hostname on /dev/log: {text}");
+        let mut out = Vec::new();
+        Header { local: true, ..header(Format::Rfc5424) }.write_message(&mut out, &ev);
+        assert!(out.starts_with(b"<30>1 2026-11-28T05:03:17.123456Z sparrow conntrackd 77 NEW - "), "RFC 5424 keeps every field");
     }
 
     #[test]

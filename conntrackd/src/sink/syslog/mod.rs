@@ -78,7 +78,9 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
 
 /// Starts the sink thread.
 pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Result<JoinHandle<()>> {
-    let header = Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id() };
+    let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
+    let header =
+        Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
     let mut sender = Sender::new(config.address.clone(), header);
     thread::Builder::new().name("sink-syslog".into()).spawn(move || {
         let mut events = Vec::with_capacity(1024);

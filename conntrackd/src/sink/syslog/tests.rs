@@ -10,7 +10,7 @@ use super::*;
 use crate::event::tests::tcp_v4_record;
 
 fn header() -> Header {
-    Header { format: Format::Rfc5424, facility: Facility::DAEMON, hostname: "h".into(), procid: 1 }
+    Header { format: Format::Rfc5424, facility: Facility::DAEMON, hostname: "h".into(), procid: 1, local: false }
 }
 
 fn events(n: usize) -> Vec<Event> {
