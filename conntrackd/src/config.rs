@@ -291,6 +291,18 @@ mod tests {
     }
 
     #[test]
+    fn contrib_example_and_log_sinks() {
+        let c = Config::from_toml(include_str!("../../contrib/conntrackd.toml")).unwrap();
+        assert!(c.stream.is_some() && c.journal.is_none() && c.syslog.is_none());
+        let c = Config::from_toml("[sink.syslog]\nenable = true\n[sink.journal]\nenable = true\n").unwrap();
+        assert!(c.stream.is_none() && c.journal.is_some() && c.syslog.is_some());
+        let err = Config::from_toml("[sink.syslog]\nenable = true\nadress = \"udp://x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3, column 1") && err.contains("adress"), "{err}");
+        let err = Config::from_toml("[sink.syslog]\nenable = true\naddress = \"x\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("config sink.syslog.address: expected udp://"), "{err}");
+    }
+
+    #[test]
     fn bad_ring_size_is_rejected() {
         let err = Config::from_toml("[source]\nring_buffer_bytes = 1000\n[sink.stream]\nenable = true\n").unwrap_err();
         assert!(err.to_string().contains("source.ring_buffer_bytes"), "{err}");

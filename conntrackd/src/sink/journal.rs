@@ -225,6 +225,11 @@ fn run(path: &Path, queue: &BoundedQueue) {
             return;
         }
     };
+    if path.exists() {
+        tracing::info!(sink = "journal", socket = %path.display(), "journal sink started");
+    } else {
+        tracing::warn!(sink = "journal", socket = %path.display(), "journal socket does not exist (yet): is systemd-journald running?");
+    }
     let (mut events, mut entry) = (Vec::with_capacity(1024), Vec::with_capacity(4096));
     let mut failures = 0u64;
     while queue.pop_all(&mut events) {

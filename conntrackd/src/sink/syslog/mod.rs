@@ -81,6 +81,7 @@ pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Resu
     let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
     let header =
         Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
+    tracing::info!(sink = "syslog", address = %config.address, format = ?config.format, "syslog sink started");
     let mut sender = Sender::new(config.address.clone(), header);
     thread::Builder::new().name("sink-syslog".into()).spawn(move || {
         let mut events = Vec::with_capacity(1024);
