@@ -99,6 +99,8 @@ struct Sender {
     conn: Option<Conn>,
     backoff: Duration,
     failures: u64,
+    /// The queue closed and the attempt after that was made: give up on failure.
+    last_attempt: bool,
     message: Vec<u8>,
     buf: Vec<u8>,
     /// End offset in `buf` of each framed message (stream connections).
@@ -107,11 +109,12 @@ struct Sender {
 
 impl Sender {
     fn new(address: Address, header: Header) -> Self {
-        Self { address, header, conn: None, backoff: BACKOFF_START, failures: 0, message: Vec::new(), buf: Vec::new(), ends: Vec::new() }
+        Self { address, header, conn: None, backoff: BACKOFF_START, failures: 0, last_attempt: false, message: Vec::new(), buf: Vec::new(), ends: Vec::new() }
     }
 
-    /// Sends `events`, reconnecting as long as it takes; gives up (and counts
-    /// the rest as write errors) only once the queue is closed.
+    /// Sends `events`, reconnecting and retrying with backoff as long as it
+    /// takes; gives up (and counts the rest as write errors) only once the
+    /// queue is closed and a last attempt failed.
     fn deliver(&mut self, events: &[Event], queue: &BoundedQueue) {
         let mut done = 0;
         while done < events.len() {
@@ -125,49 +128,65 @@ impl Sender {
             } else {
                 send_datagrams(conn, &self.header, &events[done..], &mut self.message)
             };
-            match result {
-                Ok(()) => {
-                    queue.record_written(events.len() - done);
-                    done = events.len();
-                }
-                Err((sent, err)) => {
-                    queue.record_written(sent);
-                    done += sent;
-                    self.broken(&err);
-                    if err.raw_os_error() == Some(libc::EMSGSIZE) {
-                        // This message can never be sent: skip it, do not retry forever.
-                        queue.record_write_error(1);
-                        done += 1;
-                    }
-                }
+            let (sent, err) = match result {
+                Ok(()) => (events.len() - done, None),
+                Err((sent, err)) => (sent, Some(err)),
+            };
+            queue.record_written(sent);
+            done += sent;
+            if sent > 0 || err.is_none() {
+                self.recovered();
+            }
+            let Some(err) = err else { continue };
+            self.broken(&err);
+            if err.raw_os_error() == Some(libc::EMSGSIZE) {
+                // This message can never be sent: skip it, do not retry forever.
+                queue.record_write_error(1);
+                done += 1;
+            } else if !self.pause(queue) {
+                queue.record_write_error(events.len() - done);
+                return;
             }
         }
     }
 
-    /// Ensures a usable connection, waiting with backoff between attempts.
-    /// Returns false when the queue was closed and one last attempt failed.
+    /// Ensures a connection, reopening it with backoff between attempts.
+    /// Returns false when the queue was closed and the last attempt failed.
     fn connect(&mut self, queue: &BoundedQueue) -> bool {
         if self.conn.as_ref().is_some_and(Conn::peer_gone) {
             self.broken(&io::Error::from(io::ErrorKind::ConnectionReset));
         }
         while self.conn.is_none() {
             match Conn::open(&self.address) {
-                Ok(conn) => {
-                    if self.failures > 0 {
-                        tracing::info!(sink = "syslog", address = %self.address, "connected to the syslog receiver again");
-                    }
-                    (self.conn, self.backoff, self.failures) = (Some(conn), BACKOFF_START, 0);
-                }
+                Ok(conn) => self.conn = Some(conn),
                 Err(err) => {
                     self.broken(&err);
-                    if queue.wait_closed(self.backoff) && Conn::open(&self.address).map(|c| self.conn = Some(c)).is_err() {
+                    if !self.pause(queue) {
                         return false;
                     }
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
         true
+    }
+
+    /// Waits out the backoff (cut short when the queue closes: then one last
+    /// attempt follows). False when that last attempt has been made.
+    fn pause(&mut self, queue: &BoundedQueue) -> bool {
+        if self.last_attempt {
+            return false;
+        }
+        self.last_attempt = queue.wait_closed(self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        true
+    }
+
+    /// A message went out: reset the backoff, say so after an outage.
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(sink = "syslog", address = %self.address, "delivering to the syslog receiver again");
+        }
+        (self.backoff, self.failures) = (BACKOFF_START, 0);
     }
 
     /// Drops the connection and reports the failure (1st, 2nd, 4th, 8th, ...).

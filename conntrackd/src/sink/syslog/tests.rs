@@ -72,6 +72,26 @@ fn undeliverable_events_are_counted_at_shutdown() {
 }
 
 #[test]
+fn a_persistent_send_error_backs_off_and_ends_at_shutdown() {
+    // UDP to the broadcast address without SO_BROADCAST fails (EACCES) on every
+    // attempt: the sender must back off, and stop at shutdown instead of hanging.
+    let queue = Arc::new(BoundedQueue::new(100));
+    let closer = Arc::clone(&queue);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        closer.close();
+    });
+    let mut sender = Sender::new(Address::Udp { host: "255.255.255.255".into(), port: 514 }, header());
+    let start = std::time::Instant::now();
+    sender.deliver(&events(3), &queue);
+    t.join().unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(500), "it retried until the queue closed");
+    assert!(sender.failures < 10, "with backoff, not in a busy loop: {} failures", sender.failures);
+    let stats = queue.stats();
+    assert_eq!((stats.written, stats.dropped_write_error), (0, 3));
+}
+
+#[test]
 fn udp_datagrams_carry_one_message_each() {
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = rx.local_addr().unwrap().port();
