@@ -41,11 +41,12 @@ impl Drop for TempDir {
     }
 }
 
-/// Injects a NEW TCP entry 10.99.0.1:<sport> -> 8.8.8.8:443 (no packet is sent).
+/// Injects a NEW TCP entry 10.99.0.1:<sport> -> 8.8.8.8:443 with mark 42
+/// (no packet is sent).
 fn inject(ns: &Netns, sport: u16) {
     let sport = sport.to_string();
     ns.exec(&["conntrack", "-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--sport", &sport, "--dport", "443",
-        "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY"]);
+        "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY", "-m", "42"]);
 }
 
 /// The daemon's config: only NEW events, the given sink tables.
@@ -53,13 +54,17 @@ fn config(sinks: &str) -> String {
     format!("filter = [\"log type NEW\", \"drop any\"]\n{sinks}")
 }
 
-/// The event fields of a stream line (everything but time, level, msg).
+/// The event fields of a stream line (everything but time, level, msg), in order.
 fn event_fields(line: &Value) -> Map<String, Value> {
-    let mut fields = line.as_object().expect("object").clone();
-    for key in ["time", "level", "msg"] {
-        fields.remove(key);
-    }
-    fields
+    let all = line.as_object().expect("object");
+    all.iter().filter(|(k, _)| !["time", "level", "msg"].contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// `body.event` has exactly the stream line's event fields: same names, values, order.
+fn assert_event(body: &Value, line: &Value) {
+    let got: Vec<(&String, &Value)> = body["event"].as_object().expect("event object").iter().collect();
+    let want = event_fields(line);
+    assert_eq!(got, want.iter().collect::<Vec<_>>(), "every field, same values, same order");
 }
 
 /// Splits a raw RFC 5424 message into its six header fields and the JSON body.
@@ -100,6 +105,8 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     inject(&ns, 40100);
     let line = udp.next_event();
     let flow = line["flow"].clone();
+    let names: Vec<String> = event_fields(&line).keys().cloned().collect();
+    assert_eq!(names, ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm", "mark"]);
     let wanted = [("imudp", "<30>1 "), ("imtcp", "<166>1 "), ("imuxsock", "<30>"), ("imuxsock", "<150>1 ")];
     let got = rs.wait_for("one message per transport", |got| {
         wanted.iter().all(|(input, pri)| from_input(got, input, pri, &flow).is_some())
@@ -117,14 +124,14 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     assert_eq!(body["msg"], line["msg"]);
     assert_eq!(body["time"], line["time"]);
     assert_eq!(body["level"], "INFO");
-    assert_eq!(body["event"].as_object().unwrap(), &event_fields(&line), "every field, same values, same order");
+    assert_event(&body, &line);
 
     // TCP (octet counting, which rsyslog's imtcp decodes), facility local4.
     let m = from_input(&got, "imtcp", "<166>1 ", &flow).expect("tcp");
     assert_eq!((m.facility.as_str(), m.severity.as_str(), m.app_name.as_str(), m.hostname.as_str()), ("local4", "info", "conntrackd", host.as_str()));
     let (head, body) = split_5424(&m.raw);
     assert_eq!(head[0], "<166>1");
-    assert_eq!(body["event"].as_object().unwrap(), &event_fields(&line));
+    assert_event(&body, &line);
 
     // unix:// (rsyslog's imuxsock is a datagram socket), RFC 3164 in the
     // syslog(3) form without hostname, as /dev/log readers expect.
@@ -134,14 +141,14 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     let (head, body) = m.raw.split_once(&tag).unwrap_or_else(|| panic!("no RFC 3164 tag {tag:?} in {:?}", m.raw));
     assert!(head.starts_with("<30>") && head.len() == 4 + 15, "PRI and `Mmm dd hh:mm:ss`: {head:?}");
     let body: Value = serde_json::from_str(body).expect("JSON body");
-    assert_eq!(body["event"].as_object().unwrap(), &event_fields(&line));
+    assert_event(&body, &line);
 
     // unixgram://, RFC 5424, facility local2, to a socket with rsyslog's regular parsers.
     let m = from_input(&got, "imuxsock", "<150>1 ", &flow).expect("unixgram");
     assert_eq!((m.facility.as_str(), m.app_name.as_str(), m.msgid.as_str()), ("local2", "conntrackd", "NEW"), "{m:?}");
     let (head, body) = split_5424(&m.raw);
     assert_eq!((head[2], head[4]), (host.as_str(), m.procid.as_str()));
-    assert_eq!(body["event"].as_object().unwrap(), &event_fields(&line));
+    assert_event(&body, &line);
 
     for d in [udp, tcp, unix, unixgram] {
         let (stopped, _) = d.stop();
@@ -202,6 +209,7 @@ fn journald_stores_every_field_as_event_star() {
         "[sink.stream]\nenable = true\n[sink.journal]\nenable = true\nsocket = \"{}\"\n", j.socket.display())));
     inject(&ns, 40300);
     let line = d.next_event();
+    assert_eq!(line["mark"], 42, "{line}");
     let flow = line["flow"].to_string();
     let matches = ["SYSLOG_IDENTIFIER=conntrackd".to_string(), format!("EVENT_FLOW={flow}")];
     let matches: Vec<&str> = matches.iter().map(String::as_str).collect();
@@ -218,6 +226,8 @@ fn journald_stores_every_field_as_event_star() {
         };
         assert_eq!(e[format!("EVENT_{}", name.to_uppercase())], want, "field {name} in {e}");
     }
+    let extra = e.as_object().unwrap().keys().filter(|k| k.starts_with("EVENT_")).count();
+    assert_eq!(extra, event_fields(&line).len(), "one EVENT_* per event field, no more: {e}");
     let (stopped, _) = d.stop();
     assert_eq!(stopped.get("journal.written"), 1, "{}", stopped.log);
     assert_eq!(stopped.get("journal.dropped_write_error"), 0, "{}", stopped.log);
