@@ -2,7 +2,8 @@
 //!
 //! The data flows `source/ -> filter/ -> sink/`, wired together in `app.rs`.
 //! [`main_entry`] is the command line; [`fuzzing`] exposes the parsers to
-//! the cargo-fuzz targets and nothing else is public.
+//! the cargo-fuzz targets, [`testing`] the journal transport to the tests
+//! against the real journald; nothing else is public.
 mod app;
 mod cli;
 mod config;
@@ -21,6 +22,25 @@ use std::process::ExitCode;
 pub mod bench_support;
 #[doc(hidden)]
 pub mod fuzzing;
+
+/// For `tests/logsinks`: the journal sink's transport, so an entry larger
+/// than any event the kernel can produce today can be sent to the real journald.
+#[doc(hidden)]
+pub mod testing {
+    use std::path::Path;
+
+    /// Sends one entry of `fields` to the journal socket at `socket`;
+    /// returns true when it went through a memfd.
+    pub fn journal_send(socket: &Path, fields: &[(&str, &[u8])]) -> Result<bool, String> {
+        let mut entry = Vec::new();
+        for (name, value) in fields {
+            crate::sink::journal::put_field(&mut entry, name.as_bytes(), value);
+        }
+        let sock = crate::sink::journal::JournalSocket::new(socket).map_err(|e| e.to_string())?;
+        let route = sock.send(&entry).map_err(|e| e.to_string())?;
+        Ok(route == crate::sink::journal::Route::Memfd)
+    }
+}
 
 /// Parses the command line and runs the command.
 pub fn main_entry() -> ExitCode {

@@ -16,6 +16,7 @@ const PACKAGES: &[&str] =
 
 pub(crate) fn run() -> Result<()> {
     install_packages(PACKAGES)?;
+    crate::setup_logsinks::install()?;
     link_toolchain()?;
     install_bpf_linker()
 }

@@ -11,7 +11,10 @@ use tracing_subscriber::filter::LevelFilter;
 
 use self::raw::{RawConfig, RawStream};
 
-use crate::filter::{Rules, RulesError};
+use crate::{
+    filter::{Rules, RulesError},
+    sink::{journal::JournalConfig, syslog::SyslogConfig},
+};
 
 /// Where the daemon looks when `--config` is not given; a missing file is fine.
 pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
@@ -65,6 +68,8 @@ pub(crate) struct Config {
     pub log: LogConfig,
     pub source: SourceConfig,
     pub stream: Option<StreamConfig>,
+    pub journal: Option<JournalConfig>,
+    pub syslog: Option<SyslogConfig>,
 }
 
 /// `[metrics]`.
@@ -193,7 +198,9 @@ impl Config {
             return invalid("source.receive_buffer_bytes", format!("expected 65536..=1073741824, found {rcvbuf}"));
         }
         let stream = validate_stream(raw.sink.stream)?;
-        if stream.is_none() {
+        let journal = crate::sink::journal::validate(raw.sink.journal)?;
+        let syslog = crate::sink::syslog::validate(raw.sink.syslog)?;
+        if stream.is_none() && journal.is_none() && syslog.is_none() {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
         }
         let metrics = validate_metrics(&raw.metrics)?;
@@ -215,6 +222,8 @@ impl Config {
                 all_namespaces,
             },
             stream,
+            journal,
+            syslog,
         })
     }
 }
@@ -432,6 +441,18 @@ mod tests {
     fn no_sink_is_an_error() {
         let err = Config::from_toml("[sink.stream]\nenable = false\n").unwrap_err();
         assert!(err.to_string().contains("no sink is enabled"), "{err}");
+    }
+
+    #[test]
+    fn contrib_example_and_log_sinks() {
+        let c = Config::from_toml(include_str!("../../../contrib/conntrackd.toml")).unwrap();
+        assert!(c.stream.is_some() && c.journal.is_none() && c.syslog.is_none());
+        let c = Config::from_toml("[sink.syslog]\nenable = true\n[sink.journal]\nenable = true\n").unwrap();
+        assert!(c.stream.is_none() && c.journal.is_some() && c.syslog.is_some());
+        let err = Config::from_toml("[sink.syslog]\nenable = true\nadress = \"udp://x\"\n").unwrap_err().to_string();
+        assert!(err.contains("line 3, column 1") && err.contains("adress"), "{err}");
+        let err = Config::from_toml("[sink.syslog]\nenable = true\naddress = \"x\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("config sink.syslog.address: expected udp://"), "{err}");
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub(crate) struct RawSource {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSinks {
     pub(super) stream: Option<RawStream>,
+    pub(super) journal: Option<crate::sink::journal::RawJournal>,
+    pub(super) syslog: Option<crate::sink::syslog::RawSyslog>,
 }
 
 /// `[sink.stream]`

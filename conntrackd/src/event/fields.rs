@@ -16,6 +16,23 @@ pub(crate) enum FieldValue<'a> {
     Time(i128),
 }
 
+impl FieldValue<'_> {
+    /// The value as plain text (journald fields, logfmt): strings as they are,
+    /// times as RFC 3339.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let _ = match self {
+            FieldValue::Str(s) => out.write_all(s.as_bytes()),
+            FieldValue::Ip(ip) => write!(out, "{ip}"),
+            FieldValue::U64(n) => write!(out, "{n}"),
+            FieldValue::Time(ns) => {
+                crate::time::write_rfc3339(out, *ns);
+                Ok(())
+            }
+        };
+    }
+}
+
 impl Event {
     /// Calls `f(name, value)` for each present field, in contract order:
     /// type, flow, prot, src_addr, dst_addr, src_port, dst_port, tcp_state,

@@ -1,9 +1,11 @@
 //! Sinks: where kept events go. Each sink runs on its own thread behind its own
 //! bounded queue, so a slow sink never blocks the source or the other sinks;
 //! events that do not fit are dropped and counted per sink.
+pub(crate) mod journal;
 pub(crate) mod json;
 pub(crate) mod queue;
 pub(crate) mod stream;
+pub(crate) mod syslog;
 
 use std::{sync::Arc, thread::JoinHandle};
 
@@ -58,6 +60,16 @@ impl Sinks {
             let thread = stream::spawn(stream.writer, Arc::clone(&queue))
                 .map_err(|source| SinkError::Spawn { name: "stream", source })?;
             running.push(Running { name: "stream", queue, thread });
+        }
+        if let Some(journal) = &config.journal {
+            let queue = Arc::new(BoundedQueue::new(journal.queue_events));
+            let thread = journal::spawn(journal, Arc::clone(&queue)).map_err(|source| SinkError::Spawn { name: "journal", source })?;
+            running.push(Running { name: "journal", queue, thread });
+        }
+        if let Some(syslog) = &config.syslog {
+            let queue = Arc::new(BoundedQueue::new(syslog.queue_events));
+            let thread = syslog::spawn(syslog, Arc::clone(&queue)).map_err(|source| SinkError::Spawn { name: "syslog", source })?;
+            running.push(Running { name: "syslog", queue, thread });
         }
         Ok(Self { running })
     }

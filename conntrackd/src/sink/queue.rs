@@ -86,6 +86,19 @@ impl BoundedQueue {
         self.ready.notify_all();
     }
 
+    /// Waits up to `timeout` (without taking events); true once the queue is closed.
+    pub fn wait_closed(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            let now = std::time::Instant::now();
+            if state.closed || now >= deadline {
+                return state.closed;
+            }
+            state = self.ready.wait_timeout(state, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+        }
+    }
+
     /// Events delivered; the sink is healthy again.
     pub fn record_written(&self, n: usize) {
         self.written.fetch_add(n as u64, Ordering::Relaxed);

@@ -1,0 +1,261 @@
+//! Syslog message encoding: RFC 5424 or RFC 3164 header, `@cee:` JSON body,
+//! and RFC 6587 octet-counting framing for stream transports.
+//!
+//! Body: `@cee: {"time":"<RFC 3339>","level":"INFO","msg":"<message text>",
+//! "event":{<every event field, contract order>}}`.
+use std::io::Write;
+
+use crate::{event::Event, sink::json, time::write_rfc3339};
+
+/// Every message is informational (the stream sink's `level` INFO).
+const SEVERITY_INFO: u8 = 6;
+/// RFC 5424 APP-NAME and RFC 3164 TAG.
+pub(crate) const APP_NAME: &str = "conntrackd";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FormatError {
+    #[error("expected rfc5424 or rfc3164, found {0:?}")]
+    Format(String),
+    #[error("expected a facility name (kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0..local7), found {0:?}")]
+    Facility(String),
+}
+
+/// Header format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Rfc5424,
+    Rfc3164,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Result<Self, FormatError> {
+        match text.to_ascii_lowercase().as_str() {
+            "rfc5424" => Ok(Self::Rfc5424),
+            "rfc3164" => Ok(Self::Rfc3164),
+            _ => Err(FormatError::Format(text.into())),
+        }
+    }
+}
+
+const FACILITIES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// A syslog facility code (RFC 5424 table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Facility(u8);
+
+impl Facility {
+    pub const DAEMON: Self = Self(3);
+
+    pub fn parse(text: &str) -> Result<Self, FormatError> {
+        let lower = text.to_ascii_lowercase();
+        FACILITIES.iter().find(|(name, _)| *name == lower).map(|&(_, code)| Self(code)).ok_or(FormatError::Facility(text.into()))
+    }
+
+    /// PRI = facility * 8 + severity.
+    pub fn pri(self) -> u8 {
+        self.0 * 8 + SEVERITY_INFO
+    }
+}
+
+/// What every message's header carries besides the time.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub format: Format,
+    pub facility: Facility,
+    /// Printable ASCII without spaces (see [`clean_hostname`]).
+    pub hostname: String,
+    pub procid: u32,
+    /// A local (unix socket) receiver: the RFC 3164 form then omits the
+    /// hostname, as syslog(3) does and as /dev/log readers expect.
+    pub local: bool,
+}
+
+impl Header {
+    /// Appends header and body of one message (no framing, no newline).
+    pub fn write_message(&self, out: &mut Vec<u8>, ev: &Event) {
+        match self.format {
+            Format::Rfc5424 => {
+                let _ = write!(out, "<{}>1 ", self.facility.pri());
+                write_rfc3339(out, ev.time_ns);
+                // MSGID is the event type, so receivers can filter without parsing JSON.
+                let _ = write!(out, " {} {APP_NAME} {} {} - ", self.hostname, self.procid, ev.kind.as_str());
+            }
+            Format::Rfc3164 => {
+                let _ = write!(out, "<{}>", self.facility.pri());
+                write_rfc3164_time(out, ev.time_ns);
+                if !self.local {
+                    let _ = write!(out, " {}", self.hostname);
+                }
+                let _ = write!(out, " {APP_NAME}[{}]: ", self.procid);
+            }
+        }
+        write_body(out, ev);
+    }
+}
+
+/// `@cee: {"time":..,"level":"INFO","msg":..,"event":{..}}`.
+pub(crate) fn write_body(out: &mut Vec<u8>, ev: &Event) {
+    out.extend_from_slice(b"@cee: {\"time\":\"");
+    write_rfc3339(out, ev.time_ns);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"msg\":\"");
+    json::write_message(out, ev);
+    out.extend_from_slice(b"\",\"event\":{");
+    let mut first = true;
+    ev.for_each_field(|name, value| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let _ = write!(out, "\"{name}\":");
+        json::write_value(out, value);
+    });
+    out.extend_from_slice(b"}}");
+}
+
+/// RFC 6587 octet counting: `<length> <message>`.
+pub(crate) fn frame_octet_counting(out: &mut Vec<u8>, message: &[u8]) {
+    let _ = write!(out, "{} ", message.len());
+    out.extend_from_slice(message);
+}
+
+/// `Mmm dd hh:mm:ss` in local time, day padded with a space (RFC 3164 4.1.2).
+fn write_rfc3164_time(out: &mut Vec<u8>, ns: i128) {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = ns.div_euclid(1_000_000_000) as libc::time_t;
+    // SAFETY: all-zero is a valid tm; localtime_r only writes into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to a time_t and a tm.
+    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
+        out.extend_from_slice(b"Jan  1 00:00:00");
+        return;
+    }
+    let month = MONTHS[tm.tm_mon.clamp(0, 11) as usize];
+    let _ = write!(out, "{month} {:>2} {:02}:{:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/// The machine's hostname as a header field: printable ASCII, no spaces,
+/// at most 255 bytes; `-` (the RFC 5424 nil value) when empty.
+pub(crate) fn clean_hostname(raw: &str) -> String {
+    let name: String = raw.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
+    if name.is_empty() {
+        "-".into()
+    } else {
+        name
+    }
+}
+
+/// gethostname(2).
+pub(crate) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "-".into();
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    clean_hostname(&String::from_utf8_lossy(&buf[..len]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{tests::tcp_v4_record, Event};
+
+    fn header(format: Format) -> Header {
+        Header { format, facility: Facility::DAEMON, hostname: "sparrow".into(), procid: 77, local: false }
+    }
+
+    fn event() -> Event {
+        // 2026-11-28T05:03:17.123456Z, minus the record's ktime of 1000 ns.
+        Event::from_record(&tcp_v4_record(), 1_795_842_197_123_456_000 - 1_000).unwrap()
+    }
+
+    #[test]
+    fn pri_from_facility_and_info_severity() {
+        assert_eq!(Facility::DAEMON.pri(), 30);
+        assert_eq!(Facility::parse("KERN").unwrap().pri(), 6);
+        assert_eq!(Facility::parse("local7").unwrap().pri(), 190);
+        assert_eq!(Facility::parse("authpriv").unwrap().pri(), 86);
+        assert!(Facility::parse("local8").unwrap_err().to_string().contains("\"local8\""));
+        assert!(Format::parse("rfc5425").is_err());
+        assert_eq!(Format::parse("RFC3164").unwrap(), Format::Rfc3164);
+    }
+
+    #[test]
+    fn rfc5424_header_and_cee_body() {
+        let mut out = Vec::new();
+        header(Format::Rfc5424).write_message(&mut out, &event());
+        let text = String::from_utf8(out).unwrap();
+        let head = "<30>1 2026-11-28T05:03:17.123456Z sparrow conntrackd 77 NEW - @cee: ";
+        assert!(text.starts_with(head), "{text}");
+        let body: serde_json::Value = serde_json::from_str(&text[head.len()..]).unwrap();
+        assert_eq!(body["msg"], "NEW TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");
+        assert_eq!(body["time"], "2026-11-28T05:03:17.123456Z");
+        assert_eq!(body["level"], "INFO");
+        let keys: Vec<&String> = body["event"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm", "mark"]);
+        assert_eq!(body["event"]["dst_port"], 443);
+        assert_eq!(body["event"]["comm"], "curl");
+    }
+
+    #[test]
+    fn rfc3164_header_in_local_time() {
+        let mut out = Vec::new();
+        let ev = event();
+        header(Format::Rfc3164).write_message(&mut out, &ev);
+        let text = String::from_utf8(out).unwrap();
+        // Expected local time, computed independently with strftime.
+        let secs = (ev.time_ns / 1_000_000_000) as libc::time_t;
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        let mut buf = [0u8; 32];
+        let n = unsafe {
+            libc::localtime_r(&secs, &mut tm);
+            libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%b %e %H:%M:%S".as_ptr(), &tm)
+        };
+        let stamp = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(text.starts_with(&format!("<30>{stamp} sparrow conntrackd[77]: @cee: {{")), "{text}");
+        assert_eq!(stamp.len(), 15, "{stamp}");
+        let mut out = Vec::new();
+        Header { local: true, ..header(Format::Rfc3164) }.write_message(&mut out, &ev);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(&format!("<30>{stamp} conntrackd[77]: @cee: {{")), "no hostname on /dev/log: {text}");
+        let mut out = Vec::new();
+        Header { local: true, ..header(Format::Rfc5424) }.write_message(&mut out, &ev);
+        assert!(out.starts_with(b"<30>1 2026-11-28T05:03:17.123456Z sparrow conntrackd 77 NEW - "), "RFC 5424 keeps every field");
+    }
+
+    #[test]
+    fn octet_counting_counts_bytes() {
+        let mut out = Vec::new();
+        frame_octet_counting(&mut out, "<30>1 é".as_bytes());
+        assert_eq!(out, "8 <30>1 é".as_bytes());
+    }
+
+    #[test]
+    fn hostnames_are_cleaned() {
+        assert_eq!(clean_hostname("a b\tc"), "abc");
+        assert_eq!(clean_hostname(""), "-");
+        assert_eq!(clean_hostname(&"x".repeat(300)).len(), 255);
+        assert!(!hostname().is_empty());
+    }
+}

@@ -1,0 +1,235 @@
+//! The syslog sink: RFC 5424 (or 3164) messages with an `@cee:` JSON body
+//! over UDP, TCP (octet counting) or a unix socket.
+//!
+//! When the TCP or unix peer goes away the sink keeps the batch it holds and
+//! reconnects with exponential backoff (0.1 s doubling to 5 s); meanwhile new
+//! events wait in the sink's bounded queue, and what does not fit is dropped
+//! and counted (`syslog.dropped_queue_full`). A message is counted as written
+//! once the kernel accepted it; after a broken stream the messages not fully
+//! written are sent again on the new connection. Events still undeliverable
+//! at shutdown are counted as `syslog.dropped_write_error`.
+pub(crate) mod format;
+pub(crate) mod transport;
+
+use std::{
+    io,
+    sync::Arc,
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use self::{
+    format::{Facility, Format, Header},
+    transport::{Address, Conn},
+};
+use super::queue::BoundedQueue;
+use crate::{config::ConfigError, event::Event};
+
+const DEFAULT_ADDRESS: &str = "udp://localhost:514";
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// `[sink.syslog]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSyslog {
+    /// Send events to a syslog receiver.
+    pub enable: Option<bool>,
+    /// udp://host:port (default udp://localhost:514), tcp://host:port,
+    /// unix:///dev/log or unixgram:///path.
+    pub address: Option<String>,
+    /// rfc5424 (default) or rfc3164.
+    pub format: Option<String>,
+    /// Facility name (default daemon); the severity is always info.
+    pub facility: Option<String>,
+    /// Events queued for this sink (also while the receiver is unreachable)
+    /// before new ones are dropped (and counted).
+    pub queue_events: Option<usize>,
+}
+
+/// Validated `[sink.syslog]`.
+#[derive(Debug, Clone)]
+pub(crate) struct SyslogConfig {
+    pub address: Address,
+    pub format: Format,
+    pub facility: Facility,
+    pub queue_events: usize,
+}
+
+/// Checks `[sink.syslog]`; `None` when the sink is absent or disabled.
+pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, ConfigError> {
+    let Some(raw) = raw.filter(|r| r.enable == Some(true)) else { return Ok(None) };
+    let invalid = |key, message: String| ConfigError::Invalid { key, message };
+    let address = Address::parse(raw.address.as_deref().unwrap_or(DEFAULT_ADDRESS))
+        .map_err(|e| invalid("sink.syslog.address", e.to_string()))?;
+    let format = Format::parse(raw.format.as_deref().unwrap_or("rfc5424")).map_err(|e| invalid("sink.syslog.format", e.to_string()))?;
+    let facility = match raw.facility.as_deref() {
+        None => Facility::DAEMON,
+        Some(name) => Facility::parse(name).map_err(|e| invalid("sink.syslog.facility", e.to_string()))?,
+    };
+    let queue_events = raw.queue_events.unwrap_or(65_536);
+    if queue_events == 0 {
+        return Err(invalid("sink.syslog.queue_events", "expected at least 1".into()));
+    }
+    Ok(Some(SyslogConfig { address, format, facility, queue_events }))
+}
+
+/// Starts the sink thread.
+pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Result<JoinHandle<()>> {
+    let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
+    let header =
+        Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
+    tracing::info!(sink = "syslog", address = %config.address, format = ?config.format, "syslog sink started");
+    let mut sender = Sender::new(config.address.clone(), header);
+    thread::Builder::new().name("sink-syslog".into()).spawn(move || {
+        let mut events = Vec::with_capacity(1024);
+        while queue.pop_all(&mut events) {
+            sender.deliver(&events, &queue);
+            events.clear();
+        }
+    })
+}
+
+/// The connection, its backoff state, and reused buffers.
+struct Sender {
+    address: Address,
+    header: Header,
+    conn: Option<Conn>,
+    backoff: Duration,
+    failures: u64,
+    /// The queue closed and the attempt after that was made: give up on failure.
+    last_attempt: bool,
+    message: Vec<u8>,
+    buf: Vec<u8>,
+    /// End offset in `buf` of each framed message (stream connections).
+    ends: Vec<usize>,
+}
+
+impl Sender {
+    fn new(address: Address, header: Header) -> Self {
+        Self { address, header, conn: None, backoff: BACKOFF_START, failures: 0, last_attempt: false, message: Vec::new(), buf: Vec::new(), ends: Vec::new() }
+    }
+
+    /// Sends `events`, reconnecting and retrying with backoff as long as it
+    /// takes; gives up (and counts the rest as write errors) only once the
+    /// queue is closed and a last attempt failed.
+    fn deliver(&mut self, events: &[Event], queue: &BoundedQueue) {
+        let mut done = 0;
+        while done < events.len() {
+            if !self.connect(queue) {
+                queue.record_write_error(events.len() - done);
+                return;
+            }
+            let Some(conn) = self.conn.as_mut() else { continue };
+            let result = if conn.is_stream() {
+                send_stream(conn, &self.header, &events[done..], &mut self.message, &mut self.buf, &mut self.ends)
+            } else {
+                send_datagrams(conn, &self.header, &events[done..], &mut self.message)
+            };
+            let (sent, err) = match result {
+                Ok(()) => (events.len() - done, None),
+                Err((sent, err)) => (sent, Some(err)),
+            };
+            queue.record_written(sent);
+            done += sent;
+            if sent > 0 || err.is_none() {
+                self.recovered();
+            }
+            let Some(err) = err else { continue };
+            self.broken(&err);
+            if err.raw_os_error() == Some(libc::EMSGSIZE) {
+                // This message can never be sent: skip it, do not retry forever.
+                queue.record_write_error(1);
+                done += 1;
+            } else if !self.pause(queue) {
+                queue.record_write_error(events.len() - done);
+                return;
+            }
+        }
+    }
+
+    /// Ensures a connection, reopening it with backoff between attempts.
+    /// Returns false when the queue was closed and the last attempt failed.
+    fn connect(&mut self, queue: &BoundedQueue) -> bool {
+        if self.conn.as_ref().is_some_and(Conn::peer_gone) {
+            self.broken(&io::Error::from(io::ErrorKind::ConnectionReset));
+        }
+        while self.conn.is_none() {
+            match Conn::open(&self.address) {
+                Ok(conn) => self.conn = Some(conn),
+                Err(err) => {
+                    self.broken(&err);
+                    if !self.pause(queue) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits out the backoff (cut short when the queue closes: then one last
+    /// attempt follows). False when that last attempt has been made.
+    fn pause(&mut self, queue: &BoundedQueue) -> bool {
+        if self.last_attempt {
+            return false;
+        }
+        self.last_attempt = queue.wait_closed(self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        true
+    }
+
+    /// A message went out: reset the backoff, say so after an outage.
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(sink = "syslog", address = %self.address, "delivering to the syslog receiver again");
+        }
+        (self.backoff, self.failures) = (BACKOFF_START, 0);
+    }
+
+    /// Drops the connection and reports the failure (1st, 2nd, 4th, 8th, ...).
+    fn broken(&mut self, err: &io::Error) {
+        self.conn = None;
+        self.failures += 1;
+        if self.failures.is_power_of_two() {
+            tracing::warn!(sink = "syslog", address = %self.address, error = %err, failures = self.failures,
+                "syslog receiver unreachable; events wait in the queue and are retried");
+        }
+    }
+}
+
+/// One datagram per event; on error, how many were sent before it.
+fn send_datagrams(conn: &Conn, header: &Header, events: &[Event], message: &mut Vec<u8>) -> Result<(), (usize, io::Error)> {
+    for (i, ev) in events.iter().enumerate() {
+        message.clear();
+        header.write_message(message, ev);
+        conn.send(message).map_err(|err| (i, err))?;
+    }
+    Ok(())
+}
+
+/// All events framed into one buffer and written; on error, how many
+/// messages were completely written before it.
+fn send_stream(
+    conn: &mut Conn,
+    header: &Header,
+    events: &[Event],
+    message: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Result<(), (usize, io::Error)> {
+    buf.clear();
+    ends.clear();
+    for ev in events {
+        message.clear();
+        header.write_message(message, ev);
+        conn.frame(buf, message);
+        ends.push(buf.len());
+    }
+    conn.write_stream(buf).map_err(|(written, err)| (ends.iter().take_while(|&&end| end <= written).count(), err))
+}
+
+#[cfg(test)]
+mod tests;
