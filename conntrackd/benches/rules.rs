@@ -4,7 +4,9 @@
 //! The sets are measured interleaved, REPEATS times each, on the same thread;
 //! every measurement prints one line
 //! `rules set=NAME rules=N evaluations=E seconds=S logged=L`.
-//! Bad arguments or rules print an error and exit with status 2.
+//! Bad arguments or rules print an error and exit with status 2. Without
+//! arguments (as `cargo test --all-targets` runs it) it measures the default
+//! rules and `log any` briefly, as a smoke test.
 use std::process::ExitCode;
 
 use conntrackd::bench_support::rule_evaluations;
@@ -23,12 +25,22 @@ struct Args {
 fn main() -> ExitCode {
     // cargo bench appends `--bench` to the arguments of every benchmark binary.
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    match parse(&args).and_then(|a| run(&a)) {
+    let parsed = if args.is_empty() { Ok(smoke()) } else { parse(&args) };
+    match parsed.and_then(|a| run(&a)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("rules bench: {err}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn smoke() -> Args {
+    let set = |name: &str, rules: &[&str]| Set { name: name.to_string(), rules: rules.iter().map(ToString::to_string).collect() };
+    Args {
+        rounds: 1000,
+        repeats: 1,
+        sets: vec![set("default", &["log protocol tcp and destination network public", "drop any"]), set("baseline", &["log any"])],
     }
 }
 

@@ -1,22 +1,30 @@
-//! `cargo xtask bench [--quick]`: delivery and CPU cost of conntrackd against
-//! `conntrack -E` on identical generated load.
+//! `cargo xtask bench [--quick]`: delivery and CPU cost of conntrackd (eBPF
+//! source, netlink source, eBPF without the kernel pre-filter) against
+//! `conntrack -E` on identical generated load, and rule-evaluation throughput.
 //!
 //! Two namespaces joined by a veth pair ([`netns`]); a raw-socket generator
 //! ([`generator`]) in the client creates one conntrack entry per TCP SYN at a
 //! paced rate, then `conntrack -F` destroys them all, so each run is N NEW +
-//! N DESTROY events to a public destination. Each consumer ([`consumer`])
-//! listens alone, inside the client namespace, while that happens
-//! ([`measure`]); the figures go to `target/bench/report.{md,json}` ([`report`]).
+//! N DESTROY events, all to a public destination or mostly to a private one
+//! ([`mode`]). Each consumer ([`consumer`]) listens alone, inside the client
+//! namespace, while that happens ([`measure`]). The rule benchmark
+//! ([`rules`]) runs first, on an idle lab. The figures go to
+//! `target/bench/report.{md,json}` ([`report`], [`analysis`]).
+mod analysis;
 mod consumer;
+mod daemon_config;
 mod generator;
 mod interrupt;
 mod measure;
+mod mode;
 mod netns;
 mod packet;
 mod parse;
 mod process;
 mod report;
+mod rules;
 mod settings;
+mod table;
 
 use std::{
     fs,
@@ -29,28 +37,32 @@ use anyhow::{bail, Context, Result};
 use self::{
     consumer::{Daemon, Kind},
     measure::{Bench, Rate},
+    mode::Mode,
     netns::Lab,
-    report::{Report, RunResult},
+    report::{Failure, Report, RunResult},
     settings::{Chosen, ConntrackMax, Settings},
 };
 
-/// conntrackd's ring buffer for the benchmark (its default).
-const RING_BUFFER_BYTES: u64 = 4 << 20;
 /// The output must not grow for this long before a consumer is stopped.
 const QUIET: Duration = Duration::from_secs(1);
 
-/// Connections per run and the rates to run at.
+/// Connections per run, the rates to run at, and the rule benchmark's effort.
 struct Plan {
     connections: u32,
     rates: Vec<Rate>,
+    rules: rules::Effort,
 }
 
 impl Plan {
     fn new(quick: bool) -> Self {
         if quick {
-            Plan { connections: 20_000, rates: vec![Rate(Some(50_000))] }
+            Plan { connections: 20_000, rates: vec![Rate(Some(50_000))], rules: rules::Effort { rounds: 300_000, repeats: 5 } }
         } else {
-            Plan { connections: 100_000, rates: vec![Rate(Some(10_000)), Rate(Some(50_000)), Rate(Some(100_000)), Rate(None)] }
+            Plan {
+                connections: 100_000,
+                rates: vec![Rate(Some(10_000)), Rate(Some(50_000)), Rate(Some(100_000)), Rate(None)],
+                rules: rules::Effort { rounds: 1_000_000, repeats: 9 },
+            }
         }
     }
 }
@@ -59,50 +71,77 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
     let files = Files::prepare(root)?;
     interrupt::install();
+    eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
+    let rules = rules::run(root, plan.rules)?;
+    eprintln!(
+        "bench:   {:.1} M evaluations/s ({} rules), baseline {:.1} M/s",
+        rules.realistic.best_per_s / 1e6,
+        rules::REALISTIC.len(),
+        rules.baseline.best_per_s / 1e6
+    );
     let sources = generator::sources_for(plan.connections, netns::CLIENT_ADDR);
     if sources.contains(&netns::SERVER_ADDR) {
         bail!("{} connections need too many source addresses", plan.connections);
     }
     let lab = Lab::create(&sources)?;
     let max = ConntrackMax::ensure(2 * u64::from(plan.connections))?;
-    let chosen = Chosen { ring_buffer_bytes: RING_BUFFER_BYTES, connections: plan.connections, sources: sources.clone(), quiet_ms: QUIET.as_millis() as u64 };
-    let settings = Settings::record(&lab, &max, chosen)?;
+    let chosen = Chosen { connections: plan.connections, sources: sources.clone(), quiet_ms: QUIET.as_millis() as u64 };
+    let mut settings = Settings::record(&lab, &max, chosen)?;
     warn_if_entries_may_expire(&settings, &plan);
-    let daemon = Daemon { binary: &files.daemon, config: &files.config };
+    let daemon = Daemon { binary: &files.daemon, config_dir: &files.dir };
+    daemon_config::write_all(&daemon)?;
     let bench = Bench { lab: &lab, daemon, runs_dir: &files.runs, connections: plan.connections, sources, quiet: QUIET };
-    let runs = run_all(&bench, &plan)?;
+    let (runs, failures) = run_all(&bench, &plan)?;
+    settings.finish();
     drop(bench);
     drop(max);
     drop(lab);
 
-    let markdown = Report::new(settings, runs).write(&files.dir)?;
+    let failed = failures.len();
+    let markdown = Report::new(settings, runs, failures, rules).write(&files.dir)?;
     println!("{markdown}");
     println!("written: {} and report.json; consumer output in {}", files.dir.join("report.md").display(), files.runs.display());
+    if failed > 0 {
+        bail!("{failed} runs failed; see \"Failed runs\" in the report");
+    }
     Ok(())
 }
 
-/// Every consumer at every rate, one at a time.
-fn run_all(bench: &Bench, plan: &Plan) -> Result<Vec<RunResult>> {
-    let mut runs = Vec::new();
-    for &rate in &plan.rates {
-        for kind in Kind::ALL {
-            eprintln!("bench: {} at {} ({} connections)", kind.name(), rate.label(), plan.connections);
-            let result = bench.measure(kind, rate).with_context(|| format!("{} at {}", kind.name(), rate.label()))?;
-            eprintln!("bench:   achieved {:.0}/s, delivered {}/{}, CPU {:.3} s", result.achieved_rate, result.delivered, result.generated, result.cpu_s);
-            runs.push(result);
+/// Every consumer on every mode at every rate, one at a time; the consumers
+/// of one mode and rate run back to back so their figures compare. A run
+/// that fails is recorded and the others go on; an interruption stops all.
+fn run_all(bench: &Bench, plan: &Plan) -> Result<(Vec<RunResult>, Vec<Failure>)> {
+    let (mut runs, mut failures) = (Vec::new(), Vec::new());
+    for mode in Mode::ALL {
+        for &rate in &plan.rates {
+            for kind in Kind::ALL {
+                let what = format!("{} on {} at {}", kind.name(), mode.label(), rate.label());
+                eprintln!("bench: {what} ({} connections)", plan.connections);
+                match bench.measure(kind, mode, rate) {
+                    Ok(r) => {
+                        eprintln!("bench:   achieved {:.0}/s, delivered {}/{}, CPU {:.3} s", r.achieved_rate, r.delivered, r.expected, r.cpu_s);
+                        runs.push(r);
+                    }
+                    Err(err) => {
+                        interrupt::check()?;
+                        let network = bench.lab.describe_client();
+                        eprintln!("bench:   FAILED: {err:#}\nbench:   client network then:\n{network}");
+                        failures.push(Failure { run: what, error: format!("{err:#}"), client_network: network });
+                    }
+                }
+            }
         }
     }
-    Ok(runs)
+    Ok((runs, failures))
 }
 
 /// The daemon under test and where the benchmark writes.
 struct Files {
     daemon: PathBuf,
-    /// `target/bench`: the config and the reports.
+    /// `target/bench`: the configs and the reports.
     dir: PathBuf,
     /// `target/bench/runs`: each run's consumer output and stderr.
     runs: PathBuf,
-    config: PathBuf,
 }
 
 impl Files {
@@ -114,18 +153,8 @@ impl Files {
         let dir = root.join("target/bench");
         let runs = dir.join("runs");
         fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
-        let config = dir.join("conntrackd.toml");
-        fs::write(&config, daemon_config()).with_context(|| format!("writing {}", config.display()))?;
-        Ok(Self { daemon, dir, runs, config })
+        Ok(Self { daemon, dir, runs })
     }
-}
-
-fn daemon_config() -> String {
-    // The built-in default rules, so the rule path is exercised.
-    format!(
-        "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n\
-         [source]\nring_buffer_bytes = {RING_BUFFER_BYTES}\n\n[sink.stream]\nenable = true\nwriter = \"stdout\"\n"
-    )
 }
 
 /// Entries live in SYN_SENT until the flush; if the slowest run outlasts that

@@ -1,6 +1,8 @@
 //! The consumers under test, each run alone inside the client namespace:
-//! conntrackd (eBPF source, stream sink to a file) and `conntrack -E` from
-//! conntrack-tools. A [`Consumer`] is started and awaited until it listens,
+//! conntrackd with the eBPF source, with the netlink source, and with the
+//! eBPF source but no kernel pre-filter (each with its own config and the
+//! stream sink to a file), and `conntrack -E` from conntrack-tools.
+//! A [`Consumer`] is started and awaited until it listens,
 //! left to catch up, stopped with SIGTERM and measured; dropping one that was
 //! not stopped kills it.
 use std::{
@@ -35,16 +37,23 @@ const STDERR_TAIL: usize = 20;
 /// Which program consumes the events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// conntrackd, `[source] kind = "ebpf"`: the product's configuration.
     Conntrackd,
+    /// conntrackd, `[source] kind = "netlink"`: decoded and filtered in userspace.
+    ConntrackdNetlink,
+    /// conntrackd, eBPF source with `kernel_prefilter = false`.
+    ConntrackdNoPrefilter,
     ConntrackEvents,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Conntrackd, Kind::ConntrackEvents];
+    pub const ALL: [Kind; 4] = [Kind::Conntrackd, Kind::ConntrackdNetlink, Kind::ConntrackdNoPrefilter, Kind::ConntrackEvents];
 
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Conntrackd => "conntrackd",
+            Kind::Conntrackd => "conntrackd ebpf",
+            Kind::ConntrackdNetlink => "conntrackd netlink",
+            Kind::ConntrackdNoPrefilter => "conntrackd ebpf no-prefilter",
             Kind::ConntrackEvents => "conntrack -E",
         }
     }
@@ -52,23 +61,42 @@ impl Kind {
     /// File-name friendly name.
     pub fn slug(self) -> &'static str {
         match self {
-            Kind::Conntrackd => "conntrackd",
+            Kind::Conntrackd => "conntrackd-ebpf",
+            Kind::ConntrackdNetlink => "conntrackd-netlink",
+            Kind::ConntrackdNoPrefilter => "conntrackd-noprefilter",
             Kind::ConntrackEvents => "conntrack-E",
         }
     }
 
+    pub fn is_conntrackd(self) -> bool {
+        self != Kind::ConntrackEvents
+    }
+
+    /// conntrackd runs the default rules (TCP to PUBLIC only); conntrack -E shows everything.
+    pub fn logs_private(self) -> bool {
+        !self.is_conntrackd()
+    }
+
     pub fn format(self) -> Format {
-        match self {
-            Kind::Conntrackd => Format::Json,
-            Kind::ConntrackEvents => Format::Conntrack,
+        if self.is_conntrackd() {
+            Format::Json
+        } else {
+            Format::Conntrack
         }
     }
 }
 
-/// The daemon binary and its config file.
+/// The daemon binary and the directory of its per-kind config files
+/// (`<slug>.toml`, written by [`super::daemon_config`]).
 pub(crate) struct Daemon<'a> {
     pub binary: &'a Path,
-    pub config: &'a Path,
+    pub config_dir: &'a Path,
+}
+
+impl Daemon<'_> {
+    pub fn config(&self, kind: Kind) -> PathBuf {
+        self.config_dir.join(format!("{}.toml", kind.slug()))
+    }
 }
 
 /// What a stopped consumer cost.
@@ -100,10 +128,12 @@ impl Consumer {
     /// returns once it is listening for events.
     pub fn start(kind: Kind, daemon: &Daemon, output: &Path) -> Result<Self> {
         let binary = daemon.binary.to_string_lossy();
-        let config = daemon.config.to_string_lossy();
-        let mut cmd = match kind {
-            Kind::Conntrackd => netns::command_in(netns::CLIENT, &[&binary, "run", "--config", &config]),
-            Kind::ConntrackEvents => netns::command_in(netns::CLIENT, &["conntrack", "-E", "-o", "timestamp"]),
+        let config = daemon.config(kind);
+        let config = config.to_string_lossy();
+        let mut cmd = if kind.is_conntrackd() {
+            netns::command_in(netns::CLIENT, &[&binary, "run", "--config", &config])
+        } else {
+            netns::command_in(netns::CLIENT, &["conntrack", "-E", "-o", "timestamp"])
         };
         let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
         let mut child =

@@ -1,6 +1,7 @@
 //! The load: TCP SYNs from distinct source ports (one new conntrack entry
 //! each) sent through a raw `IP_HDRINCL` socket in the client namespace with
-//! `sendmmsg`, paced to a target rate of new connections per second.
+//! `sendmmsg`, paced to a target rate of new connections per second; the
+//! [`Mode`] picks each connection's destination.
 use std::{
     fs::File,
     io,
@@ -13,7 +14,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{interrupt, packet};
+use super::{interrupt, mode::Mode, packet, process};
 
 /// Source ports used per source address: 1024..=65535.
 pub(crate) const PORTS_PER_SOURCE: u32 = 64_512;
@@ -32,7 +33,9 @@ pub(crate) struct Load {
     /// New connections per second; `None` sends as fast as possible.
     pub rate: Option<u32>,
     pub sources: Vec<Ipv4Addr>,
-    pub dst: SocketAddrV4,
+    pub mode: Mode,
+    /// Destination port of every SYN.
+    pub port: u16,
 }
 
 /// What was sent.
@@ -40,6 +43,9 @@ pub(crate) struct Load {
 pub(crate) struct Sent {
     pub packets: u64,
     pub elapsed: Duration,
+    /// CPU of the sending thread: the kernel emits each NEW event (and runs
+    /// every listener's socket filter) in this thread's `sendmmsg`.
+    pub cpu: Duration,
     /// `sendmmsg` calls answered with ENOBUFS/EAGAIN and retried.
     pub retries: u64,
 }
@@ -62,12 +68,13 @@ pub(crate) fn run(netns: &Path, load: &Load) -> Result<Sent> {
         bail!("{} connections need more than {} source addresses", load.connections, load.sources.len());
     }
     let socket = raw_socket_in(netns)?;
-    let mut batch = Batch::new(load.dst);
+    let mut batch = Batch::new();
     let chunk = match load.rate {
         Some(rate) => ((rate as u64 * TICK.as_micros() as u64 / 1_000_000) as usize).clamp(1, MAX_BATCH),
         None => MAX_BATCH,
     };
     let start = Instant::now();
+    let cpu_start = process::thread_cpu_time()?;
     let total = u64::from(load.connections);
     let (mut sent, mut retries) = (0u64, 0u64);
     while sent < total {
@@ -80,7 +87,8 @@ pub(crate) fn run(netns: &Path, load: &Load) -> Result<Sent> {
         retries += batch.send(&socket, n).context("sending the load")?;
         sent += n as u64;
     }
-    Ok(Sent { packets: sent, elapsed: start.elapsed(), retries })
+    let cpu = process::thread_cpu_time()?.saturating_sub(cpu_start);
+    Ok(Sent { packets: sent, elapsed: start.elapsed(), cpu, retries })
 }
 
 /// Sleeps until the `count`-th packet is due at `rate` per second.
@@ -126,27 +134,28 @@ fn raw_socket_in(netns: &Path) -> Result<OwnedFd> {
 /// Reused packet buffers for one `sendmmsg` call.
 struct Batch {
     packets: Vec<[u8; packet::PACKET_LEN]>,
+    /// Each packet's destination, for `msg_name` (routing follows it).
+    dsts: Vec<libc::sockaddr_in>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    dst: libc::sockaddr_in,
-    dst_v4: SocketAddrV4,
 }
 
 impl Batch {
-    fn new(dst: SocketAddrV4) -> Self {
+    fn new() -> Self {
         // SAFETY: sockaddr_in, iovec and mmsghdr are plain C structs; all-zero is valid.
-        let (mut addr, iov, msg): (libc::sockaddr_in, libc::iovec, libc::mmsghdr) = unsafe { std::mem::zeroed() };
-        addr.sin_family = libc::AF_INET as libc::sa_family_t;
-        addr.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
-        Self { packets: vec![[0; packet::PACKET_LEN]; MAX_BATCH], iovs: vec![iov; MAX_BATCH], msgs: vec![msg; MAX_BATCH], dst: addr, dst_v4: dst }
+        let (addr, iov, msg): (libc::sockaddr_in, libc::iovec, libc::mmsghdr) = unsafe { std::mem::zeroed() };
+        Self { packets: vec![[0; packet::PACKET_LEN]; MAX_BATCH], dsts: vec![addr; MAX_BATCH], iovs: vec![iov; MAX_BATCH], msgs: vec![msg; MAX_BATCH] }
     }
 
     /// Crafts packets for connections `first..first + n`.
     fn fill(&mut self, load: &Load, first: u64, n: usize) {
-        for (k, p) in self.packets[..n].iter_mut().enumerate() {
+        for (k, (p, addr)) in self.packets[..n].iter_mut().zip(&mut self.dsts[..n]).enumerate() {
             let i = first + k as u64;
             let (src, port) = endpoint(load, i);
-            *p = packet::syn(src, port, self.dst_v4, i as u32);
+            let dst = SocketAddrV4::new(load.mode.destination(i), load.port);
+            *p = packet::syn(src, port, dst, i as u32);
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
         }
     }
 
@@ -175,11 +184,11 @@ impl Batch {
         Ok(retries)
     }
 
-    /// Points the first `n` message headers at their packet and the destination.
+    /// Points the first `n` message headers at their packet and destination.
     fn point(&mut self, n: usize) {
-        let name = std::ptr::addr_of_mut!(self.dst).cast::<libc::c_void>();
         for i in 0..n {
             self.iovs[i] = libc::iovec { iov_base: self.packets[i].as_mut_ptr().cast(), iov_len: packet::PACKET_LEN };
+            let name = std::ptr::addr_of_mut!(self.dsts[i]).cast::<libc::c_void>();
             let hdr = &mut self.msgs[i].msg_hdr;
             hdr.msg_name = name;
             hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
@@ -202,14 +211,24 @@ mod tests {
 
     #[test]
     fn endpoints_are_distinct_across_sources() {
-        let load = Load {
-            connections: 100_000,
-            rate: None,
-            sources: sources_for(100_000, Ipv4Addr::new(203, 0, 113, 1)),
-            dst: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 9),
-        };
+        let load = Load { connections: 100_000, rate: None, sources: sources_for(100_000, Ipv4Addr::new(203, 0, 113, 1)), mode: Mode::Mixed, port: 9 };
         assert_eq!(endpoint(&load, 0), (Ipv4Addr::new(203, 0, 113, 1), 1024));
         assert_eq!(endpoint(&load, 64_511), (Ipv4Addr::new(203, 0, 113, 1), 65_535));
         assert_eq!(endpoint(&load, 64_512), (Ipv4Addr::new(203, 0, 113, 2), 1024));
+    }
+
+    #[test]
+    fn each_packet_is_routed_to_its_own_destination() {
+        let load = Load { connections: 20, rate: None, sources: vec![Ipv4Addr::new(203, 0, 113, 1)], mode: Mode::Mixed, port: 9 };
+        let mut batch = Batch::new();
+        batch.fill(&load, 0, 20);
+        batch.point(20);
+        for i in 0..20 {
+            let header_dst = &batch.packets[i][16..20];
+            let routed = u32::from_be(batch.dsts[i].sin_addr.s_addr).to_be_bytes();
+            assert_eq!(header_dst, routed, "packet {i}");
+            assert_eq!(header_dst, load.mode.destination(i as u64).octets(), "packet {i}");
+            assert_eq!(batch.msgs[i].msg_hdr.msg_name, std::ptr::addr_of_mut!(batch.dsts[i]).cast::<libc::c_void>());
+        }
     }
 }

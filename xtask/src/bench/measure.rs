@@ -1,17 +1,17 @@
 //! One measurement: a consumer listens while the generator creates the load
 //! and the table is flushed; then its delivery and cost are collected.
-use std::{
-    fs,
-    net::{Ipv4Addr, SocketAddrV4},
-    path::Path,
-    time::Duration,
-};
+//!
+//! Loss is counted against what the consumer should deliver (conntrackd: the
+//! events to the public address, which its rules log; conntrack -E: all);
+//! CPU is counted per 100k events the kernel generated (all of them).
+use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 
 use super::{
     consumer::{Consumer, Daemon, Kind, Measured},
     generator::{self, Load, Sent},
+    mode::Mode,
     netns::{self, Lab},
     parse,
     report::RunResult,
@@ -50,47 +50,71 @@ pub(crate) struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Runs the load at `rate` with `kind` listening.
-    pub fn measure(&self, kind: Kind, rate: Rate) -> Result<RunResult> {
+    /// Runs the `mode` load at `rate` with `kind` listening.
+    pub fn measure(&self, kind: Kind, mode: Mode, rate: Rate) -> Result<RunResult> {
         self.lab.flush_client().context("emptying the table before the run")?;
-        let stem = format!("{}-{}", kind.slug(), rate.slug());
+        let stem = format!("{}-{}-{}", kind.slug(), mode.label(), rate.slug());
         let output = self.runs_dir.join(format!("{stem}.out"));
         let consumer = Consumer::start(kind, &self.daemon, &output)?;
-        let load =
-            Load { connections: self.connections, rate: rate.0, sources: self.sources.clone(), dst: SocketAddrV4::new(netns::SERVER_ADDR, netns::LOAD_PORT) };
+        let load = Load { connections: self.connections, rate: rate.0, sources: self.sources.clone(), mode, port: netns::LOAD_PORT };
         let sent = generator::run(&netns::path(netns::CLIENT), &load)?;
-        let entries = self.lab.client_entries()?;
-        self.lab.flush_client().context("flushing the table after the load")?;
+        let table = Table { entries: self.lab.client_entries()?, public: self.lab.client_entries_to(netns::SERVER_ADDR)? };
+        let flush_cpu = self.lab.flush_client_cpu().context("flushing the table after the load")?;
         let settled = consumer.wait_quiet(self.quiet, QUIET_LIMIT)?;
         let measured = consumer.stop()?;
         let log = self.runs_dir.join(format!("{stem}.stderr"));
-        fs::write(&log, measured.stderr.join("\n") + "\n").with_context(|| format!("writing {}", log.display()))?;
-        let delivered = parse::delivered(&output, kind.format(), netns::SERVER_ADDR)?;
-        Ok(result(kind, rate, &sent, entries, delivered, &measured, settled))
+        std::fs::write(&log, measured.stderr.join("\n") + "\n").with_context(|| format!("writing {}", log.display()))?;
+        let delivered = parse::delivered(&output, kind.format(), netns::SERVER_ADDR, netns::PRIVATE_SERVER_ADDR)?;
+        let producer_cpu = sent.cpu + flush_cpu;
+        Ok(result(Run { kind, mode, rate, producer_cpu }, &sent, table, delivered, &measured, settled))
     }
 }
 
-fn result(kind: Kind, rate: Rate, sent: &Sent, entries: u64, delivered: parse::Delivered, m: &Measured, settled: bool) -> RunResult {
-    let generated = 2 * entries;
+/// Which measurement.
+#[derive(Clone, Copy)]
+struct Run {
+    kind: Kind,
+    mode: Mode,
+    rate: Rate,
+    /// Generator thread + `conntrack -F`.
+    producer_cpu: Duration,
+}
+
+/// The client's table after the load, before the flush.
+#[derive(Clone, Copy)]
+struct Table {
+    entries: u64,
+    /// Entries to the public address.
+    public: u64,
+}
+
+fn result(run: Run, sent: &Sent, table: Table, delivered: parse::Delivered, m: &Measured, settled: bool) -> RunResult {
+    let Run { kind, mode, rate, producer_cpu } = run;
+    let generated = 2 * table.entries;
+    let per_100k = |s: f64| if generated == 0 { 0.0 } else { s * 100_000.0 / generated as f64 };
+    let (expected, got) = if kind.logs_private() { (generated, delivered.public() + delivered.private()) } else { (2 * table.public, delivered.public()) };
     let cpu_s = m.cpu_load.as_secs_f64();
-    let counters = match kind {
-        Kind::Conntrackd => parse::counters(&m.stderr, "conntrackd stopped").unwrap_or_default(),
-        Kind::ConntrackEvents => parse::conntrack_summary(&m.stderr),
-    };
+    let counters =
+        if kind.is_conntrackd() { parse::counters(&m.stderr, "conntrackd stopped").unwrap_or_default() } else { parse::conntrack_summary(&m.stderr) };
     RunResult {
         consumer: kind.name(),
+        mode: mode.label(),
         rate: rate.label(),
         target_rate: rate.0,
         achieved_rate: sent.rate(),
         generation_s: sent.elapsed.as_secs_f64(),
         packets_sent: sent.packets,
-        table_entries: entries,
+        table_entries: table.entries,
+        public_entries: table.public,
         generated,
-        delivered: delivered.events(),
+        expected,
+        delivered: got,
         delivered_detail: delivered,
-        loss_pct: percent(generated.saturating_sub(delivered.events()), generated),
+        loss_pct: percent(expected.saturating_sub(got), expected),
         cpu_s,
-        cpu_s_per_100k: if generated == 0 { 0.0 } else { cpu_s * 100_000.0 / generated as f64 },
+        cpu_s_per_100k: per_100k(cpu_s),
+        producer_cpu_s: producer_cpu.as_secs_f64(),
+        producer_cpu_s_per_100k: per_100k(producer_cpu.as_secs_f64()),
         startup_cpu_s: m.cpu_startup.as_secs_f64(),
         user_s: m.exit.user.as_secs_f64(),
         system_s: m.exit.system.as_secs_f64(),

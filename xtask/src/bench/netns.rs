@@ -2,22 +2,29 @@
 //! namespace `ctbench-srv` joined by a veth pair, created per invocation and
 //! always deleted by [`Lab`]'s `Drop`; plus helpers that run commands inside.
 //!
-//! Packets only ever travel over the veth pair: the client's sole route is the
-//! connected 203.0.113.0/24, and the server drops the load at input.
+//! Packets only ever travel over the veth pair: the client's routes are the
+//! connected 203.0.113.0/24 and 10.77.0.0/24 via the server (which holds
+//! 10.77.0.10 too), and the server drops the load at input.
 use std::{
     io::Write,
     net::Ipv4Addr,
     path::PathBuf,
     process::{Command, Output, Stdio},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
+
+use super::process;
 
 pub(crate) const CLIENT: &str = "ctbench-cli";
 pub(crate) const SERVER: &str = "ctbench-srv";
 /// Where the load goes: the server's address and a port it drops.
 pub(crate) const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub(crate) const LOAD_PORT: u16 = 9;
+/// The server's second address, in a PRIVATE network (the `mixed` load).
+pub(crate) const PRIVATE_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+const PRIVATE_NET: &str = "10.77.0.0/24";
 /// The client's first address; further load sources follow it (.2, .3, ...).
 pub(crate) const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const PREFIX_LEN: u8 = 24;
@@ -58,10 +65,36 @@ impl Lab {
         run_in(CLIENT, &["conntrack", "-F"]).map(drop)
     }
 
+    /// [`Lab::flush_client`], returning the CPU `conntrack -F` used (`ip netns
+    /// exec` becomes it): the kernel emits each DESTROY event, and runs every
+    /// listener's socket filter, in its context. Children reaped meanwhile by
+    /// other threads would be counted too; the benchmark reaps none then.
+    pub fn flush_client_cpu(&self) -> Result<Duration> {
+        let before = process::children_cpu_time()?;
+        self.flush_client()?;
+        Ok(process::children_cpu_time()?.saturating_sub(before))
+    }
+
     /// Number of entries in the client's conntrack table.
     pub fn client_entries(&self) -> Result<u64> {
         let out = run_in(CLIENT, &["conntrack", "-C"])?;
         out.trim().parse().with_context(|| format!("conntrack -C printed {:?}, not a number", out.trim()))
+    }
+
+    /// Number of entries in the client's table whose original destination is `dst`.
+    pub fn client_entries_to(&self, dst: Ipv4Addr) -> Result<u64> {
+        let out = run_in(CLIENT, &["conntrack", "-L", "-p", "tcp", "-d", &dst.to_string()])?;
+        Ok(out.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+    }
+
+    /// The client's links, addresses and routes, for a failure report.
+    pub fn describe_client(&self) -> String {
+        let show = |args: &[&str]| {
+            let out = run(Command::new("ip").args(["-n", CLIENT, "-brief"]).args(args), "describing the client");
+            out.unwrap_or_else(|err| format!("{err:#}\n"))
+        };
+        let routes = run(Command::new("ip").args(["-n", CLIENT, "route", "show"]), "listing the client's routes");
+        show(&["link"]) + &show(&["addr"]) + &routes.unwrap_or_else(|err| format!("{err:#}\n"))
     }
 
     /// A sysctl as seen from inside the client namespace.
@@ -132,10 +165,14 @@ fn wire(sources: &[Ipv4Addr]) -> Result<()> {
         ip(CLIENT, &["addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", CLIENT_IF])?;
     }
     ip(SERVER, &["addr", "add", &format!("{SERVER_ADDR}/{PREFIX_LEN}"), "dev", SERVER_IF])?;
+    ip(SERVER, &["addr", "add", &format!("{PRIVATE_SERVER_ADDR}/{PREFIX_LEN}"), "dev", SERVER_IF])?;
     for (ns, dev) in [(CLIENT, CLIENT_IF), (SERVER, SERVER_IF), (CLIENT, "lo"), (SERVER, "lo")] {
         ip(ns, &["link", "set", dev, "up"])?;
     }
-    ip(CLIENT, &["neigh", "replace", &SERVER_ADDR.to_string(), "lladdr", SERVER_MAC, "dev", CLIENT_IF, "nud", "permanent"])
+    ip(CLIENT, &["neigh", "replace", &SERVER_ADDR.to_string(), "lladdr", SERVER_MAC, "dev", CLIENT_IF, "nud", "permanent"])?;
+    // The private address is reached through the server's public one, whose
+    // neighbour entry is permanent: no ARP for it either.
+    ip(CLIENT, &["route", "add", PRIVATE_NET, "via", &SERVER_ADDR.to_string(), "dev", CLIENT_IF])
 }
 
 fn configure_client() -> Result<()> {

@@ -1,6 +1,6 @@
 //! Reading what the consumers wrote: counting delivered NEW/DESTROY events
-//! for the load's destination, and the counters on conntrackd's
-//! `conntrackd stopped` line.
+//! for the load's public and private destinations, and the counters on
+//! conntrackd's `conntrackd stopped` line.
 use std::{
     collections::BTreeMap,
     fs::File,
@@ -23,34 +23,46 @@ pub(crate) enum Format {
 /// Events found in an output file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Delivered {
+    /// NEW and DESTROY events to the public destination.
     pub new: u64,
     pub destroy: u64,
-    /// Lines that are neither (other types or other destinations).
+    /// NEW and DESTROY events to the private destination.
+    pub private_new: u64,
+    pub private_destroy: u64,
+    /// Lines that are none of these (other types or other destinations).
     pub other: u64,
 }
 
 impl Delivered {
-    pub fn events(&self) -> u64 {
+    /// NEW + DESTROY to the public destination.
+    pub fn public(&self) -> u64 {
         self.new + self.destroy
+    }
+
+    /// NEW + DESTROY to the private destination.
+    pub fn private(&self) -> u64 {
+        self.private_new + self.private_destroy
     }
 }
 
-/// Counts the NEW and DESTROY events for `dst` in `path`.
-pub(crate) fn delivered(path: &Path, format: Format, dst: Ipv4Addr) -> Result<Delivered> {
+/// Counts the NEW and DESTROY events for `public` and `private` in `path`.
+pub(crate) fn delivered(path: &Path, format: Format, public: Ipv4Addr, private: Ipv4Addr) -> Result<Delivered> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut counts = Delivered::default();
-    let dst = dst.to_string();
+    let (public, private) = (public.to_string(), private.to_string());
     for line in BufReader::new(file).split(b'\n') {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
         let line = String::from_utf8_lossy(&line);
-        let kind = match format {
-            Format::Json => json_event(&line, &dst),
-            Format::Conntrack => conntrack_event(&line, &dst),
+        let (public, private) = match format {
+            Format::Json => (json_event(&line, &public), json_event(&line, &private)),
+            Format::Conntrack => (conntrack_event(&line, &public), conntrack_event(&line, &private)),
         };
-        match kind {
-            Some(Kind::New) => counts.new += 1,
-            Some(Kind::Destroy) => counts.destroy += 1,
-            None => counts.other += 1,
+        match (public, private) {
+            (Some(Kind::New), _) => counts.new += 1,
+            (Some(Kind::Destroy), _) => counts.destroy += 1,
+            (_, Some(Kind::New)) => counts.private_new += 1,
+            (_, Some(Kind::Destroy)) => counts.private_destroy += 1,
+            _ => counts.other += 1,
         }
     }
     Ok(counts)
@@ -167,6 +179,20 @@ mod tests {
         assert!(matches!(conntrack_event(destroy, DST), Some(Kind::Destroy)));
         let reverse = "[UPDATE] tcp 6 src=203.0.113.10 dst=203.0.113.1 sport=9 dport=1";
         assert!(conntrack_event(reverse, DST).is_none());
+    }
+
+    #[test]
+    fn delivered_splits_public_and_private() {
+        let path = std::env::temp_dir().join(format!("ctbench-parse-{}.out", std::process::id()));
+        let line =
+            |kind: &str, dst: &str| format!(r#"{{"time":"t","type":"{kind}","flow":1,"prot":"TCP","src_addr":"203.0.113.1","dst_addr":"{dst}","dst_port":9}}"#);
+        let text = [line("NEW", DST), line("DESTROY", DST), line("NEW", "10.77.0.10"), line("UPDATE", DST), "junk".to_string()].join("\n");
+        std::fs::write(&path, text).unwrap();
+        let d = delivered(&path, Format::Json, DST.parse().unwrap(), "10.77.0.10".parse().unwrap());
+        let _ = std::fs::remove_file(&path);
+        let d = d.unwrap();
+        assert_eq!((d.new, d.destroy, d.private_new, d.private_destroy, d.other), (1, 1, 1, 0, 2));
+        assert_eq!((d.public(), d.private()), (2, 1));
     }
 
     #[test]

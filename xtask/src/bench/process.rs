@@ -1,5 +1,6 @@
 //! Measuring a child process by pid: its CPU clock, peak RSS, netlink
-//! subscriptions, and a reaper thread that collects its `rusage` with `wait4`.
+//! subscriptions, and a reaper thread that collects its `rusage` with `wait4`;
+//! and the CPU of this thread and of our reaped children.
 use std::{
     collections::HashSet,
     fs, io,
@@ -87,6 +88,28 @@ pub(crate) fn cpu_time(pid: i32) -> Result<Duration> {
         return Err(io::Error::last_os_error()).with_context(|| format!("reading the CPU clock of {pid}"));
     }
     Ok(Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0)))
+}
+
+/// CPU time (user + system) the calling thread has used so far.
+pub(crate) fn thread_cpu_time() -> Result<Duration> {
+    // SAFETY: timespec is a plain C struct; all-zero is valid.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error()).context("reading this thread's CPU clock");
+    }
+    Ok(Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0)))
+}
+
+/// CPU time (user + system) of all children that have been waited for.
+pub(crate) fn children_cpu_time() -> Result<Duration> {
+    // SAFETY: rusage is a plain C struct; all-zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error()).context("getrusage(RUSAGE_CHILDREN)");
+    }
+    Ok(timeval(usage.ru_utime) + timeval(usage.ru_stime))
 }
 
 /// Peak resident set (`VmHWM`) of the program the process runs now, in KiB.

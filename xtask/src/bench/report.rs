@@ -1,5 +1,5 @@
-//! The report: per-run figures, the CPU comparison against the
-//! `conntrack -E` baseline, the highest lossless rate per consumer and the
+//! The report: per-run figures, conntrackd's counters, the comparisons
+//! ([`analysis`](super::analysis)), the rule-evaluation throughput and the
 //! targets; printed as Markdown tables and written to `report.md` and
 //! `report.json`.
 use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
@@ -7,31 +7,47 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{consumer::Kind, parse::Delivered, settings::Settings};
+use super::{
+    analysis::{self, Lossless, Pair, Target, PREFILTER_TARGET_RATIO},
+    consumer::Kind,
+    mode::Mode,
+    parse::Delivered,
+    rules::{self, RulesResult},
+    settings::Settings,
+    table::Table,
+};
 
-/// conntrackd must lose nothing at this rate (NEW events per second).
-pub(crate) const LOSSLESS_TARGET_RATE: u32 = 50_000;
-/// conntrackd's CPU budget per 100k kernel events, seconds.
-pub(crate) const CPU_TARGET_S: f64 = 0.15;
-
-/// One consumer at one rate.
-#[derive(Debug, Clone, Serialize)]
+/// One consumer on one load mode at one rate.
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct RunResult {
     pub consumer: &'static str,
+    pub mode: &'static str,
     pub rate: String,
     pub target_rate: Option<u32>,
     pub achieved_rate: f64,
     pub generation_s: f64,
     pub packets_sent: u64,
     pub table_entries: u64,
+    /// Entries to the public address.
+    pub public_entries: u64,
     /// NEW + DESTROY events the kernel emitted (2 x table entries).
     pub generated: u64,
+    /// Events the consumer should deliver: conntrackd (default rules) the
+    /// public ones, conntrack -E all.
+    pub expected: u64,
+    /// Of those, how many it delivered.
     pub delivered: u64,
     pub delivered_detail: Delivered,
+    /// Of `expected`.
     pub loss_pct: f64,
     /// Consumer CPU (user + system) from readiness to exit.
     pub cpu_s: f64,
+    /// Per 100k `generated` events (all the kernel emitted).
     pub cpu_s_per_100k: f64,
+    /// The generator thread and `conntrack -F`: where the kernel's per-event
+    /// work (listeners' socket filters included) is charged.
+    pub producer_cpu_s: f64,
+    pub producer_cpu_s_per_100k: f64,
     pub startup_cpu_s: f64,
     /// The whole process (startup included), split as the kernel accounts it.
     pub user_s: f64,
@@ -47,44 +63,36 @@ pub(crate) struct RunResult {
     pub send_retries: u64,
 }
 
-#[derive(Debug, Serialize)]
-struct Comparison {
-    rate: String,
-    conntrackd_cpu_s_per_100k: f64,
-    baseline_cpu_s_per_100k: f64,
-    ratio: f64,
-}
-
-#[derive(Debug, Serialize)]
-struct Lossless {
-    consumer: &'static str,
-    rate: Option<String>,
-    achieved_rate: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct Target {
-    what: String,
-    value: String,
-    target: String,
-    met: bool,
+/// A run that did not complete.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Failure {
+    pub run: String,
+    pub error: String,
+    /// `ip -brief link`, `ip -brief addr` and `ip route` in the client namespace after the failure.
+    pub client_network: String,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     settings: Settings,
     runs: Vec<RunResult>,
-    cpu_vs_baseline: Vec<Comparison>,
+    failures: Vec<Failure>,
+    rules: RulesResult,
+    prefilter_on_vs_off: Vec<Pair>,
+    ebpf_vs_netlink: Vec<Pair>,
+    conntrackd_vs_conntrack_e: Vec<Pair>,
     highest_lossless: Vec<Lossless>,
     targets: Vec<Target>,
 }
 
 impl Report {
-    pub fn new(settings: Settings, runs: Vec<RunResult>) -> Self {
-        let cpu_vs_baseline = comparisons(&runs);
-        let highest_lossless = Kind::ALL.iter().map(|k| lossless(&runs, k.name())).collect();
-        let targets = targets(&runs);
-        Self { settings, runs, cpu_vs_baseline, highest_lossless, targets }
+    pub fn new(settings: Settings, runs: Vec<RunResult>, failures: Vec<Failure>, rules: RulesResult) -> Self {
+        let prefilter_on_vs_off = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackdNoPrefilter);
+        let ebpf_vs_netlink = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackdNetlink);
+        let conntrackd_vs_conntrack_e = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackEvents);
+        let highest_lossless = Mode::ALL.iter().flat_map(|&m| Kind::ALL.iter().map(move |&k| (k, m))).map(|(k, m)| analysis::lossless(&runs, k, m)).collect();
+        let targets = analysis::targets(&runs, &prefilter_on_vs_off, &rules);
+        Self { settings, runs, failures, rules, prefilter_on_vs_off, ebpf_vs_netlink, conntrackd_vs_conntrack_e, highest_lossless, targets }
     }
 
     /// Writes `report.md` and `report.json` into `dir`; returns the Markdown.
@@ -101,26 +109,57 @@ impl Report {
     fn markdown(&self) -> String {
         let mut out = String::from("# conntrackd benchmark\n\n");
         section(&mut out, "Delivery and cost per consumer", &self.results_table());
-        section(&mut out, "conntrackd kernel counters", &self.counters_table());
-        section(&mut out, "CPU per 100k events: conntrackd / conntrack -E (same invocation)", &self.ratio_table());
-        section(&mut out, "Highest lossless rate", &self.lossless_table());
+        if !self.failures.is_empty() {
+            section(&mut out, "Failed runs", &self.failures_list());
+        }
+        section(&mut out, "conntrackd counters", &self.counters_table());
+        let prefilter = format!(
+            "Kernel pre-filter on / off: CPU s per 100k kernel events (eBPF source, same load, same invocation; target for mixed <= {PREFILTER_TARGET_RATIO})"
+        );
+        section(&mut out, &prefilter, &pair_table(&self.prefilter_on_vs_off, "pre-filter on", "pre-filter off", true));
+        section(&mut out, "eBPF source / netlink source (same load, same invocation)", &pair_table(&self.ebpf_vs_netlink, "ebpf", "netlink", false));
+        section(
+            &mut out,
+            "CPU per 100k events: conntrackd ebpf / conntrack -E (same invocation)",
+            &pair_table(&self.conntrackd_vs_conntrack_e, "conntrackd", "conntrack -E", false),
+        );
+        section(&mut out, "Highest lossless rate (no loss at it or at any lower achieved rate)", &self.lossless_table());
+        section(&mut out, "Rule evaluation, one thread (best of the repetitions)", &self.rules_table());
         section(&mut out, "Targets", &self.targets_table());
-        section(&mut out, "Settings", &self.settings_list());
+        section(&mut out, "Settings", &self.settings.markdown());
         out
     }
 
     fn results_table(&self) -> String {
-        let mut t = Table::new(&["consumer", "rate", "achieved NEW/s", "generated", "delivered", "loss %", "CPU s", "CPU s/100k ev", "peak RSS MiB", "notes"]);
+        let header = [
+            "mode",
+            "consumer",
+            "rate",
+            "achieved NEW/s",
+            "kernel events",
+            "expected",
+            "delivered",
+            "loss %",
+            "CPU s",
+            "CPU s/100k ev",
+            "producer CPU s/100k ev",
+            "peak RSS MiB",
+            "notes",
+        ];
+        let mut t = Table::new(&header);
         for r in &self.runs {
             t.row(vec![
+                r.mode.into(),
                 r.consumer.into(),
                 r.rate.clone(),
                 format!("{:.0}", r.achieved_rate),
                 r.generated.to_string(),
+                r.expected.to_string(),
                 r.delivered.to_string(),
                 format!("{:.3}", r.loss_pct),
                 format!("{:.3}", r.cpu_s),
                 format!("{:.4}", r.cpu_s_per_100k),
+                format!("{:.4}", r.producer_cpu_s_per_100k),
                 format!("{:.1}", r.peak_rss_mib),
                 notes(r),
             ]);
@@ -128,34 +167,67 @@ impl Report {
         t.render()
     }
 
+    fn failures_list(&self) -> String {
+        let items: Vec<String> = self.failures.iter().map(|f| format!("- {}: {}\n\n```\n{}```\n", f.run, f.error, f.client_network)).collect();
+        items.concat()
+    }
+
     fn counters_table(&self) -> String {
-        const KEYS: [&str; 6] = ["seen", "submitted", "ring_full", "not_conntrack", "stream.written", "stream.dropped_queue_full"];
-        let mut header = vec!["rate"];
+        const KEYS: [&str; 10] = [
+            "seen",
+            "submitted",
+            "ring_full",
+            "dropped_dst_class",
+            "lost",
+            "overflows",
+            "read",
+            "dropped_by_rules",
+            "stream.written",
+            "stream.dropped_queue_full",
+        ];
+        let mut header = vec!["mode", "consumer", "rate"];
         header.extend(KEYS);
         let mut t = Table::new(&header);
-        for r in self.runs.iter().filter(|r| r.consumer == Kind::Conntrackd.name()) {
-            let mut row = vec![r.rate.clone()];
+        for r in self.runs.iter().filter(|r| r.consumer != Kind::ConntrackEvents.name()) {
+            let mut row = vec![r.mode.to_string(), r.consumer.to_string(), r.rate.clone()];
             row.extend(KEYS.iter().map(|k| r.counters.get(*k).map_or("-".into(), u64::to_string)));
             t.row(row);
         }
         t.render()
     }
 
-    fn ratio_table(&self) -> String {
-        let mut t = Table::new(&["rate", "conntrackd CPU s/100k", "conntrack -E CPU s/100k", "ratio"]);
-        for c in &self.cpu_vs_baseline {
-            t.row(vec![c.rate.clone(), format!("{:.4}", c.conntrackd_cpu_s_per_100k), format!("{:.4}", c.baseline_cpu_s_per_100k), format!("{:.2}", c.ratio)]);
+    fn lossless_table(&self) -> String {
+        let mut t = Table::new(&["mode", "consumer", "highest lossless rate", "achieved NEW/s"]);
+        for l in &self.highest_lossless {
+            let rate = l.rate.clone().unwrap_or_else(|| "none".into());
+            t.row(vec![l.mode.into(), l.consumer.into(), rate, l.achieved_rate.map_or("-".into(), |r| format!("{r:.0}"))]);
         }
         t.render()
     }
 
-    fn lossless_table(&self) -> String {
-        let mut t = Table::new(&["consumer", "highest lossless rate", "achieved NEW/s"]);
-        for l in &self.highest_lossless {
-            let rate = l.rate.clone().unwrap_or_else(|| "none".into());
-            t.row(vec![l.consumer.into(), rate, l.achieved_rate.map_or("-".into(), |r| format!("{r:.0}"))]);
+    fn rules_table(&self) -> String {
+        let r = &self.rules;
+        let mut t = Table::new(&["rules", "evaluations/s (best)", "median", "of each repetition, M/s", "logged per run", "target"]);
+        for (set, target) in [(&r.realistic, format!(">= {:.0} M/s", rules::TARGET_PER_S / 1e6)), (&r.baseline, "-".to_string())] {
+            let each: Vec<String> = set.per_s.iter().map(|v| format!("{:.1}", v / 1e6)).collect();
+            t.row(vec![
+                format!("{} ({} rules)", set.name, set.rules.len()),
+                format!("{:.1} M/s", set.best_per_s / 1e6),
+                format!("{:.1} M/s", set.median_per_s / 1e6),
+                each.join(" "),
+                format!("{} of {}", set.logged_per_run, set.evaluations_per_run),
+                target,
+            ]);
         }
-        t.render()
+        let rules: Vec<String> = r.realistic.rules.iter().map(|rule| format!("`{rule}`")).collect();
+        format!(
+            "{}\nrealistic / baseline (`log any`): {:.3}. {} rounds over a 10-event mix, {} repetitions, interleaved.\nRealistic list: {}\n",
+            t.render(),
+            r.ratio(),
+            r.rounds,
+            r.repeats,
+            rules.join(", ")
+        )
     }
 
     fn targets_table(&self) -> String {
@@ -165,28 +237,34 @@ impl Report {
         }
         t.render()
     }
+}
 
-    fn settings_list(&self) -> String {
-        let s = &self.settings;
-        let sources: Vec<String> = s.load_sources.iter().map(ToString::to_string).collect();
-        let max_note =
-            if s.nf_conntrack_max == s.nf_conntrack_max_before { " (unchanged)".to_string() } else { format!(" (raised from {})", s.nf_conntrack_max_before) };
-        [
-            format!("- kernel {}, {} CPUs ({}), load average at start {}", s.kernel, s.cpus, s.cpu_model, s.loadavg_at_start),
-            format!("- {}", s.conntrack_tools),
-            format!("- nf_conntrack_max {}{max_note}, nf_conntrack_buckets {}", s.nf_conntrack_max, s.nf_conntrack_buckets),
-            format!(
-                "- client namespace: nf_conntrack_events={}, tcp_timeout_syn_sent={} s, rmem_default={} B",
-                s.nf_conntrack_events, s.tcp_timeout_syn_sent_s, s.netlink_rmem_default
-            ),
-            format!("- load: {} connections per run from {} to {}", s.connections_per_run, sources.join(", "), s.load_destination),
-            format!("- flush policy: {}", s.flush_policy),
-            format!("- conntrackd: ring_buffer_bytes={}, stream sink to a file; conntrack -E -o timestamp to a file", s.ring_buffer_bytes),
-            format!("- a consumer is stopped once its output has not grown for {} ms; CPU counts from readiness to exit", s.quiet_ms),
-        ]
-        .join("\n")
-            + "\n"
+/// CPU and loss of two consumers side by side; `target` adds the pre-filter target column.
+fn pair_table(pairs: &[Pair], ours: &str, other: &str, target: bool) -> String {
+    let (cpu_a, cpu_b) = (format!("{ours} CPU s/100k"), format!("{other} CPU s/100k"));
+    let (loss_a, loss_b) = (format!("{ours} loss %"), format!("{other} loss %"));
+    let (producer_a, producer_b) = (format!("producer CPU s/100k with {ours}"), format!("with {other}"));
+    let mut header = vec!["mode", "rate", &cpu_a, &cpu_b, "CPU ratio"];
+    if target {
+        header.push("target");
     }
+    header.extend([loss_a.as_str(), loss_b.as_str(), producer_a.as_str(), producer_b.as_str()]);
+    let mut t = Table::new(&header);
+    for p in pairs {
+        let mut row =
+            vec![p.mode.to_string(), p.rate.clone(), format!("{:.4}", p.cpu_s_per_100k), format!("{:.4}", p.other_cpu_s_per_100k), format!("{:.3}", p.ratio)];
+        if target {
+            row.push(if p.mode == Mode::Mixed.label() { format!("<= {PREFILTER_TARGET_RATIO}") } else { "-".into() });
+        }
+        row.extend([
+            format!("{:.3}", p.loss_pct),
+            format!("{:.3}", p.other_loss_pct),
+            format!("{:.4}", p.producer_cpu_s_per_100k),
+            format!("{:.4}", p.other_producer_cpu_s_per_100k),
+        ]);
+        t.row(row);
+    }
+    t.render()
 }
 
 fn section(out: &mut String, title: &str, body: &str) {
@@ -201,86 +279,16 @@ fn notes(r: &RunResult) -> String {
     if r.table_entries != r.packets_sent {
         notes.push(format!("{} SYNs made {} entries", r.packets_sent, r.table_entries));
     }
+    if r.consumer != Kind::ConntrackEvents.name() && r.delivered_detail.private() > 0 {
+        notes.push(format!("{} PRIVATE events logged", r.delivered_detail.private()));
+    }
     if r.exit != "exit code 0" {
         notes.push(r.exit.clone());
     }
-    if let Some(&n) = r.counters.get("enobufs_warnings").filter(|&&n| n > 0) {
-        notes.push(format!("{n} ENOBUFS warnings"));
-    }
-    if let Some(&n) = r.counters.get("ring_full").filter(|&&n| n > 0) {
-        notes.push(format!("ring_full={n}"));
+    for key in ["enobufs_warnings", "ring_full", "lost", "overflows", "stream.dropped_queue_full"] {
+        if let Some(&n) = r.counters.get(key).filter(|&&n| n > 0) {
+            notes.push(format!("{key}={n}"));
+        }
     }
     notes.join("; ")
-}
-
-fn comparisons(runs: &[RunResult]) -> Vec<Comparison> {
-    let ours = runs.iter().filter(|r| r.consumer == Kind::Conntrackd.name());
-    ours.filter_map(|r| {
-        let base = runs.iter().find(|b| b.consumer == Kind::ConntrackEvents.name() && b.rate == r.rate)?;
-        let ratio = if base.cpu_s_per_100k > 0.0 { r.cpu_s_per_100k / base.cpu_s_per_100k } else { f64::NAN };
-        Some(Comparison { rate: r.rate.clone(), conntrackd_cpu_s_per_100k: r.cpu_s_per_100k, baseline_cpu_s_per_100k: base.cpu_s_per_100k, ratio })
-    })
-    .collect()
-}
-
-fn lossless(runs: &[RunResult], consumer: &'static str) -> Lossless {
-    let best = runs
-        .iter()
-        .filter(|r| r.consumer == consumer && r.generated > 0 && r.delivered >= r.generated)
-        .max_by(|a, b| a.achieved_rate.total_cmp(&b.achieved_rate));
-    Lossless { consumer, rate: best.map(|r| r.rate.clone()), achieved_rate: best.map(|r| r.achieved_rate) }
-}
-
-fn targets(runs: &[RunResult]) -> Vec<Target> {
-    let ours: Vec<&RunResult> = runs.iter().filter(|r| r.consumer == Kind::Conntrackd.name()).collect();
-    let mut targets = Vec::new();
-    if let Some(r) = ours.iter().find(|r| r.target_rate == Some(LOSSLESS_TARGET_RATE)) {
-        let lost = r.generated.saturating_sub(r.delivered);
-        targets.push(Target {
-            what: format!("conntrackd loss at {}", r.rate),
-            value: format!("{lost} events ({:.3} %)", r.loss_pct),
-            target: "0".into(),
-            met: lost == 0,
-        });
-    }
-    for r in &ours {
-        let met = r.cpu_s_per_100k <= CPU_TARGET_S;
-        targets.push(Target {
-            what: format!("conntrackd CPU per 100k events at {}", r.rate),
-            value: format!("{:.4} s", r.cpu_s_per_100k),
-            target: format!("<= {CPU_TARGET_S} s"),
-            met,
-        });
-    }
-    targets
-}
-
-/// A Markdown table whose columns are padded to line up in a terminal too.
-struct Table {
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(header: &[&str]) -> Self {
-        Self { rows: vec![header.iter().map(|h| h.to_string()).collect()] }
-    }
-
-    fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
-    }
-
-    fn render(&self) -> String {
-        let columns = self.rows[0].len();
-        let widths: Vec<usize> = (0..columns).map(|c| self.rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
-        let line = |cells: &[String]| {
-            let padded: Vec<String> = widths.iter().enumerate().map(|(i, w)| format!("{:<w$}", cells.get(i).map_or("", String::as_str))).collect();
-            format!("| {} |\n", padded.join(" | "))
-        };
-        let mut out = line(&self.rows[0]);
-        out += &line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
-        for row in &self.rows[1..] {
-            out += &line(row);
-        }
-        out
-    }
 }

@@ -6,7 +6,11 @@ use std::{fs, net::Ipv4Addr, process::Command, thread};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::netns::{self, Lab};
+use super::{
+    daemon_config,
+    mode::Mode,
+    netns::{self, Lab},
+};
 
 const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
 
@@ -18,6 +22,8 @@ pub(crate) struct Settings {
     pub cpu_model: String,
     /// `/proc/loadavg` when the benchmark started: other work skews the CPU figures.
     pub loadavg_at_start: String,
+    /// `/proc/loadavg` when the runs ended (set by [`Settings::finish`]).
+    pub loadavg_at_end: String,
     pub conntrack_tools: String,
     pub nf_conntrack_max: u64,
     pub nf_conntrack_max_before: u64,
@@ -26,16 +32,19 @@ pub(crate) struct Settings {
     pub tcp_timeout_syn_sent_s: u64,
     pub netlink_rmem_default: u64,
     pub ring_buffer_bytes: u64,
+    pub receive_buffer_bytes: u64,
+    pub daemon_rules: Vec<String>,
     pub connections_per_run: u32,
     pub load_sources: Vec<Ipv4Addr>,
     pub load_destination: String,
+    /// Each load mode and what it sends.
+    pub modes: Vec<String>,
     pub flush_policy: String,
     pub quiet_ms: u64,
 }
 
 /// What the caller decides; the rest is read from the machine.
 pub(crate) struct Chosen {
-    pub ring_buffer_bytes: u64,
     pub connections: u32,
     pub sources: Vec<Ipv4Addr>,
     pub quiet_ms: u64,
@@ -47,7 +56,8 @@ impl Settings {
             kernel: read_trimmed("/proc/sys/kernel/osrelease")?,
             cpus: thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model: cpu_model(),
-            loadavg_at_start: read_trimmed("/proc/loadavg")?.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+            loadavg_at_start: loadavg(&read_trimmed("/proc/loadavg")?),
+            loadavg_at_end: String::new(),
             conntrack_tools: conntrack_version(),
             nf_conntrack_max: max.current,
             nf_conntrack_max_before: max.original,
@@ -55,16 +65,74 @@ impl Settings {
             nf_conntrack_events: lab.client_sysctl("net.netfilter.nf_conntrack_events")?,
             tcp_timeout_syn_sent_s: number(&lab.client_sysctl("net.netfilter.nf_conntrack_tcp_timeout_syn_sent")?)?,
             netlink_rmem_default: number(&lab.client_sysctl("net.core.rmem_default")?)?,
-            ring_buffer_bytes: chosen.ring_buffer_bytes,
+            ring_buffer_bytes: daemon_config::RING_BUFFER_BYTES,
+            receive_buffer_bytes: daemon_config::RECEIVE_BUFFER_BYTES,
+            daemon_rules: daemon_config::RULES.iter().map(ToString::to_string).collect(),
             connections_per_run: chosen.connections,
             load_sources: chosen.sources,
-            load_destination: format!("{}:{} (TCP SYN, dropped at the server's input)", netns::SERVER_ADDR, netns::LOAD_PORT),
+            load_destination: format!(
+                "{} (PUBLIC) and {} (PRIVATE), port {} (TCP SYN, dropped at the server's input)",
+                netns::SERVER_ADDR,
+                netns::PRIVATE_SERVER_ADDR,
+                netns::LOAD_PORT
+            ),
+            modes: Mode::ALL.iter().map(|m| format!("{}: {}", m.label(), m.describe())).collect(),
             flush_policy: "conntrack -F in the client namespace before each consumer starts (not measured) and once after \
                            generation (measured: one DESTROY per entry); entries stay in SYN_SENT until then"
                 .to_string(),
             quiet_ms: chosen.quiet_ms,
         })
     }
+
+    /// Records what changes during the runs.
+    pub fn finish(&mut self) {
+        self.loadavg_at_end = read_trimmed("/proc/loadavg").map(|l| loadavg(&l)).unwrap_or_else(|_| "unknown".into());
+    }
+
+    /// The settings as a Markdown list.
+    pub fn markdown(&self) -> String {
+        let sources: Vec<String> = self.load_sources.iter().map(ToString::to_string).collect();
+        let max_note = if self.nf_conntrack_max == self.nf_conntrack_max_before {
+            " (unchanged)".to_string()
+        } else {
+            format!(" (raised from {})", self.nf_conntrack_max_before)
+        };
+        let mut lines = vec![
+            format!(
+                "- kernel {}, {} CPUs ({}), load average at start {}, at end {}",
+                self.kernel, self.cpus, self.cpu_model, self.loadavg_at_start, self.loadavg_at_end
+            ),
+            format!("- {}", self.conntrack_tools),
+            format!("- nf_conntrack_max {}{max_note}, nf_conntrack_buckets {}", self.nf_conntrack_max, self.nf_conntrack_buckets),
+            format!(
+                "- client namespace: nf_conntrack_events={}, tcp_timeout_syn_sent={} s, rmem_default={} B",
+                self.nf_conntrack_events, self.tcp_timeout_syn_sent_s, self.netlink_rmem_default
+            ),
+            format!("- load: {} connections per run from {} to {}", self.connections_per_run, sources.join(", "), self.load_destination),
+        ];
+        lines.extend(self.modes.iter().map(|m| format!("  - {m}")));
+        lines.extend([
+            format!("- flush policy: {}", self.flush_policy),
+            format!(
+                "- conntrackd: rules {:?}; ebpf ring_buffer_bytes={}; netlink receive_buffer_bytes={}; stream sink to a file; conntrack -E -o timestamp to a file",
+                self.daemon_rules, self.ring_buffer_bytes, self.receive_buffer_bytes
+            ),
+            "- loss: of the events the consumer should deliver (conntrackd: those to the PUBLIC address; conntrack -E: all); \
+             CPU per 100k: of all events the kernel generated (NEW + DESTROY of every connection)"
+                .to_string(),
+            "- consumer CPU is the consumer process only; the kernel work done as each event is emitted (conntrack, the \
+             eBPF socket filter, copying to each listening socket) runs in the producer's context and is charged to the \
+             producer: the generator thread (NEW) and conntrack -F (DESTROY), reported as producer CPU"
+                .to_string(),
+            format!("- a consumer is stopped once its output has not grown for {} ms; CPU counts from readiness to exit", self.quiet_ms),
+        ]);
+        lines.join("\n") + "\n"
+    }
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn loadavg(text: &str) -> String {
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Holds `nf_conntrack_max` at least at a minimum; restores the old value on drop.
