@@ -18,8 +18,22 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Validate the configuration and rules; print the kernel pre-filter they give.
     Check(RunArgs),
+    /// GeoIP tools.
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GeoipCommand {
+    /// Print the GeoIP fields the daemon would attach for an address (as a destination).
+    Lookup {
+        /// The address to look up.
+        ip: std::net::IpAddr,
+        #[command(flatten)]
+        args: RunArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -33,11 +47,18 @@ pub(crate) struct RunArgs {
     /// A rule (`log|drop <expression>`); repeat it for a list. Replaces the config's `filter`.
     #[arg(long = "filter", value_name = "RULE")]
     pub filter: Vec<String>,
+    /// GeoIP City database (MaxMind DB). Replaces the config's `geoip.database`.
+    #[arg(long = "geoip.database", value_name = "FILE")]
+    pub geoip_database: Option<PathBuf>,
 }
 
 impl RunArgs {
     pub fn overrides(&self) -> crate::config::Overrides {
-        crate::config::Overrides { log_level: self.log_level.clone(), filter: self.filter.clone() }
+        crate::config::Overrides {
+            log_level: self.log_level.clone(),
+            filter: self.filter.clone(),
+            geoip_database: self.geoip_database.clone(),
+        }
     }
 }
 

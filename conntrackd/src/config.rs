@@ -30,6 +30,8 @@ pub(crate) struct Overrides {
     pub log_level: Option<String>,
     /// `--filter` rules; when any are given they replace the file's `filter`.
     pub filter: Vec<String>,
+    /// `--geoip.database`.
+    pub geoip_database: Option<PathBuf>,
 }
 
 /// The file as written. Every table denies unknown keys.
@@ -44,6 +46,8 @@ struct RawConfig {
     source: RawSource,
     #[serde(default)]
     sink: RawSinks,
+    #[serde(default)]
+    geoip: RawGeoip,
 }
 
 /// `[log]`
@@ -64,6 +68,20 @@ struct RawSource {
     drain_interval_ms: Option<u64>,
     /// Let the kernel drop events no rule can log (default true).
     kernel_prefilter: Option<bool>,
+}
+
+/// `[geoip]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGeoip {
+    /// City database (GeoLite2-City, GeoIP2-City, DB-IP City Lite); empty = none.
+    database: Option<PathBuf>,
+    /// Optional ASN database (GeoLite2-ASN); empty = none.
+    asn_database: Option<PathBuf>,
+    /// Addresses whose lookup result is cached (LRU); 0 disables the cache.
+    cache_entries: Option<usize>,
+    /// How often the files are checked for a replacement, in milliseconds; 0 = only on SIGHUP.
+    watch_interval_ms: Option<u64>,
 }
 
 /// `[sink]`
@@ -92,6 +110,17 @@ pub(crate) struct Config {
     pub log: LogConfig,
     pub source: SourceConfig,
     pub stream: Option<StreamConfig>,
+    pub geoip: GeoipConfig,
+}
+
+/// `[geoip]`: the databases are opened by `enrich::Enricher::open`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GeoipConfig {
+    pub database: Option<PathBuf>,
+    pub asn_database: Option<PathBuf>,
+    pub cache_entries: usize,
+    /// None: no periodic check of the files (SIGHUP still reloads).
+    pub watch_interval: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,8 +204,28 @@ impl Config {
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
             },
             stream,
+            geoip: validate_geoip(raw.geoip, overrides)?,
         })
     }
+}
+
+fn validate_geoip(raw: RawGeoip, overrides: &Overrides) -> Result<GeoipConfig, ConfigError> {
+    // An empty path means "no database", as in the original's default config.
+    let path = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    let cache_entries = raw.cache_entries.unwrap_or(4096);
+    if cache_entries > 10_000_000 {
+        return invalid("geoip.cache_entries", format!("expected 0 (no cache) to 10000000, found {cache_entries}"));
+    }
+    let watch_ms = raw.watch_interval_ms.unwrap_or(10_000);
+    if watch_ms > 86_400_000 {
+        return invalid("geoip.watch_interval_ms", format!("expected 0 (off) to 86400000, found {watch_ms}"));
+    }
+    Ok(GeoipConfig {
+        database: path(overrides.geoip_database.clone()).or_else(|| path(raw.database)),
+        asn_database: path(raw.asn_database),
+        cache_entries,
+        watch_interval: (watch_ms > 0).then(|| std::time::Duration::from_millis(watch_ms)),
+    })
 }
 
 fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, ConfigError> {
@@ -273,6 +322,20 @@ mod tests {
     fn no_sink_is_an_error() {
         let err = Config::from_toml("[sink.stream]\nenable = false\n").unwrap_err();
         assert!(err.to_string().contains("no sink is enabled"), "{err}");
+    }
+
+    #[test]
+    fn geoip_keys() {
+        let c = Config::from_toml("[geoip]\ndatabase = \"/x/City.mmdb\"\ncache_entries = 0\nwatch_interval_ms = 0\n[sink.stream]\nenable = true\n").unwrap();
+        assert_eq!(c.geoip.database.as_deref(), Some(Path::new("/x/City.mmdb")));
+        assert_eq!((c.geoip.asn_database, c.geoip.cache_entries, c.geoip.watch_interval), (None, 0, None));
+        let c = Config::from_toml("[geoip]\ndatabase = \"\"\n[sink.stream]\nenable = true\n").unwrap();
+        assert_eq!((c.geoip.database, c.geoip.cache_entries), (None, 4096), "an empty path means no database");
+        let err = Config::from_toml("[geoip]\ndatabse = \"x\"\n[sink.stream]\nenable = true\n").unwrap_err();
+        assert!(err.to_string().contains("line 2") && err.to_string().contains("databse"), "{err}");
+        let raw = parse(Path::new("x"), "[geoip]\ndatabase = \"/file\"\n[sink.stream]\nenable = true\n").unwrap();
+        let over = Overrides { geoip_database: Some("/flag".into()), ..Overrides::default() };
+        assert_eq!(Config::validate(raw, &over, "x".into()).unwrap().geoip.database.as_deref(), Some(Path::new("/flag")));
     }
 
     #[test]

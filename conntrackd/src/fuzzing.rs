@@ -26,6 +26,8 @@ pub fn rules(text: &str) {
                 zone: None,
                 counters: None,
                 task: None,
+                src_geo: None,
+                dst_geo: None,
             };
             assert!(!rules.logs(&ev) || table.keeps(&ev), "unsound kernel table for {lines:?}");
         }

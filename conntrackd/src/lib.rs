@@ -6,6 +6,7 @@
 mod app;
 mod cli;
 mod config;
+mod enrich;
 mod event;
 mod filter;
 mod sink;
@@ -27,16 +28,11 @@ pub fn main_entry() -> ExitCode {
             println!("conntrackd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        cli::Command::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides()) {
-            Ok(config) => {
-                print!("{}", app::check_report(&config));
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("conntrackd: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        cli::Command::Check(args) => print_or_fail(load(&args).and_then(|config| app::check_report(&config))),
+        cli::Command::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
+            cli::init_logging(config.log.level);
+            app::geoip_lookup(&config, ip)
+        })),
         cli::Command::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -44,6 +40,24 @@ pub fn main_entry() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn load(args: &cli::RunArgs) -> anyhow::Result<config::Config> {
+    Ok(config::Config::load(args.config.as_deref(), &args.overrides())?)
+}
+
+/// Prints a command's output, or its error on stderr with a failing exit code.
+fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("conntrackd: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -3,9 +3,14 @@
 //! lists its fields in the contract's order for the sink encoders.
 pub(crate) mod fields;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIND_UPDATE};
+
+use crate::enrich::GeoInfo;
 
 /// Conntrack event type (PRODUCT.md field `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +110,9 @@ pub(crate) struct Event {
     pub zone: Option<u16>,
     pub counters: Option<Counters>,
     pub task: Option<Task>,
+    /// GeoIP data of `orig.src` / `orig.dst`, attached after the rules kept the event.
+    pub src_geo: Option<Arc<GeoInfo>>,
+    pub dst_geo: Option<Arc<GeoInfo>>,
 }
 
 /// Why a record cannot become an [`Event`].
@@ -165,6 +173,8 @@ impl Event {
                 gid: (rec.uid_gid >> 32) as u32,
                 comm: if has(present::COMM) { rec.comm } else { [0; 16] },
             }),
+            src_geo: None,
+            dst_geo: None,
         })
     }
 }

@@ -20,6 +20,8 @@ fn ev(kind: EventType, proto: Protocol, src: &str, sport: u16, dst: &str, dport:
         zone: None,
         counters: None,
         task: None,
+        src_geo: None,
+        dst_geo: None,
     }
 }
 
