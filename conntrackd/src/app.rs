@@ -78,6 +78,10 @@ pub(crate) fn geoip_lookup(config: &Config, ip: IpAddr) -> anyhow::Result<String
 
 /// Runs until SIGINT or SIGTERM.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let enricher = Enricher::open(&config.geoip)?;
+    for line in enricher.iter().flat_map(Enricher::describe) {
+        tracing::info!(database = %line, "GeoIP database opened");
+    }
     let prefilter = if config.source.kernel_prefilter {
         Prefilter::derive(&config.rules)
     } else {
@@ -91,10 +95,6 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             "net.netfilter.nf_conntrack_events is 2: connections created before conntrackd started \
              produce no DESTROY event; set it to 1 to see them all"
         );
-    }
-    let enricher = Enricher::open(&config.geoip)?;
-    for line in enricher.iter().flat_map(Enricher::describe) {
-        tracing::info!(database = %line, "GeoIP database opened");
     }
     let sinks = Sinks::start(&config)?;
     let mut sighup = signal(SignalKind::hangup())?;

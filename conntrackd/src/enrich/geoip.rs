@@ -206,7 +206,7 @@ impl CityRecord<'_> {
 }
 
 /// Both coordinates or neither; a value off the globe or not finite is dropped.
-fn coordinates(lat: f64, lon: f64) -> Option<(f64, f64)> {
+pub(crate) fn coordinates(lat: f64, lon: f64) -> Option<(f64, f64)> {
     let valid = lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0;
     valid.then_some((lat, lon))
 }
