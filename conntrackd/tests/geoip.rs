@@ -212,4 +212,9 @@ fn geoip_lookup_prints_what_the_daemon_attaches() {
     let config = scratch.install("conntrackd.toml", b"[sink.stream]\nenable = true\n");
     let (ok, _, stderr) = conntrackd(&["geoip", "lookup", "81.2.69.160", "--config", &config]);
     assert!(!ok && stderr.contains("no GeoIP database is configured"), "{stderr}");
+    // A flat @ip-location-db-style record: the warning says what is wrong.
+    let flat = scratch.install("Flat.mmdb", &mmdb::build("ip-location-db city", &[("203.0.113.0/24", mmdb::flat_record())]));
+    let (ok, stdout, stderr) = conntrackd(&["geoip", "lookup", "203.0.113.1", "--geoip.database", &flat]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("GeoIP record has an unexpected shape") && stderr.contains("expected map"), "{stderr}");
 }
