@@ -34,6 +34,15 @@ pub(crate) enum GeoipCommand {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// Measure lookup and per-event enrichment cost on one core (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench {
+        /// Lookups per measurement.
+        #[arg(long, default_value_t = 2_000_000)]
+        lookups: usize,
+        #[command(flatten)]
+        args: RunArgs,
+    },
 }
 
 #[derive(Debug, Args)]

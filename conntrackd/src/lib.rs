@@ -33,6 +33,9 @@ pub fn main_entry() -> ExitCode {
             cli::init_logging(config.log.level);
             app::geoip_lookup(&config, ip)
         })),
+        cli::Command::Geoip(cli::GeoipCommand::Bench { lookups, args }) => {
+            print_or_fail(load(&args).and_then(|config| Ok(enrich::bench::run(&config.geoip, lookups)?)))
+        }
         cli::Command::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
