@@ -34,10 +34,14 @@ impl Event {
         }
         let geo = [(&SRC, self.src_geo.as_deref()), (&DST, self.dst_geo.as_deref())];
         for (names, info) in geo {
-            info.inspect(|g| g.contract_fields(names, &mut f));
+            if let Some(info) = info {
+                info.contract_fields(names, &mut f);
+            }
         }
         for (names, info) in geo {
-            info.inspect(|g| g.extra_fields(names, &mut f));
+            if let Some(info) = info {
+                info.extra_fields(names, &mut f);
+            }
         }
         if self.kind == EventType::New {
             if let Some(task) = &self.task {
