@@ -47,6 +47,8 @@ fn sample_events() -> Vec<Event> {
                 start_ns: None,
                 stop_ns: None,
                 netns: None,
+                src_geo: None,
+                dst_geo: None,
             });
         }
     }

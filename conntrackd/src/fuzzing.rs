@@ -29,6 +29,8 @@ pub fn rules(text: &str) {
                 start_ns: None,
                 stop_ns: None,
                 netns: None,
+                src_geo: None,
+                dst_geo: None,
             };
             assert!(!rules.logs(&ev) || table.keeps(&ev), "unsound kernel table for {lines:?}");
         }

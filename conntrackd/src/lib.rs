@@ -6,7 +6,9 @@
 //! against the real journald; nothing else is public.
 mod app;
 mod cli;
+mod commands;
 mod config;
+mod enrich;
 mod event;
 mod filter;
 mod metrics;
@@ -57,16 +59,14 @@ pub fn main_entry() -> ExitCode {
             clap_complete::generate(shell, &mut cli::command(), "conntrackd", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        cli::CommandKind::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides) {
-            Ok(config) => {
-                print!("{}", app::check_report(&config));
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("conntrackd: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        cli::CommandKind::Check(args) => print_or_fail(load(&args).and_then(|config| commands::check_report(&config))),
+        cli::CommandKind::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
+            cli::init_logging(config.log.level, config.log.format.as_deref());
+            commands::geoip_lookup(&config, ip)
+        })),
+        cli::CommandKind::Geoip(cli::GeoipCommand::Bench { lookups, args }) => {
+            print_or_fail(load(&args).and_then(|config| Ok(enrich::bench::run(&config.geoip, lookups)?)))
+        }
         cli::CommandKind::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -74,6 +74,24 @@ pub fn main_entry() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn load(args: &cli::RunArgs) -> anyhow::Result<config::Config> {
+    Ok(config::Config::load(args.config.as_deref(), &args.overrides)?)
+}
+
+/// Prints a command's output, or its error on stderr with a failing exit code.
+fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("conntrackd: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

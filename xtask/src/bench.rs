@@ -7,8 +7,10 @@
 //! N DESTROY events to a public destination. Each consumer ([`consumer`])
 //! listens alone, inside the client namespace, while that happens
 //! ([`measure`]); the figures go to `target/bench/report.{md,json}` ([`report`]).
+//! First, [`geoip`] measures the GeoIP enrichment cost on a real-sized database.
 mod consumer;
 mod generator;
+mod geoip;
 mod interrupt;
 mod measure;
 mod netns;
@@ -58,6 +60,7 @@ impl Plan {
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
     let files = Files::prepare(root)?;
+    println!("{}", geoip::run(&files.daemon, &files.dir, quick)?);
     interrupt::install();
     let sources = generator::sources_for(plan.connections, netns::CLIENT_ADDR);
     if sources.contains(&netns::SERVER_ADDR) {

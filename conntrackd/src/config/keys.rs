@@ -51,6 +51,10 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.syslog.format", Kind::Str, "rfc5424 or rfc3164 [default: rfc5424]"),
     key("sink.syslog.facility", Kind::Str, "Syslog facility, e.g. daemon, local0 [default: daemon]"),
     key("sink.syslog.queue_events", Kind::Int, "Events queued for the syslog sink before drops [default: 65536]"),
+    key("geoip.database", Kind::Str, "GeoIP City database (GeoLite2-City, GeoIP2-City, DB-IP City Lite) [default: none]"),
+    key("geoip.asn_database", Kind::Str, "GeoIP ASN database (GeoLite2-ASN) [default: none]"),
+    key("geoip.cache_entries", Kind::Int, "GeoIP lookup cache size; 0 disables it [default: 4096]"),
+    key("geoip.watch_interval_ms", Kind::Int, "How often the GeoIP files are checked for a replacement; 0 = only SIGHUP [default: 10000]"),
     key("metrics.listen", Kind::Str, "Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9469 [default: off]"),
     key("metrics.unhealthy_after_s", Kind::Int, "/healthz fails once a sink has failed this long [default: 60]"),
 ];

@@ -70,6 +70,17 @@ pub(crate) struct Config {
     pub stream: Option<StreamConfig>,
     pub journal: Option<JournalConfig>,
     pub syslog: Option<SyslogConfig>,
+    pub geoip: GeoipConfig,
+}
+
+/// `[geoip]`: the databases are opened by `enrich::Enricher::open`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GeoipConfig {
+    pub database: Option<PathBuf>,
+    pub asn_database: Option<PathBuf>,
+    pub cache_entries: usize,
+    /// None: no periodic check of the files (SIGHUP still reloads).
+    pub watch_interval: Option<std::time::Duration>,
 }
 
 /// `[metrics]`.
@@ -224,8 +235,28 @@ impl Config {
             stream,
             journal,
             syslog,
+            geoip: validate_geoip(raw.geoip)?,
         })
     }
+}
+
+fn validate_geoip(raw: raw::RawGeoip) -> Result<GeoipConfig, ConfigError> {
+    // An empty path means "no database", as in the original's default config.
+    let path = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    let cache_entries = raw.cache_entries.unwrap_or(4096);
+    if cache_entries > 10_000_000 {
+        return invalid("geoip.cache_entries", format!("expected 0 (no cache) to 10000000, found {cache_entries}"));
+    }
+    let watch_ms = raw.watch_interval_ms.unwrap_or(10_000);
+    if watch_ms > 86_400_000 {
+        return invalid("geoip.watch_interval_ms", format!("expected 0 (off) to 86400000, found {watch_ms}"));
+    }
+    Ok(GeoipConfig {
+        database: path(raw.database),
+        asn_database: path(raw.asn_database),
+        cache_entries,
+        watch_interval: (watch_ms > 0).then(|| std::time::Duration::from_millis(watch_ms)),
+    })
 }
 
 fn validate_metrics(raw: &raw::RawMetrics) -> Result<MetricsConfig, ConfigError> {
@@ -453,6 +484,20 @@ mod tests {
         assert!(err.contains("line 3, column 1") && err.contains("adress"), "{err}");
         let err = Config::from_toml("[sink.syslog]\nenable = true\naddress = \"x\"\n").unwrap_err().to_string();
         assert!(err.starts_with("config sink.syslog.address: expected udp://"), "{err}");
+    }
+
+    #[test]
+    fn geoip_keys() {
+        let c = Config::from_toml("[geoip]\ndatabase = \"/x/City.mmdb\"\ncache_entries = 0\nwatch_interval_ms = 0\n[sink.stream]\nenable = true\n").unwrap();
+        assert_eq!(c.geoip.database.as_deref(), Some(Path::new("/x/City.mmdb")));
+        assert_eq!((c.geoip.asn_database, c.geoip.cache_entries, c.geoip.watch_interval), (None, 0, None));
+        let c = Config::from_toml("[geoip]\ndatabase = \"\"\n[sink.stream]\nenable = true\n").unwrap();
+        assert_eq!((c.geoip.database, c.geoip.cache_entries), (None, 4096), "an empty path means no database");
+        let err = Config::from_toml("[geoip]\ndatabse = \"x\"\n[sink.stream]\nenable = true\n").unwrap_err();
+        assert!(err.to_string().contains("line 2") && err.to_string().contains("databse"), "{err}");
+        let over = Overrides { flags: vec![("geoip.database", vec!["/flag".into()])], ..Overrides::default() };
+        let c = Config::from_text(Path::new("x"), "[geoip]\ndatabase = \"/file\"\n[sink.stream]\nenable = true\n", &over).unwrap();
+        assert_eq!(c.geoip.database.as_deref(), Some(Path::new("/flag")));
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! lists its fields in the contract's order for the sink encoders.
 pub(crate) mod fields;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIND_UPDATE};
+
+use crate::enrich::GeoInfo;
 
 /// Conntrack event type (PRODUCT.md field `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,9 @@ pub(crate) struct Event {
     pub stop_ns: Option<u64>,
     /// The watched network namespace (name, or inode), when more than one may be watched.
     pub netns: Option<std::sync::Arc<str>>,
+    /// GeoIP data of `orig.src` / `orig.dst`, attached after the rules kept the event.
+    pub src_geo: Option<Arc<GeoInfo>>,
+    pub dst_geo: Option<Arc<GeoInfo>>,
 }
 
 /// Why a record cannot become an [`Event`].
@@ -173,6 +181,8 @@ impl Event {
             start_ns: has(present::TIMESTAMP_START).then(|| u64::from_be(rec.start_ns)),
             stop_ns: has(present::TIMESTAMP_STOP).then(|| u64::from_be(rec.stop_ns)),
             netns: None,
+            src_geo: None,
+            dst_geo: None,
         })
     }
 }

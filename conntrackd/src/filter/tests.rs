@@ -23,6 +23,8 @@ fn ev(kind: EventType, proto: Protocol, src: &str, sport: u16, dst: &str, dport:
         start_ns: None,
         stop_ns: None,
         netns: None,
+        src_geo: None,
+        dst_geo: None,
     }
 }
 

@@ -60,6 +60,11 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: FieldValue<'_>) {
             write_rfc3339(out, ns);
             out.push(b'"');
         }
+        // Display never uses an exponent; a non-finite value has no JSON form.
+        FieldValue::F64(x) if x.is_finite() => {
+            let _ = write!(out, "{x}");
+        }
+        FieldValue::F64(_) => out.extend_from_slice(b"null"),
     }
 }
 

@@ -195,6 +195,11 @@ impl Daemon {
         )
     }
 
+    /// The daemon's pid (`ip netns exec` execs it), e.g. to send it SIGHUP.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a stderr line containing `needle`; returns it.
     pub fn wait_log(&self, needle: &str) -> String {
         loop {
