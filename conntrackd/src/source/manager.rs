@@ -102,14 +102,15 @@ struct Running {
     task: JoinHandle<StopReport>,
 }
 
-/// The latest counters of every source, by namespace label, for /metrics.
-pub(crate) type Snapshots = Arc<std::sync::Mutex<Vec<(Arc<str>, StopReport)>>>;
+/// The latest counters of every source, by namespace label, and whether it
+/// is still attached, for /metrics and /healthz.
+pub(crate) type Snapshots = Arc<std::sync::Mutex<Vec<(Arc<str>, StopReport, bool)>>>;
 
-fn publish(snapshots: &Snapshots, label: &Arc<str>, report: StopReport) {
+fn publish(snapshots: &Snapshots, label: &Arc<str>, report: StopReport, attached: bool) {
     let mut all = snapshots.lock().unwrap_or_else(|p| p.into_inner());
-    match all.iter_mut().find(|(l, _)| l == label) {
-        Some(entry) => entry.1 = report,
-        None => all.push((Arc::clone(label), report)),
+    match all.iter_mut().find(|(l, ..)| l == label) {
+        Some(entry) => (entry.1, entry.2) = (report, attached),
+        None => all.push((Arc::clone(label), report, attached)),
     }
 }
 
@@ -229,6 +230,7 @@ impl Sources {
             snapshots: Arc::clone(&self.snapshots),
             every: self.config.drain_interval,
         };
+        publish(&self.snapshots, &ns.label, StopReport { namespaces: 1, ..source.report() }, true);
         let task = tokio::spawn(run(source, ctx));
         tracing::info!(netns = %ns.label, source = self.kind(), "watching network namespace");
         self.running.push(Running { ns, stop, task });
@@ -325,7 +327,7 @@ async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
             },
             _ = tick.tick() => {}
             _ = report_tick.tick() => report_losses(&source.report(), &mut reported, Some(&ctx.name)),
-            _ = publish_tick.tick() => publish(&ctx.snapshots, &ctx.name, StopReport { namespaces: 1, ..source.report() }),
+            _ = publish_tick.tick() => publish(&ctx.snapshots, &ctx.name, StopReport { namespaces: 1, ..source.report() }, true),
             changed = ctx.prefilter.changed() => if changed.is_ok() {
                 let prefilter = *ctx.prefilter.borrow_and_update();
                 if let Err(err) = source.update_prefilter(&prefilter) {
@@ -341,7 +343,7 @@ async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
     drain(&mut source, label.as_ref(), &ctx.tx).await;
     let report = StopReport { namespaces: 1, ..source.report() };
     report_losses(&report, &mut reported, Some(&ctx.name));
-    publish(&ctx.snapshots, &ctx.name, report);
+    publish(&ctx.snapshots, &ctx.name, report, false);
     report
 }
 

@@ -143,6 +143,15 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with a command prefix (e.g. capsh) inside the namespace.
     pub fn start_with(ns: &Netns, config: &str, prefix: &[&str]) -> Self {
+        Self::start_full(ns, config, prefix, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_env(ns: &Netns, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(ns, config, &[], env)
+    }
+
+    fn start_full(ns: &Netns, config: &str, prefix: &[&str], env: &[(&str, &str)]) -> Self {
         let config_file = tempfile_path::TempPath::with_contents(config);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns.name])
@@ -150,6 +159,7 @@ impl Daemon {
             .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--log.format=text", "--config"])
             .arg(config_file.path())
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -219,6 +229,17 @@ impl Daemon {
     pub fn next_event(&self) -> Value {
         let line = self.lines.recv_timeout(WAIT).expect("no event line from conntrackd in time");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// The config file the daemon was started with (rewrite it before SIGHUP).
+    pub fn config_path(&self) -> &std::path::Path {
+        self._config.path()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
     }
 
     /// Sends SIGTERM, waits for exit, returns the final counters and any stdout lines left.
