@@ -10,15 +10,8 @@ use std::{
     thread,
 };
 
-use common::{enter_netns, require_root_and_tools, veth, Daemon, Netns};
+use common::{conntrack, enter_netns, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::{json, Value};
-
-/// `conntrack <args>` in `ns`.
-fn conntrack(ns: &Netns, args: &[&str]) {
-    let child = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output();
-    let out = child.expect("run conntrack");
-    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Spawns `conntrack <args>` in `ns` and returns its pid (ip netns exec execs,
 /// so the pid is conntrack's own).

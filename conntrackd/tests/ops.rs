@@ -7,16 +7,10 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     os::unix::net::UnixDatagram,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use common::{enter_netns, inject, require_root_and_tools, Daemon, Netns, WAIT};
-
-fn conntrack(ns: &Netns, args: &[&str]) {
-    let out = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output().expect("run conntrack");
-    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+use common::{conntrack, enter_netns, inject, require_root_and_tools, Daemon, Netns, WAIT};
 
 fn tcp_entry(ns: &Netns, dst: &str, sport: u16) {
     let sport = sport.to_string();

@@ -7,19 +7,13 @@ mod common;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::Command,
     thread,
 };
 
-use common::{enter_netns, inject, require_root_and_tools, veth, Daemon, Netns};
+use common::{conntrack, enter_netns, inject, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::{json, Value};
 
 const LOG_ALL: &str = "[sink.stream]\nenable = true\n";
-
-fn conntrack(ns: &Netns, args: &[&str]) {
-    let out = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output().expect("run conntrack");
-    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn tcp_entry(ns: &Netns, src: &str, dst: &str, sport: &str) {
     conntrack(ns, &["-I", "-p", "tcp", "-s", src, "-d", dst, "--sport", sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);

@@ -88,24 +88,7 @@ fn public_addresses(n: usize) -> Vec<IpAddr> {
 
 fn event() -> Event {
     let private: IpAddr = Ipv4Addr::new(10, 99, 0, 1).into();
-    Event {
-        time_ns: 0,
-        kind: EventType::New,
-        flow: Some(1),
-        protocol: Protocol::Tcp,
-        orig: Endpoints { src: private, dst: private, src_port: 40_000, dst_port: 443 },
-        reply: None,
-        tcp_state: Some(3),
-        mark: None,
-        zone: None,
-        counters: None,
-        task: None,
-        src_geo: None,
-        dst_geo: None,
-        start_ns: None,
-        stop_ns: None,
-        netns: None,
-    }
+    Event { flow: Some(1), ..Event::bare(EventType::New, Protocol::Tcp, Endpoints { src: private, dst: private, src_port: 40_000, dst_port: 443 }) }
 }
 
 /// A `/proc/self/status` memory line (VmRSS, RssAnon, RssFile) in KiB; 0 if unreadable.

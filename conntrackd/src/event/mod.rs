@@ -134,6 +134,29 @@ pub(crate) enum RecordError {
 }
 
 impl Event {
+    /// An event with only its type, protocol and original tuple (tests,
+    /// benchmarks, fuzzing); every optional field is absent.
+    pub fn bare(kind: EventType, protocol: Protocol, orig: Endpoints) -> Self {
+        Event {
+            time_ns: 0,
+            kind,
+            flow: None,
+            protocol,
+            orig,
+            reply: None,
+            tcp_state: None,
+            mark: None,
+            zone: None,
+            counters: None,
+            task: None,
+            start_ns: None,
+            stop_ns: None,
+            netns: None,
+            src_geo: None,
+            dst_geo: None,
+        }
+    }
+
     /// Converts a kernel record; `monotonic_to_realtime_ns` turns its
     /// CLOCK_MONOTONIC stamp into wall-clock time.
     pub fn from_record(rec: &EventRecord, monotonic_to_realtime_ns: i128) -> Result<Self, RecordError> {

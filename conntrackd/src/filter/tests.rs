@@ -8,24 +8,7 @@ use super::{Prefilter, Rules};
 use crate::event::{Endpoints, Event, EventType, Protocol};
 
 fn ev(kind: EventType, proto: Protocol, src: &str, sport: u16, dst: &str, dport: u16) -> Event {
-    Event {
-        time_ns: 0,
-        kind,
-        flow: Some(1),
-        protocol: proto,
-        orig: Endpoints { src: src.parse().unwrap(), dst: dst.parse().unwrap(), src_port: sport, dst_port: dport },
-        reply: None,
-        tcp_state: None,
-        mark: None,
-        zone: None,
-        counters: None,
-        task: None,
-        start_ns: None,
-        stop_ns: None,
-        netns: None,
-        src_geo: None,
-        dst_geo: None,
-    }
+    Event { flow: Some(1), ..Event::bare(kind, proto, Endpoints { src: src.parse().unwrap(), dst: dst.parse().unwrap(), src_port: sport, dst_port: dport }) }
 }
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Event {

@@ -35,6 +35,12 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `conntrack <args>` inside `ns`; fails the test with conntrack's error.
+pub fn conntrack(ns: &Netns, args: &[&str]) {
+    let out = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output().expect("run conntrack");
+    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A network namespace, deleted on drop, with conntrack events enabled.
 pub struct Netns {
     pub name: String,
