@@ -1,4 +1,5 @@
-//! Wiring: sources (one task per namespace) -> rules -> enrichment (GeoIP)
+//! Wiring: sources (one task per namespace) -> process attribution -> rules
+//! -> enrichment (GeoIP)
 //! -> sinks, plus signals (SIGTERM/SIGINT stop, SIGHUP reloads), namespace
 //! rescans, GeoIP file watching, metrics, systemd notifications and loss
 //! reporting.
@@ -17,7 +18,7 @@ use tokio::{
 use crate::{
     cli::LevelHandle,
     config::{Config, Overrides},
-    enrich::Enricher,
+    enrich::{process::Attributor, Enricher},
     event::Event,
     filter::{Prefilter, Rules},
     metrics::Metrics,
@@ -70,7 +71,7 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     }
     let mut signals = Signals::new()?;
     let mut ticks = Ticks::new(config.geoip.watch_interval);
-    let mut pipeline = Pipeline { rules: config.rules.clone(), enricher, metrics: Arc::clone(&metrics) };
+    let mut pipeline = Pipeline { rules: config.rules.clone(), attributor: Attributor::default(), enricher, metrics: Arc::clone(&metrics) };
     let mut running = config;
     let mut reporter = SinkLossReporter::default();
     let mut retired: Vec<(&'static str, SinkStats)> = Vec::new();
@@ -205,6 +206,8 @@ fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, S
         namespaces = report.namespaces,
         read = metrics.read.load(Ordering::Relaxed),
         dropped_by_rules = metrics.dropped_by_rules.load(Ordering::Relaxed),
+        attributed = pipeline.attributor.attributed,
+        not_attributed = pipeline.attributor.refused,
         geoip = %pipeline.enricher.as_ref().map(|e| e.stats().describe()).unwrap_or_else(|| "off".into()),
         sinks = %describe_sinks(sinks),
         "conntrackd stopped"
@@ -215,6 +218,8 @@ fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, S
 /// dropped) and hands it to the sinks.
 struct Pipeline {
     rules: Rules,
+    /// Which process made the connection; before the rules, which may test it.
+    attributor: Attributor,
     /// GeoIP, when configured.
     enricher: Option<Enricher>,
     metrics: Arc<Metrics>,
@@ -223,6 +228,7 @@ struct Pipeline {
 impl Pipeline {
     fn handle(&mut self, mut batch: Vec<Event>, sinks: &Sinks) {
         let before = batch.len();
+        batch.iter_mut().for_each(|ev| self.attributor.attribute(ev));
         let rules = &self.rules;
         batch.retain(|ev| rules.logs(ev));
         self.metrics.read.fetch_add(before as u64, Ordering::Relaxed);

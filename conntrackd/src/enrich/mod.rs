@@ -10,6 +10,7 @@
 pub(crate) mod bench;
 pub(crate) mod cache;
 pub(crate) mod geoip;
+pub(crate) mod process;
 #[cfg(test)]
 mod tests;
 

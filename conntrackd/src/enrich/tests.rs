@@ -9,7 +9,6 @@ use std::{
 use super::*;
 use crate::{
     config::GeoipConfig,
-    event::{tests::tcp_v4_record, Event},
     sink::json::write_line,
 };
 
@@ -81,7 +80,7 @@ fn maxmind_test_database_london() {
 #[test]
 fn event_fields_in_contract_order() {
     let mut e = enricher(Some(&maxmind("GeoIP2-City-Test.mmdb")), Some(&maxmind("GeoLite2-ASN-Test.mmdb")), 16);
-    let mut ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
+    let mut ev = crate::event::tests::tcp_v4_event(0);
     ev.orig.dst = ip("81.2.69.160");
     ev.reply = None;
     e.enrich(&mut ev);

@@ -4,7 +4,7 @@
 //! carries it.
 use std::net::IpAddr;
 
-use super::{tcp_state_name, Endpoints, Event, EventType};
+use super::{tcp_state_name, Endpoints, Event};
 use crate::enrich::{DST, SRC};
 
 /// One field value, borrowed from the event.
@@ -63,12 +63,13 @@ impl Event {
                 info.extra_fields(names, &mut f);
             }
         }
-        if self.kind == EventType::New {
-            if let Some(task) = &self.task {
-                f("pid", FieldValue::U64(u64::from(task.pid)));
-                f("uid", FieldValue::U64(u64::from(task.uid)));
-                if let Some(comm) = task.comm() {
-                    f("comm", FieldValue::Str(comm));
+        if let Some(p) = &self.process {
+            f("pid", FieldValue::U64(u64::from(p.pid)));
+            f("uid", FieldValue::U64(u64::from(p.uid)));
+            let optional = [("comm", &p.comm), ("user", &p.user), ("exe", &p.exe), ("cgroup", &p.cgroup), ("container_id", &p.container_id), ("unit", &p.unit)];
+            for (name, value) in optional {
+                if let Some(v) = value {
+                    f(name, FieldValue::Str(v));
                 }
             }
         }

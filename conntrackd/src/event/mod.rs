@@ -115,6 +115,13 @@ pub(crate) struct Event {
     pub stop_ns: Option<u64>,
     /// The watched network namespace (name, or inode), when more than one may be watched.
     pub netns: Option<std::sync::Arc<str>>,
+    /// Netlink port of the process whose ctnetlink request caused the event; 0 = the kernel.
+    pub portid: u32,
+    /// Whether the original source is one of the namespace's own addresses
+    /// (set by the source for NEW events; None = not known).
+    pub local_origin: Option<bool>,
+    /// The process that made the connection, when known for sure.
+    pub process: Option<Arc<crate::enrich::process::Process>>,
     /// GeoIP data of `orig.src` / `orig.dst`, attached after the rules kept the event.
     pub src_geo: Option<Arc<GeoInfo>>,
     pub dst_geo: Option<Arc<GeoInfo>>,
@@ -152,6 +159,9 @@ impl Event {
             start_ns: None,
             stop_ns: None,
             netns: None,
+            portid: 0,
+            local_origin: None,
+            process: None,
             src_geo: None,
             dst_geo: None,
         }
@@ -204,6 +214,9 @@ impl Event {
             start_ns: has(present::TIMESTAMP_START).then(|| u64::from_be(rec.start_ns)),
             stop_ns: has(present::TIMESTAMP_STOP).then(|| u64::from_be(rec.stop_ns)),
             netns: None,
+            portid: rec.portid,
+            local_origin: None,
+            process: None,
             src_geo: None,
             dst_geo: None,
         })
@@ -279,6 +292,16 @@ pub(crate) mod tests {
             | present::REPLY_PROTO
             | present::REPLY_PORTS;
         rec
+    }
+
+    /// The record's event with its task attributed, as the pipeline does for
+    /// a locally originated NEW.
+    pub(crate) fn tcp_v4_event(offset: i128) -> Event {
+        let mut ev = Event::from_record(&tcp_v4_record(), offset).unwrap();
+        let t = ev.task.unwrap();
+        let process = crate::enrich::process::Process { pid: t.pid, uid: t.uid, comm: t.comm().map(Into::into), ..Default::default() };
+        ev.process = Some(Arc::new(process));
+        ev
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn every_error_names_rule_column_found_and_expected() {
         ("log type NEW protocol TCP", "rule 1 \"log type NEW protocol TCP\", column 14: expected 'and', 'or' or the end of the rule, found 'protocol'"),
         ("log type NEW; drop", "rule 1 \"log type NEW; drop\", column 13: unexpected character ';'"),
         ("log is_network(destination.address, \"INTERNET\")", "rule 1 \"log is_network(destination.address, \\\"INTERNET\\\")\", column 37: unknown network class \"INTERNET\": expected LOCAL, PRIVATE, PUBLIC or MULTICAST"),
-        ("log dest.port == 80", "rule 1 \"log dest.port == 80\", column 5: unknown variable 'dest.port': expected event.type, protocol, source.address, destination.address, source.port or destination.port"),
+        ("log dest.port == 80", "rule 1 \"log dest.port == 80\", column 5: unknown variable 'dest.port': expected event.type, protocol, source.address, destination.address, source.port, destination.port, process.comm, process.user or process.exe"),
         ("log source.port == \"80\"", "rule 1 \"log source.port == \\\"80\\\"\", column 20: 'source.port' is a number: compare it with a number, not a string"),
         ("log protocol == \"ICMP\"", "rule 1 \"log protocol == \\\"ICMP\\\"\", column 17: expected \"TCP\" or \"UDP\", found \"ICMP\""),
         ("log in_cidr(source.address, \"10.0.0.0/33\")", "rule 1 \"log in_cidr(source.address, \\\"10.0.0.0/33\\\")\", column 29: expected a CIDR such as \"10.0.0.0/8\", found \"10.0.0.0/33\""),

@@ -12,6 +12,7 @@ use tokio::{
 
 use super::{
     ebpf::{EbpfSource, EbpfSourceError},
+    local_addrs::LocalAddrs,
     netlink::{NetlinkSource, NetlinkSourceError, Overflow},
     netns::{self, Namespace, NetnsError},
     socket::{self, SocketError},
@@ -229,6 +230,7 @@ impl Sources {
             prefilter: self.prefilter_tx.subscribe(),
             snapshots: Arc::clone(&self.snapshots),
             every: self.config.drain_interval,
+            local: LocalAddrs::new(ns.clone()),
         };
         publish(&self.snapshots, &ns.label, StopReport { namespaces: 1, ..source.report() }, true);
         let task = tokio::spawn(run(source, ctx));
@@ -306,6 +308,8 @@ struct TaskCtx {
     prefilter: watch::Receiver<Prefilter>,
     snapshots: Snapshots,
     every: Duration,
+    /// The namespace's own addresses: a NEW from one of them is locally originated.
+    local: LocalAddrs,
 }
 
 /// How often a source publishes its counters for /metrics.
@@ -336,11 +340,11 @@ async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
             },
             _ = ctx.stop.changed() => break,
         }
-        if !drain(&mut source, label.as_ref(), &ctx.tx).await {
+        if !drain(&mut source, label.as_ref(), &ctx.tx, &mut ctx.local).await {
             break;
         }
     }
-    drain(&mut source, label.as_ref(), &ctx.tx).await;
+    drain(&mut source, label.as_ref(), &ctx.tx, &mut ctx.local).await;
     let report = StopReport { namespaces: 1, ..source.report() };
     report_losses(&report, &mut reported, Some(&ctx.name));
     publish(&ctx.snapshots, &ctx.name, report, false);
@@ -348,7 +352,7 @@ async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
 }
 
 /// Drains everything waiting; false when the pipeline is gone or reading failed.
-async fn drain(source: &mut AnySource, label: Option<&Arc<str>>, tx: &mpsc::Sender<Batch>) -> bool {
+async fn drain(source: &mut AnySource, label: Option<&Arc<str>>, tx: &mpsc::Sender<Batch>, local: &mut LocalAddrs) -> bool {
     loop {
         let mut batch = Vec::new();
         match source.drain(&mut batch) {
@@ -359,9 +363,12 @@ async fn drain(source: &mut AnySource, label: Option<&Arc<str>>, tx: &mpsc::Send
                 return false;
             }
         }
-        if let Some(label) = label {
-            for ev in &mut batch {
+        for ev in &mut batch {
+            if let Some(label) = label {
                 ev.netns = Some(Arc::clone(label));
+            }
+            if ev.kind == crate::event::EventType::New {
+                ev.local_origin = Some(local.contains(ev.orig.src));
             }
         }
         if !batch.is_empty() && tx.send(batch).await.is_err() {
