@@ -64,12 +64,13 @@ fn inject_update_delete(ns: &Netns, d: &Daemon, src: &str, dst: &str, sport: &st
     let update = d.next_event();
     assert_fields(&update, &base);
     assert_fields(&update, &json!({"type": "UPDATE", "msg": format!("UPDATE {msg}"), "mark": 42}));
-    assert!(update.get("pid").is_none(), "pid is only printed on NEW: {update}");
+    assert_fields(&update, &json!({"pid": pid, "comm": "conntrack"}));
 
     conntrack(ns, &[&["-D"], &tuple[..]].concat());
     let destroy = d.next_event();
     assert_fields(&destroy, &base);
     assert_fields(&destroy, &json!({"type": "DESTROY", "msg": format!("DESTROY {msg}"), "mark": 42}));
+    assert_fields(&destroy, &json!({"pid": pid, "comm": "conntrack"}));
 }
 
 #[test]
@@ -193,8 +194,8 @@ fn real_connection_over_veth_logs_pid_comm_then_destroy() {
     loop {
         let ev = d.next_event();
         assert_eq!(ev["flow"], flow, "{ev}");
+        assert_eq!(ev["pid"], std::process::id(), "the NEW's process is carried to the flow's later events: {ev}");
         if ev["type"] == "DESTROY" {
-            assert!(ev.get("pid").is_none(), "{ev}");
             break;
         }
         assert_eq!(ev["type"], "UPDATE", "{ev}");

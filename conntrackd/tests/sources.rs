@@ -22,7 +22,7 @@ fn tcp_entry(ns: &Netns, src: &str, dst: &str, sport: &str) {
 /// The line without the fields only one source has (time, the task).
 fn comparable(mut v: Value) -> Value {
     let obj = v.as_object_mut().expect("object");
-    for key in ["time", "pid", "uid", "comm"] {
+    for key in ["time", "pid", "uid", "comm", "user", "exe", "cgroup", "container_id", "unit"] {
         obj.remove(key);
     }
     v

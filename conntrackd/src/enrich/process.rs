@@ -141,10 +141,19 @@ fn read_details(pid: u32) -> Option<Details> {
     let after = stat.rsplit_once(')').map(|(_, rest)| rest)?;
     let flags: u64 = after.split_whitespace().nth(6).and_then(|f| f.parse().ok()).unwrap_or(0);
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)));
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|text| cgroup_path(&text));
     Some(Details { exe, cgroup, kernel_thread: flags & PF_KTHREAD != 0 })
+}
+
+/// The process's cgroup from /proc/PID/cgroup: the unified (v2) path, else on
+/// hybrid hosts the systemd hierarchy's, else any v1 path that is not the root.
+fn cgroup_path(text: &str) -> Option<String> {
+    let path_of = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).filter(|p| *p != "/");
+    path_of("0::")
+        .or_else(|| text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p)).filter(|p| *p != "/"))
+        .or_else(|| text.lines().filter_map(|l| l.splitn(3, ':').nth(2)).find(|p| *p != "/"))
+        .or_else(|| path_of("0::").or(Some("/")))
+        .map(str::to_string)
 }
 
 /// The login name of `uid` from /etc/passwd.
@@ -198,6 +207,15 @@ mod tests {
         assert_eq!(unit("/system.slice/nginx.service").as_deref(), Some("nginx.service"));
         assert_eq!(unit("/user.slice/user-1000.slice/session-2.scope").as_deref(), Some("session-2.scope"));
         assert_eq!(unit(&format!("/system.slice/docker-{id}.scope")), None);
+    }
+
+    #[test]
+    fn cgroup_paths_on_unified_and_hybrid_hosts() {
+        assert_eq!(cgroup_path("0::/system.slice/x.service\n").as_deref(), Some("/system.slice/x.service"));
+        let hybrid = "9:name=systemd:/system.slice/docker-abc.scope\n4:memory:/docker/abc\n0::/\n";
+        assert_eq!(cgroup_path(hybrid).as_deref(), Some("/system.slice/docker-abc.scope"));
+        assert_eq!(cgroup_path("4:memory:/process_api/x\n0::/\n").as_deref(), Some("/process_api/x"));
+        assert_eq!(cgroup_path("0::/\n").as_deref(), Some("/"));
     }
 
     #[test]
