@@ -34,6 +34,10 @@ pub(crate) fn check_report(config: &Config) -> String {
         out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
     }
     out.push_str(&format!("{}\n", Prefilter::derive(&config.rules)));
+    if let Some(loki) = &config.loki {
+        // The endpoint's Debug form has no credentials; the token is never shown.
+        out.push_str(&format!("sink loki: {:?}, encoding {:?}, spool {:?}\n", loki.endpoint, loki.encoding, loki.spool_dir));
+    }
     out
 }
 

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::filter::{Rules, RulesError, DEFAULT_RULES};
+use crate::{
+    filter::{Rules, RulesError, DEFAULT_RULES},
+    sink::loki::config::{LokiConfig, LokiConfigError, RawLoki},
+};
 
 /// Where the daemon looks when `--config` is not given; a missing file is fine.
 pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
@@ -20,6 +23,8 @@ pub(crate) enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error(transparent)]
+    Loki(#[from] LokiConfigError),
     #[error("{origin}:\n{errors}")]
     Rules { origin: String, errors: RulesError },
 }
@@ -71,6 +76,7 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawSinks {
     stream: Option<RawStream>,
+    loki: Option<RawLoki>,
 }
 
 /// `[sink.stream]`
@@ -92,6 +98,7 @@ pub(crate) struct Config {
     pub log: LogConfig,
     pub source: SourceConfig,
     pub stream: Option<StreamConfig>,
+    pub loki: Option<LokiConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +170,8 @@ impl Config {
             return invalid("source.drain_interval_ms", format!("expected 1..=10000, found {drain_ms}"));
         }
         let stream = validate_stream(raw.sink.stream)?;
-        if stream.is_none() {
+        let loki = raw.sink.loki.map(RawLoki::validate).transpose()?.flatten();
+        if stream.is_none() && loki.is_none() {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
         }
         Ok(Self {
@@ -175,6 +183,7 @@ impl Config {
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
             },
             stream,
+            loki,
         })
     }
 }
@@ -207,6 +216,7 @@ fn default_raw() -> RawConfig {
         filter: Some(DEFAULT_RULES.iter().map(ToString::to_string).collect()),
         sink: RawSinks {
             stream: Some(RawStream { enable: Some(true), writer: Some("stdout".into()), queue_events: None }),
+            loki: None,
         },
         ..RawConfig::default()
     }

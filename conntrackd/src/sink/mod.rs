@@ -2,6 +2,7 @@
 //! bounded queue, so a slow sink never blocks the source or the other sinks;
 //! events that do not fit are dropped and counted per sink.
 pub(crate) mod json;
+pub(crate) mod loki;
 pub(crate) mod queue;
 pub(crate) mod stream;
 
@@ -15,6 +16,8 @@ use self::queue::BoundedQueue;
 pub(crate) enum SinkError {
     #[error("cannot start the {name} sink thread: {source}")]
     Spawn { name: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Loki(#[from] loki::LokiError),
 }
 
 /// Counters of one sink, readable while it runs.
@@ -49,6 +52,11 @@ impl Sinks {
             let thread = stream::spawn(stream.writer, Arc::clone(&queue))
                 .map_err(|source| SinkError::Spawn { name: "stream", source })?;
             running.push(Running { name: "stream", queue, thread });
+        }
+        if let Some(loki) = &config.loki {
+            let queue = Arc::new(BoundedQueue::new(loki.queue_events));
+            let thread = loki::spawn(loki.clone(), Arc::clone(&queue))?;
+            running.push(Running { name: "loki", queue, thread });
         }
         Ok(Self { running })
     }
