@@ -5,6 +5,7 @@
 mod bench;
 mod fuzz;
 mod setup;
+mod setup_victorialogs;
 
 use std::{
     path::{Path, PathBuf},

@@ -16,7 +16,8 @@ const PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-d
 pub(crate) fn run() -> Result<()> {
     install_packages(PACKAGES)?;
     link_toolchain()?;
-    install_bpf_linker()
+    install_bpf_linker()?;
+    crate::setup_victorialogs::install_victorialogs()
 }
 
 /// Installs the missing packages from the list; `apt-get update` once, first.

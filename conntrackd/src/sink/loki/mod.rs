@@ -104,7 +104,8 @@ impl Sender {
                 self.submit(&batch);
             }
             self.drain_outbox();
-            let retry = self.retry_at.filter(|_| !self.outbox.is_empty());
+            // Pending batches: wake at the retry time, or at once if not backing off.
+            let retry = (!self.outbox.is_empty()).then(|| self.retry_at.unwrap_or(now));
             let deadline = [batcher.deadline(), retry, self.health.due_at()].into_iter().flatten().min();
             match self.queue.pop_until(&mut events, deadline) {
                 Pop::Events => {

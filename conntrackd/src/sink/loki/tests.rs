@@ -230,3 +230,15 @@ fn without_spool_dir_an_outage_at_shutdown_is_counted_as_lost() {
     let stats = run_sink(config(down.port, "shutdown_timeout = \"100ms\""), 6, &down, 0);
     assert_eq!(stats, SinkStats { written: 0, dropped_queue_full: 0, dropped_write_error: 6 });
 }
+
+#[test]
+fn a_backlog_longer_than_one_drain_burst_is_sent_without_new_events() {
+    // batch_bytes = 1: every event is its own batch; the first fails, so all
+    // 40 wait in the outbox and must go out in order with no further input.
+    let server = FakeLoki::start(vec![Action::Status(503, "warming up")]);
+    let stats = run_sink(config(server.port, "batch_bytes = 1"), 40, &server, 40);
+    assert_eq!(stats.written, 40);
+    let pushes = server.state(|s| s.pushes.clone());
+    assert_eq!(pushes.len(), 41);
+    assert!(pushes.iter().all(|p| entries(p) == 1));
+}
