@@ -50,6 +50,11 @@ pub fn main_entry() -> ExitCode {
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args.config.as_deref(), &args.overrides())?;
     cli::init_logging(config.log.level);
+    if let Some(loki) = &config.loki {
+        let default = std::path::Path::new(config::DEFAULT_PATH);
+        let file = args.config.as_deref().or(default.exists().then_some(default));
+        file.into_iter().for_each(|f| loki.warn_if_secrets_readable(f));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(app::run(config))
 }

@@ -179,7 +179,9 @@ fn events_arrive_with_stream_labels_and_fields() {
     enter_netns(&ns.name);
     let data = TempDir::new("e2e-data");
     let vl = VictoriaLogs::start(&ns, &data.0);
-    let d = Daemon::start(&ns, &loki_config(&vl.sink_address(), "labels = [\"env=test\"]"));
+    // Credentials in the URL (VictoriaLogs ignores them) must not break the prefix.
+    let address = vl.sink_address().replace("http://", "http://ops:s3cret@");
+    let d = Daemon::start(&ns, &loki_config(&address, "labels = [\"env=test\"]"));
     for sport in 41001..=41003 {
         inject(&ns, sport);
     }
