@@ -4,135 +4,16 @@
 //! labels and fields, an outage with events flowing, and a daemon restart
 //! during an outage (the spool). Needs root and `cargo xtask setup`.
 mod common;
+mod loki_support;
 
 use std::{
     collections::BTreeMap,
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use common::{enter_netns, require_root_and_tools, Daemon, Netns};
+use loki_support::{Fault, FaultProxy, TempDir, VictoriaLogs};
 use serde_json::Value;
-
-/// How long the receiver may take to make pushed rows queryable.
-const QUERY_WAIT: Duration = Duration::from_secs(40);
-
-fn victoria_logs_binary() -> PathBuf {
-    let path = match std::env::var_os("CONNTRACKD_TOOLS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/conntrackd"),
-    }
-    .join("victorialogs-v1.52.1/victoria-logs");
-    assert!(path.is_file(), "{} is missing: run `cargo xtask setup` (it builds VictoriaLogs with Go)", path.display());
-    path
-}
-
-/// A VictoriaLogs process in a namespace, on 127.0.0.1:`port`, storing in `data`.
-struct VictoriaLogs {
-    child: Option<Child>,
-    ns: String,
-    port: u16,
-    data: PathBuf,
-}
-
-impl VictoriaLogs {
-    /// Starts it on a free port of the namespace (the calling thread must be in it).
-    fn start(ns: &Netns, data: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut vl = Self { child: None, ns: ns.name.clone(), port, data: data.to_path_buf() };
-        vl.restart();
-        vl
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(victoria_logs_binary())
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg(format!("-storageDataPath={}", self.data.display()))
-            .arg("-loggerLevel=ERROR")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start victoria-logs");
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(30);
-        while get(&self.url("/health")).is_none() {
-            assert!(Instant::now() < until, "VictoriaLogs did not become healthy on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM (VictoriaLogs flushes its data) and wait.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: plain kill(2) on our child's pid (ip netns exec execs the binary).
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            child.wait().expect("wait victoria-logs");
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// The address the sink gets: Loki's API lives under `/insert` here.
-    fn sink_address(&self) -> String {
-        self.url("/insert")
-    }
-
-    /// Every stored row, as JSON objects.
-    fn rows(&self) -> Vec<Value> {
-        let body = get(&self.url("/select/logsql/query?query=*&limit=100000")).unwrap_or_default();
-        body.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("LogsQL JSON line")).collect()
-    }
-
-    /// Polls until `done(rows)` holds; returns the rows.
-    fn wait_rows(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let until = Instant::now() + QUERY_WAIT;
-        loop {
-            let rows = self.rows();
-            if done(&rows) {
-                return rows;
-            }
-            assert!(Instant::now() < until, "VictoriaLogs never had {what}; it has {} rows: {rows:?}", rows.len());
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for VictoriaLogs {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn get(url: &str) -> Option<String> {
-    let response = ureq::get(url).timeout(Duration::from_secs(5)).call().ok()?;
-    response.into_string().ok()
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("conntrackd-loki-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A conntrack entry 10.99.0.1:`sport` -> 8.8.8.8:443 (one NEW event, no packet sent).
 fn inject(ns: &Netns, sport: u16) {
@@ -269,4 +150,52 @@ fn batches_spooled_during_an_outage_survive_a_daemon_restart() {
     assert_each_once(&new_per_port(&rows), 43001..=43009);
     assert_eq!(stopped.get("loki.written"), 9);
     assert_eq!(std::fs::read_dir(&spool.0).unwrap().count(), 0, "the spool is empty again");
+}
+
+#[test]
+fn faults_get_the_documented_behaviour_against_the_real_receiver() {
+    require_root_and_tools();
+    let ns = Netns::new("loki-faults");
+    enter_netns(&ns.name);
+    let data = TempDir::new("faults-data");
+    let vl = VictoriaLogs::start(&ns, &data.0);
+    let proxy = FaultProxy::start(
+        vl.port,
+        &[
+            Fault::Status(429, "rate limited"),
+            Fault::Status(500, "internal"),
+            Fault::Forward,
+            Fault::Status(400, "entry for stream has invalid labels"),
+            Fault::Close,
+            Fault::Forward,
+            Fault::Slow(Duration::from_millis(2500)),
+        ],
+    );
+    let address = format!("http://127.0.0.1:{}/insert", proxy.port);
+    let config = format!(
+        "[sink.loki]\nenable = true\naddress = \"{address}\"\nbatch_wait = \"100ms\"\n\
+         timeout = \"1s\"\nmin_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n"
+    );
+    let d = Daemon::start(&ns, &config);
+    let count = |port: u16| move |rows: &[Value]| new_per_port(rows).get(&port).copied().unwrap_or(0) >= 1;
+    // 429, then 500: retried, stored once.
+    inject(&ns, 44001);
+    vl.wait_rows("port 44001", count(44001));
+    // 400: dropped, counted, the server's message logged; never retried.
+    inject(&ns, 44002);
+    let rejected = d.wait_log("loki rejected a batch");
+    assert!(rejected.contains("entry for stream has invalid labels"), "{rejected}");
+    // A closed connection: retried, stored once.
+    inject(&ns, 44003);
+    vl.wait_rows("port 44003", count(44003));
+    // Too slow: stored by the receiver, but the client timed out and sent it
+    // again. At-least-once: this is the one case that duplicates.
+    inject(&ns, 44004);
+    let rows = vl.wait_rows("port 44004 twice", |rows| new_per_port(rows).get(&44004) == Some(&2));
+    assert_eq!(proxy.left(), 0, "every fault was used");
+    let (stopped, _) = d.stop();
+    let counts = new_per_port(&rows);
+    assert_eq!(counts, [(44001, 1), (44003, 1), (44004, 2)].into_iter().collect(), "44002 rejected, 44004 duplicated");
+    assert_eq!(stopped.get("loki.written"), 3);
+    assert_eq!(stopped.get("loki.dropped_write_error"), 1);
 }
