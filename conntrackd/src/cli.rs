@@ -20,6 +20,12 @@ pub(crate) enum Command {
     Check(RunArgs),
     /// Print the version.
     Version,
+    /// Benchmark helper: Loki encoder throughput as JSON lines.
+    #[command(name = "bench-loki-encoder", hide = true)]
+    BenchLokiEncoder {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,13 @@ pub fn main_entry() -> ExitCode {
             println!("conntrackd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        cli::Command::BenchLokiEncoder { events } => {
+            use sink::loki::{config::Encoding, throughput};
+            for encoding in [Encoding::Protobuf, Encoding::Json] {
+                println!("{}", throughput::measure(events, encoding).json());
+            }
+            ExitCode::SUCCESS
+        }
         cli::Command::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides()) {
             Ok(config) => {
                 print!("{}", app::check_report(&config));

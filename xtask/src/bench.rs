@@ -7,9 +7,11 @@
 //! N DESTROY events to a public destination. Each consumer ([`consumer`])
 //! listens alone, inside the client namespace, while that happens
 //! ([`measure`]); the figures go to `target/bench/report.{md,json}` ([`report`]).
+//! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
 mod consumer;
 mod generator;
 mod interrupt;
+mod loki;
 mod measure;
 mod netns;
 mod packet;
@@ -71,12 +73,13 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let daemon = Daemon { binary: &files.daemon, config: &files.config };
     let bench = Bench { lab: &lab, daemon, runs_dir: &files.runs, connections: plan.connections, sources, quiet: QUIET };
     let runs = run_all(&bench, &plan)?;
+    let loki = loki::run(&bench, &files.dir, plan.rates[0], &runs)?;
     drop(bench);
     drop(max);
     drop(lab);
 
     let markdown = Report::new(settings, runs).write(&files.dir)?;
-    println!("{markdown}");
+    println!("{markdown}{loki}");
     println!("written: {} and report.json; consumer output in {}", files.dir.join("report.md").display(), files.runs.display());
     Ok(())
 }

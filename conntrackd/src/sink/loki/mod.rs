@@ -15,6 +15,7 @@ pub(crate) mod request;
 pub(crate) mod retry;
 pub(crate) mod service;
 pub(crate) mod spool;
+pub(crate) mod throughput;
 #[cfg(test)]
 mod tests;
 
