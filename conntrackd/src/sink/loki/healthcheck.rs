@@ -31,7 +31,7 @@ impl Healthcheck {
 
     /// Probes if due; logs the first success and the failures (sparingly).
     pub fn run(&mut self, service: &Service, endpoint: &str, now: Instant) {
-        if !self.next.is_some_and(|t| t <= now) {
+        if self.next.is_none_or(|t| t > now) {
             return;
         }
         let result = service.ready();

@@ -175,7 +175,7 @@ fn write_file(dir: &Path, seq: u64, payload: &Payload) -> std::io::Result<()> {
         Encoding::Protobuf => "protobuf",
         Encoding::Json => "json",
     };
-    write!(file, "{MAGIC} {encoding} {}\n", payload.events)?;
+    writeln!(file, "{MAGIC} {encoding} {}", payload.events)?;
     file.write_all(&payload.body)?;
     file.sync_all()?;
     fs::rename(&tmp, dir.join(format!("{seq:020}.batch")))?;
