@@ -68,6 +68,8 @@ struct Sender {
     /// While set, the server failed and nothing is sent before this time.
     retry_at: Option<Instant>,
     health: Healthcheck,
+    /// Set at shutdown: no request may outlast it.
+    shutdown_deadline: Option<Instant>,
     failures: u64,
     sent_batches: u64,
     rejected_events: u64,
@@ -88,6 +90,7 @@ impl Sender {
             backoff: Backoff::new(config.min_backoff, config.max_backoff),
             retry_at: None,
             health: Healthcheck::new(config.min_backoff, config.max_backoff),
+            shutdown_deadline: None,
             failures: 0,
             sent_batches: 0,
             rejected_events: 0,
@@ -157,7 +160,11 @@ impl Sender {
     /// One attempt. True when the batch is done with (accepted or rejected),
     /// false when it must be kept for a retry (and the backoff is armed).
     fn send(&mut self, payload: &Payload) -> bool {
-        let result = self.service.push(&payload.body, payload.encoding);
+        let limit = self.shutdown_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if limit.is_some_and(|l| l.is_zero()) {
+            return false; // shutdown_timeout is over: the batch stays spooled
+        }
+        let result = self.service.push_within(&payload.body, payload.encoding, limit);
         match decide(result.outcome) {
             Decision::Accepted => {
                 self.queue.record_written(payload.events as usize);
@@ -219,6 +226,7 @@ impl Sender {
     /// (or, without a spool directory, is lost and counted).
     fn shutdown(mut self, mut batcher: Batcher) {
         let deadline = Instant::now() + self.config.shutdown_timeout;
+        self.shutdown_deadline = Some(deadline);
         if let Some(batch) = batcher.take() {
             self.submit(&batch);
         }

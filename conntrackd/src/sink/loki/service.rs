@@ -1,7 +1,7 @@
 //! HTTP to Loki with `ureq` (blocking, on the sink's own thread) over rustls:
 //! `POST <address>/loki/api/v1/push` and `GET <address>/ready`.
 //! Credentials travel only in headers, never in a URL that could be shown.
-use std::{fs::File, io::Read, path::PathBuf, sync::Arc};
+use std::{fs::File, io::Read, path::PathBuf, sync::Arc, time::Duration};
 
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -41,6 +41,7 @@ pub(crate) struct Service {
     push_url: String,
     ready_url: String,
     headers: Vec<(&'static str, String)>,
+    timeout: Duration,
 }
 
 impl Service {
@@ -63,12 +64,20 @@ impl Service {
             headers.push(("X-Scope-OrgID", tenant.clone()));
         }
         let base = &config.endpoint.base;
-        Ok(Self { agent: builder.build(), push_url: format!("{base}/loki/api/v1/push"), ready_url: format!("{base}/ready"), headers })
+        Ok(Self { agent: builder.build(), push_url: format!("{base}/loki/api/v1/push"), ready_url: format!("{base}/ready"), headers, timeout: config.timeout })
     }
 
     /// Sends one request body.
     pub fn push(&self, body: &[u8], encoding: Encoding) -> PushResult {
+        self.push_within(body, encoding, None)
+    }
+
+    /// Sends one request body; `limit` shortens the configured timeout (shutdown).
+    pub fn push_within(&self, body: &[u8], encoding: Encoding, limit: Option<Duration>) -> PushResult {
         let mut request = self.agent.post(&self.push_url).set("Content-Type", encoding.content_type());
+        if let Some(limit) = limit {
+            request = request.timeout(limit.min(self.timeout));
+        }
         for (name, value) in &self.headers {
             request = request.set(name, value);
         }
@@ -168,7 +177,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
 /// Timeout used by tests that drive a `Service` directly.
 #[cfg(test)]
-pub(crate) const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+pub(crate) const TEST_TIMEOUT: Duration = Duration::from_millis(300);
 
 #[cfg(test)]
 mod tests {

@@ -242,3 +242,14 @@ fn a_backlog_longer_than_one_drain_burst_is_sent_without_new_events() {
     assert_eq!(pushes.len(), 41);
     assert!(pushes.iter().all(|p| entries(p) == 1));
 }
+
+#[test]
+fn shutdown_timeout_bounds_a_hanging_request() {
+    let server = FakeLoki::start(vec![Action::Slow(Duration::from_secs(5))]);
+    let mut c = config(server.port, "shutdown_timeout = \"300ms\"");
+    c.timeout = Duration::from_secs(10);
+    let started = Instant::now();
+    let stats = run_sink(c, 2, &server, 0);
+    assert!(started.elapsed() < Duration::from_secs(3), "stopped after {:?}", started.elapsed());
+    assert_eq!(stats, SinkStats { written: 0, dropped_queue_full: 0, dropped_write_error: 2 }, "no spool_dir: lost, counted");
+}
