@@ -164,7 +164,7 @@ impl Sender {
         if limit.is_some_and(|l| l.is_zero()) {
             return false; // shutdown_timeout is over: the batch stays spooled
         }
-        let result = self.service.push_within(&payload.body, payload.encoding, limit);
+        let result = self.service.push(&payload.body, payload.encoding, limit);
         match decide(result.outcome) {
             Decision::Accepted => {
                 self.queue.record_written(payload.events as usize);

@@ -67,13 +67,8 @@ impl Service {
         Ok(Self { agent: builder.build(), push_url: format!("{base}/loki/api/v1/push"), ready_url: format!("{base}/ready"), headers, timeout: config.timeout })
     }
 
-    /// Sends one request body.
-    pub fn push(&self, body: &[u8], encoding: Encoding) -> PushResult {
-        self.push_within(body, encoding, None)
-    }
-
     /// Sends one request body; `limit` shortens the configured timeout (shutdown).
-    pub fn push_within(&self, body: &[u8], encoding: Encoding, limit: Option<Duration>) -> PushResult {
+    pub fn push(&self, body: &[u8], encoding: Encoding, limit: Option<Duration>) -> PushResult {
         let mut request = self.agent.post(&self.push_url).set("Content-Type", encoding.content_type());
         if let Some(limit) = limit {
             request = request.timeout(limit.min(self.timeout));
@@ -211,7 +206,7 @@ mod tests {
         drop(listener);
         let mut c = config(&format!("address = \"http://admin:hunter2@127.0.0.1:{port}/prefix\""));
         c.timeout = TEST_TIMEOUT;
-        let result = Service::new(&c).unwrap().push(b"x", Encoding::Protobuf);
+        let result = Service::new(&c).unwrap().push(b"x", Encoding::Protobuf, None);
         assert_eq!(result.outcome, Outcome::Transport);
         assert!(result.message.contains("127.0.0.1") && !result.message.contains("hunter2"), "{}", result.message);
     }

@@ -159,7 +159,7 @@ fn retries_429_500_and_closed_connection_then_delivers_once() {
 fn a_400_is_dropped_and_counted_not_retried() {
     let server = FakeLoki::start(vec![Action::Status(400, "entry too far behind")]);
     let c = config(server.port, "");
-    let result = super::service::Service::new(&c).unwrap().push(b"x", super::config::Encoding::Protobuf);
+    let result = super::service::Service::new(&c).unwrap().push(b"x", super::config::Encoding::Protobuf, None);
     assert_eq!(result.outcome, super::retry::Outcome::Status(400));
     assert_eq!(result.message, "entry too far behind", "the server's message is kept for the log");
     let stats = run_sink(c, 3, &server, 1);
