@@ -67,9 +67,9 @@ pub(crate) fn run(bench: &Bench, dir: &Path, rate: Rate, stream_only: &[RunResul
 }
 
 fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, baseline: Option<&RunResult>) -> String {
-    let mut md = String::from("\n## Loki sink\n\n| encoding | events | batches | bytes/event | events/s |\n|---|---|---|---|---|\n");
+    let mut md = String::from("\n## Loki sink\n\n| encoding | events | batches | bytes/event | events per CPU second |\n|---|---|---|---|---|\n");
     for e in encoder {
-        let _ = writeln!(md, "| {} | {} | {} | {} | {} |", e["encoding"].as_str().unwrap_or("?"), e["events"], e["batches"], e["bytes_per_event"], e["events_per_s"]);
+        let _ = writeln!(md, "| {} | {} | {} | {} | {} |", e["encoding"].as_str().unwrap_or("?"), e["events"], e["batches"], e["bytes_per_event"], e["events_per_cpu_s"]);
     }
     let _ = writeln!(
         md,

@@ -6,21 +6,40 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{config::LineFormat, encoding::label_string};
+use super::{
+    config::LineFormat,
+    encoding::{label_string, EntryAdapter, LabelPairAdapter, StreamAdapter, Timestamp},
+};
 use crate::{
-    event::{fields::FieldValue, Event},
+    event::{fields::FieldValue, Event, EventType},
     sink::json,
 };
+
+/// A label string (`{a="1", ...}`) and its pairs.
+type LabelSet = (String, Vec<(String, String)>);
 
 /// How events map to stream labels and lines.
 pub(crate) struct StreamKeys {
     /// Labels every stream has (service_name, host, user labels), sorted.
     base: Vec<(String, String)>,
     per_flow: bool,
+    /// Without per-flow labels a stream depends only on the type: precomputed.
+    by_type: Vec<(EventType, LabelSet)>,
     line_format: LineFormat,
 }
 
+impl Stream {
+    fn new(key: &str, labels: Vec<(String, String)>) -> Self {
+        Self { labels, adapter: StreamAdapter { labels: key.to_string(), entries: Vec::new(), hash: 0 } }
+    }
+}
+
 impl StreamKeys {
+    /// The precomputed label string and labels of this event type (without per-flow labels).
+    fn cached(&self, kind: EventType) -> Option<&LabelSet> {
+        self.by_type.iter().find(|(k, _)| *k == kind).map(|(_, v)| v)
+    }
+
     /// Defaults `service_name="conntrackd"` and `host`, then the user's labels, which win.
     pub fn new(host: String, user: Vec<(String, String)>, per_flow: bool, line_format: LineFormat) -> Self {
         let mut base = vec![("service_name".to_string(), "conntrackd".to_string()), ("host".to_string(), host)];
@@ -29,19 +48,33 @@ impl StreamKeys {
             base.push((k, v));
         }
         base.sort();
-        Self { base, per_flow, line_format }
+        let mut keys = Self { base, per_flow, line_format, by_type: Vec::new() };
+        if !per_flow {
+            keys.by_type = [EventType::New, EventType::Update, EventType::Destroy]
+                .into_iter()
+                .map(|kind| {
+                    let labels = keys.labels_of(kind, None);
+                    (kind, (label_string(&labels), labels))
+                })
+                .collect();
+        }
+        keys
     }
 
     /// The stream labels of one event: `type` (and per-flow values) unless the user set them.
     fn labels(&self, ev: &Event) -> Vec<(String, String)> {
+        self.labels_of(ev.kind, Some(ev))
+    }
+
+    fn labels_of(&self, kind: EventType, flow: Option<&Event>) -> Vec<(String, String)> {
         let mut labels = self.base.clone();
         let mut add = |k: &str, v: String| {
             if !labels.iter().any(|(bk, _)| bk == k) {
                 labels.push((k.to_string(), v));
             }
         };
-        add("type", ev.kind.as_str().to_string());
-        if self.per_flow {
+        add("type", kind.as_str().to_string());
+        if let Some(ev) = flow.filter(|_| self.per_flow) {
             ev.for_each_field(|name, value| {
                 if matches!(name, "flow" | "prot" | "src_addr" | "dst_addr" | "src_port" | "dst_port") {
                     add(name, value_string(value));
@@ -73,19 +106,11 @@ fn value_string(value: FieldValue<'_>) -> String {
     }
 }
 
-/// One log entry: time, line and structured metadata (every event field).
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub time_ns: i128,
-    pub line: String,
-    pub metadata: Vec<(&'static str, String)>,
-}
-
-/// Entries of one label set.
+/// Entries of one label set, kept as the protobuf message they are sent as.
 #[derive(Debug, Default)]
 pub(crate) struct Stream {
     pub labels: Vec<(String, String)>,
-    pub entries: Vec<Entry>,
+    pub adapter: StreamAdapter,
 }
 
 /// Entries grouped by stream, keyed by the label string.
@@ -96,18 +121,36 @@ pub(crate) struct Batch {
     events: usize,
 }
 
+/// An entry's time as (seconds, nanoseconds), for ordering.
+pub(crate) fn entry_time(e: &EntryAdapter) -> (i64, i32) {
+    e.timestamp.as_ref().map_or((0, 0), |t| (t.seconds, t.nanos))
+}
+
 impl Batch {
     /// Adds one event; returns the bytes it added (line plus metadata).
     pub fn add(&mut self, keys: &StreamKeys, ev: &Event) -> usize {
-        let labels = keys.labels(ev);
         let mut metadata = Vec::with_capacity(16);
-        ev.for_each_field(|name, value| metadata.push((name, value_string(value))));
-        let entry = Entry { time_ns: ev.time_ns, line: keys.line(ev), metadata };
-        let size = entry.line.len() + entry.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        let stream = self.streams.entry(label_string(&labels)).or_insert_with(|| Stream { labels, entries: Vec::new() });
+        let mut size = 0;
+        ev.for_each_field(|name, value| {
+            let value = value_string(value);
+            size += name.len() + value.len();
+            metadata.push(LabelPairAdapter { name: name.to_string(), value });
+        });
+        let timestamp = Timestamp { seconds: ev.time_ns.div_euclid(1_000_000_000) as i64, nanos: ev.time_ns.rem_euclid(1_000_000_000) as i32 };
+        let entry = EntryAdapter { timestamp: Some(timestamp), line: keys.line(ev), structured_metadata: metadata };
+        size += entry.line.len();
+        let stream = match keys.cached(ev.kind) {
+            Some((key, labels)) => self.streams.entry(key.clone()).or_insert_with(|| Stream::new(key, labels.clone())),
+            None => {
+                let labels = keys.labels(ev);
+                let key = label_string(&labels);
+                self.streams.entry(key.clone()).or_insert_with(|| Stream::new(&key, labels))
+            }
+        };
         // Keep each stream in time order (events mostly arrive in order already).
-        let at = stream.entries.partition_point(|e| e.time_ns <= entry.time_ns);
-        stream.entries.insert(at, entry);
+        let at = entry_time(&entry);
+        let pos = stream.adapter.entries.partition_point(|e| entry_time(e) <= at);
+        stream.adapter.entries.insert(pos, entry);
         self.bytes += size;
         self.events += 1;
         size
