@@ -12,6 +12,7 @@ mod consumer;
 mod generator;
 mod interrupt;
 mod loki;
+mod loki_latency;
 mod measure;
 mod netns;
 mod packet;

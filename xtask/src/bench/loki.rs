@@ -2,7 +2,8 @@
 //! (the daemon's hidden `bench-loki-encoder` command, batching + protobuf +
 //! snappy, and JSON), and the daemon's CPU per 100k events with the Loki sink
 //! pushing to VictoriaLogs (in the client namespace, on 127.0.0.1) next to
-//! the stream sink, against the stream-only run at the same rate. Written to
+//! the stream sink, against the stream-only run at the same rate; and the
+//! latency to acceptance by the receiver at 5k/s ([`loki_latency`]). Written to
 //! `target/bench/loki.{md,json}`.
 use std::{
     fmt::Write as _,
@@ -21,52 +22,78 @@ use serde_json::{json, Value};
 
 use super::{
     consumer::{Daemon, Kind},
+    loki_latency,
     measure::{Bench, Rate},
     netns,
     report::RunResult,
 };
 
 const VL_PORT: u16 = 19428;
+const PROXY_PORT: u16 = 19429;
 const ENCODER_EVENTS: &str = "200000";
 
-/// Runs both measurements; `stream_only` are the runs already made.
+/// Runs the measurements; `stream_only` are the runs already made.
 pub(crate) fn run(bench: &Bench, dir: &Path, rate: Rate, stream_only: &[RunResult]) -> Result<String> {
     let encoder = encoder_throughput(bench.daemon.binary)?;
     let data = dir.join("victorialogs-data");
     let _ = fs::remove_dir_all(&data);
     let vl = VictoriaLogs::start(&data)?;
-    let config = dir.join("conntrackd-loki.toml");
-    fs::write(&config, loki_config()).with_context(|| format!("writing {}", config.display()))?;
-    let runs_dir = dir.join("runs-loki");
-    fs::create_dir_all(&runs_dir)?;
-    let with_loki = Bench {
-        lab: bench.lab,
-        daemon: Daemon { binary: bench.daemon.binary, config: &config },
-        runs_dir: &runs_dir,
-        connections: bench.connections,
-        sources: bench.sources.clone(),
-        quiet: bench.quiet,
-    };
     eprintln!("bench: conntrackd with the Loki sink at {}", rate.label());
-    let run = with_loki.measure(Kind::Conntrackd, rate)?;
+    let run = measure_with(bench, dir, "cpu", &loki_config(VL_PORT, ""), rate)?;
     let written = run.counters.get("loki.written").copied().unwrap_or(0);
     let stored = vl.wait_count(written)?;
+    eprintln!("bench: Loki sink latency at {}", LATENCY_RATE.label());
+    let recorder = loki_latency::start_proxy(PROXY_PORT, VL_PORT)?;
+    let latency_run = measure_with(bench, dir, "latency", &loki_config(PROXY_PORT, "encoding = \"json\"\n"), LATENCY_RATE)?;
+    let (samples, p50, p99, max) = recorder.summary();
     drop(vl);
     let baseline = stream_only.iter().find(|r| r.consumer == Kind::Conntrackd.name() && r.rate == rate.label());
+    let latency = Latency { rate: latency_run.rate.clone(), samples, p50_ms: p50, p99_ms: p99, max_ms: max };
     let report = json!({
         "encoder": encoder,
         "loki_run": { "rate": run.rate, "generated": run.generated, "delivered_stream": run.delivered,
             "loki_written": written, "stored_in_victorialogs": stored, "counters": run.counters,
             "cpu_s": run.cpu_s, "cpu_s_per_100k": run.cpu_s_per_100k },
         "stream_only_cpu_s_per_100k": baseline.map(|b| b.cpu_s_per_100k),
+        "latency": { "rate": latency.rate, "new_events": samples, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
+            "target_p99_ms": LATENCY_TARGET_MS, "batch_wait_ms": 1000 },
     });
     fs::write(dir.join("loki.json"), serde_json::to_string_pretty(&report)? + "\n")?;
-    let markdown = markdown(&encoder, &run, written, stored, baseline);
+    let markdown = markdown(&encoder, &run, written, stored, baseline, &latency);
     fs::write(dir.join("loki.md"), &markdown)?;
     Ok(markdown)
 }
 
-fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, baseline: Option<&RunResult>) -> String {
+/// Default batch_wait (1 s) + 250 ms, from the issue.
+const LATENCY_TARGET_MS: f64 = 1250.0;
+const LATENCY_RATE: Rate = Rate(Some(5_000));
+
+struct Latency {
+    rate: String,
+    samples: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// One conntrackd run with `config`, its output under `runs-loki-<tag>`.
+fn measure_with(bench: &Bench, dir: &Path, tag: &str, config: &str, rate: Rate) -> Result<RunResult> {
+    let path = dir.join(format!("conntrackd-loki-{tag}.toml"));
+    fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+    let runs_dir = dir.join(format!("runs-loki-{tag}"));
+    fs::create_dir_all(&runs_dir)?;
+    let with_loki = Bench {
+        lab: bench.lab,
+        daemon: Daemon { binary: bench.daemon.binary, config: &path },
+        runs_dir: &runs_dir,
+        connections: bench.connections,
+        sources: bench.sources.clone(),
+        quiet: bench.quiet,
+    };
+    with_loki.measure(Kind::Conntrackd, rate)
+}
+
+fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, baseline: Option<&RunResult>, lat: &Latency) -> String {
     let mut md = String::from("\n## Loki sink\n\n| encoding | events | batches | bytes/event | events per CPU second |\n|---|---|---|---|---|\n");
     for e in encoder {
         let _ = writeln!(md, "| {} | {} | {} | {} | {} |", e["encoding"].as_str().unwrap_or("?"), e["events"], e["batches"], e["bytes_per_event"], e["events_per_cpu_s"]);
@@ -82,6 +109,17 @@ fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, basel
         run.cpu_s_per_100k,
         baseline.map_or("not measured".to_string(), |b| format!("{:.3} s", b.cpu_s_per_100k))
     );
+    let _ = writeln!(
+        md,
+        "\nLatency from the kernel event to its acceptance by VictoriaLogs, NEW events at {} (batch_wait 1 s): \
+         {} events, p50 {:.0} ms, p99 {:.0} ms (target <= {LATENCY_TARGET_MS:.0} ms: {}), max {:.0} ms.",
+        lat.rate,
+        lat.samples,
+        lat.p50_ms,
+        lat.p99_ms,
+        if lat.samples > 0 && lat.p99_ms <= LATENCY_TARGET_MS { "met" } else { "not met" },
+        lat.max_ms
+    );
     md
 }
 
@@ -93,11 +131,11 @@ fn encoder_throughput(binary: &Path) -> Result<Vec<Value>> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).context("encoder output")).collect()
 }
 
-fn loki_config() -> String {
+fn loki_config(port: u16, extra: &str) -> String {
     format!(
         "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n\
          [sink.stream]\nenable = true\nwriter = \"stdout\"\n\
-         [sink.loki]\nenable = true\naddress = \"http://127.0.0.1:{VL_PORT}/insert\"\nqueue_events = 1048576\n"
+         [sink.loki]\nenable = true\naddress = \"http://127.0.0.1:{port}/insert\"\nqueue_events = 1048576\n{extra}"
     )
 }
 
