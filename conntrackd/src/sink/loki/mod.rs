@@ -18,6 +18,8 @@ pub(crate) mod spool;
 pub(crate) mod throughput;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tls;
 
 use std::{
     sync::Arc,

@@ -7,6 +7,7 @@ use std::{
     collections::VecDeque,
     fs,
     io::Write,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
@@ -55,7 +56,8 @@ impl Outbox {
             Self { dir: dir.map(Path::to_path_buf), max_bytes, slots: VecDeque::new(), bytes: 0, next_seq: 1, dropped_events: 0 };
         let Some(dir) = dir else { return Ok(outbox) };
         let dir_error = |source| SpoolError::Dir { path: dir.to_path_buf(), source };
-        fs::create_dir_all(dir).map_err(dir_error)?;
+        // Event data (addresses, processes): only the daemon's user may read it.
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(dir_error)?;
         let mut found = Vec::new();
         for entry in fs::read_dir(dir).map_err(dir_error)? {
             let path = entry.map_err(dir_error)?.path();
@@ -218,6 +220,8 @@ mod tests {
     fn survives_reopen_in_order_and_skips_garbage() {
         let dir = temp_dir("reopen");
         let mut out = Outbox::open(Some(&dir), 1 << 20).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         out.push(payload(1, 10));
         out.push(payload(2, 20));
         drop(out);
