@@ -27,7 +27,7 @@ fn inject(ns: &Netns, sport: u16) {
 fn loki_config(address: &str, extra: &str) -> String {
     format!(
         "[sink.loki]\nenable = true\naddress = \"{address}\"\nbatch_wait = \"200ms\"\n\
-         min_backoff = \"200ms\"\nmax_backoff = \"2s\"\ntimeout = \"2s\"\n{extra}\n"
+         min_backoff = \"200ms\"\nmax_backoff = \"2s\"\ntimeout = \"5s\"\n{extra}\n"
     )
 }
 
@@ -168,13 +168,13 @@ fn faults_get_the_documented_behaviour_against_the_real_receiver() {
             Fault::Status(400, "entry for stream has invalid labels"),
             Fault::Close,
             Fault::Forward,
-            Fault::Slow(Duration::from_millis(2500)),
+            Fault::Slow(Duration::from_millis(5000)),
         ],
     );
     let address = format!("http://127.0.0.1:{}/insert", proxy.port);
     let config = format!(
         "[sink.loki]\nenable = true\naddress = \"{address}\"\nbatch_wait = \"100ms\"\n\
-         timeout = \"1s\"\nmin_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n"
+         timeout = \"3s\"\nmin_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n"
     );
     let d = Daemon::start(&ns, &config);
     let count = |port: u16| move |rows: &[Value]| new_per_port(rows).get(&port).copied().unwrap_or(0) >= 1;

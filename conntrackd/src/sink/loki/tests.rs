@@ -119,7 +119,7 @@ fn serve(conn: TcpStream, state: &Mutex<Shared>) {
 fn config(port: u16, extra: &str) -> LokiConfig {
     let text = format!(
         "enable = true\naddress = \"http://127.0.0.1:{port}/prefix\"\nbatch_wait = \"20ms\"\n\
-         min_backoff = \"10ms\"\nmax_backoff = \"40ms\"\ntimeout = \"300ms\"\n{extra}"
+         min_backoff = \"10ms\"\nmax_backoff = \"40ms\"\ntimeout = \"2s\"\n{extra}"
     );
     let raw: RawLoki = toml::from_str(&text).unwrap();
     raw.validate().unwrap().unwrap()
@@ -172,7 +172,7 @@ fn a_400_is_dropped_and_counted_not_retried() {
 
 #[test]
 fn a_slow_answer_is_retried_and_may_duplicate() {
-    let server = FakeLoki::start(vec![Action::Slow(Duration::from_millis(600))]);
+    let server = FakeLoki::start(vec![Action::Slow(Duration::from_millis(3000))]);
     let stats = run_sink(config(server.port, ""), 4, &server, 2);
     assert_eq!(stats.written, 4);
     // The server stored the first attempt after the client had given up:
