@@ -19,6 +19,8 @@ pub(crate) mod throughput;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_config;
+#[cfg(test)]
 mod tests_tls;
 
 use std::{
