@@ -35,6 +35,12 @@ pub(crate) enum CommandKind {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Benchmark helper: Loki encoder throughput as JSON lines.
+    #[command(name = "bench-loki-encoder", hide = true)]
+    BenchLokiEncoder {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +84,7 @@ pub(crate) fn parse() -> Cli {
             sub = inner;
             args
         }
-        CommandKind::Version | CommandKind::Completions { .. } => return cli,
+        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::BenchLokiEncoder { .. } => return cli,
     };
     args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli

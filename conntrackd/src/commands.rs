@@ -26,6 +26,10 @@ pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
     }
     out.push_str(&format!("{}\n", prefilter(config)));
+    if let Some(loki) = &config.loki {
+        // The endpoint's Debug form has no credentials; the token is never shown.
+        out.push_str(&format!("sink loki: {:?}, encoding {:?}, spool {:?}\n", loki.endpoint, loki.encoding, loki.spool_dir));
+    }
     Ok(out)
 }
 

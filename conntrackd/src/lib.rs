@@ -59,6 +59,13 @@ pub fn main_entry() -> ExitCode {
             clap_complete::generate(shell, &mut cli::command(), "conntrackd", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        cli::CommandKind::BenchLokiEncoder { events } => {
+            use sink::loki::{config::Encoding, throughput};
+            for encoding in [Encoding::Protobuf, Encoding::Json] {
+                println!("{}", throughput::measure(events, encoding).json());
+            }
+            ExitCode::SUCCESS
+        }
         cli::CommandKind::Check(args) => print_or_fail(load(&args).and_then(|config| commands::check_report(&config))),
         cli::CommandKind::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
             cli::init_logging(config.log.level, config.log.format.as_deref());
@@ -98,6 +105,11 @@ fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args.config.as_deref(), &args.overrides)?;
     let level = cli::init_logging(config.log.level, config.log.format.as_deref());
+    if let Some(loki) = &config.loki {
+        let default = std::path::Path::new(config::DEFAULT_PATH);
+        let file = args.config.as_deref().or(default.exists().then_some(default));
+        file.into_iter().for_each(|f| loki.warn_if_secrets_readable(f));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(app::run(config, app::Reload { path: args.config, overrides: args.overrides, level }))
 }

@@ -8,10 +8,13 @@
 //! listens alone, inside the client namespace, while that happens
 //! ([`measure`]); the figures go to `target/bench/report.{md,json}` ([`report`]).
 //! First, [`geoip`] measures the GeoIP enrichment cost on a real-sized database.
+//! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
 mod consumer;
 mod generator;
 mod geoip;
 mod interrupt;
+mod loki;
+mod loki_latency;
 mod measure;
 mod netns;
 mod packet;
@@ -74,12 +77,13 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let daemon = Daemon { binary: &files.daemon, config: &files.config };
     let bench = Bench { lab: &lab, daemon, runs_dir: &files.runs, connections: plan.connections, sources, quiet: QUIET };
     let runs = run_all(&bench, &plan)?;
+    let loki = loki::run(&bench, &files.dir, plan.rates[0], &runs)?;
     drop(bench);
     drop(max);
     drop(lab);
 
     let markdown = Report::new(settings, runs).write(&files.dir)?;
-    println!("{markdown}");
+    println!("{markdown}{loki}");
     println!("written: {} and report.json; consumer output in {}", files.dir.join("report.md").display(), files.runs.display());
     Ok(())
 }

@@ -28,6 +28,8 @@ pub(crate) enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Override(#[from] keys::OverrideError),
+    #[error(transparent)]
+    Loki(#[from] crate::sink::loki::config::LokiConfigError),
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {key}: {message}")]
@@ -70,6 +72,7 @@ pub(crate) struct Config {
     pub stream: Option<StreamConfig>,
     pub journal: Option<JournalConfig>,
     pub syslog: Option<SyslogConfig>,
+    pub loki: Option<crate::sink::loki::config::LokiConfig>,
     pub geoip: GeoipConfig,
 }
 
@@ -211,7 +214,8 @@ impl Config {
         let stream = validate_stream(raw.sink.stream)?;
         let journal = crate::sink::journal::validate(raw.sink.journal)?;
         let syslog = crate::sink::syslog::validate(raw.sink.syslog)?;
-        if stream.is_none() && journal.is_none() && syslog.is_none() {
+        let loki = raw.sink.loki.map(crate::sink::loki::config::RawLoki::validate).transpose()?.flatten();
+        if stream.is_none() && journal.is_none() && syslog.is_none() && loki.is_none() {
             return invalid("sink", "no sink is enabled; enable one, e.g. [sink.stream] enable = true".into());
         }
         let metrics = validate_metrics(&raw.metrics)?;
@@ -235,6 +239,7 @@ impl Config {
             stream,
             journal,
             syslog,
+            loki,
             geoip: validate_geoip(raw.geoip)?,
         })
     }

@@ -83,6 +83,7 @@ pub(crate) struct RawSinks {
     pub(super) stream: Option<RawStream>,
     pub(super) journal: Option<crate::sink::journal::RawJournal>,
     pub(super) syslog: Option<crate::sink::syslog::RawSyslog>,
+    pub(super) loki: Option<crate::sink::loki::config::RawLoki>,
 }
 
 /// `[sink.stream]`
