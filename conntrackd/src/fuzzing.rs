@@ -1,4 +1,5 @@
-//! Entry points for the cargo-fuzz targets (`conntrackd/fuzz`). Each takes
+//! Entry points for the cargo-fuzz targets (`conntrackd/fuzz`: rules,
+//! netlink, config). Each takes
 //! arbitrary input and must never panic.
 use crate::{
     event::{Endpoints, Event, EventType, Protocol},
@@ -18,4 +19,19 @@ pub fn rules(text: &str) {
             assert!(!rules.logs(&ev) || table.keeps(&ev), "unsound kernel table for {lines:?}");
         }
     }
+}
+
+/// Decodes one netlink message as the netlink source does; must never panic.
+pub fn netlink(data: &[u8]) {
+    let prefilter = Prefilter::keep_all();
+    if let Ok(rec) = crate::source::netlink::decode::decode(data, &prefilter) {
+        let _ = Event::from_record(&rec, 0);
+    }
+}
+
+/// Loads a configuration text (and a `--filter` flag); must never panic.
+pub fn config(text: &str) {
+    let overrides = crate::config::Overrides { env: vec![], flags: vec![("filter", vec!["log any".into()])] };
+    let _ = crate::config::Config::from_text(std::path::Path::new("fuzz.toml"), text, &overrides);
+    let _ = crate::config::Config::from_text(std::path::Path::new("fuzz.toml"), text, &crate::config::Overrides::default());
 }
