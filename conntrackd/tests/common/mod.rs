@@ -261,6 +261,16 @@ impl Daemon {
     }
 }
 
+/// A test that fails before `stop` must not leave its daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Reads lines from a pipe on a thread.
 fn forward(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
