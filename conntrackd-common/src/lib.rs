@@ -148,7 +148,7 @@ pub struct Tuple {
     pub _pad: [u8; 3],
 }
 
-/// One conntrack event as the kernel program saw it. 192 bytes, align 8.
+/// One conntrack event as the kernel program saw it. 200 bytes, align 8.
 ///
 /// The 8-byte fields come first so no implicit padding is needed; the program
 /// zeroes the whole record with 8-byte stores before filling it, so absent
@@ -198,10 +198,16 @@ pub struct EventRecord {
     pub _pad: [u8; 3], // 173
     /// `bpf_get_current_comm()`, NUL-padded; only with CAP_PERFMON.
     pub comm: [u8; 16], // 176
+    /// `nlmsghdr.nlmsg_pid`: the netlink port of the process whose ctnetlink
+    /// request caused the event (e.g. `conntrack -I`), 0 when the kernel
+    /// itself did (host order).
+    pub portid: u32, // 192
+    /// Explicit padding to a multiple of 8; always zero.
+    pub _pad2: u32, // 196
 }
 
 /// Size of [`EventRecord`] in bytes.
-pub const EVENT_RECORD_SIZE: usize = 192;
+pub const EVENT_RECORD_SIZE: usize = 200;
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<EventRecord>() == EVENT_RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<EventRecord>() == 8);

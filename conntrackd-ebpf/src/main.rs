@@ -92,6 +92,7 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
         Ok(h) => h,
         Err(outcome) => return outcome as u32,
     };
+    let portid: u32 = ctx.load(12).unwrap_or(0);
     // Launder `kind` so LLVM keeps the bounds check the verifier needs
     // (it otherwise folds the index into arithmetic on the message type).
     // SAFETY: reading a local.
@@ -108,6 +109,7 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
     scratch.reset(NLMSG_HDRLEN + NFGENMSG_LEN, msg_len);
     scratch.rec.kind = kind;
     scratch.rec.family = family;
+    scratch.rec.portid = portid;
 
     let mut wctx = WalkCtx { skb: ctx.as_ptr().cast(), scratch: scratch as *mut Scratch };
     // SAFETY: the callback and its context follow bpf_loop's contract.

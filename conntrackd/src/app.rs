@@ -1,6 +1,8 @@
-//! Wiring: sources (one task per namespace) -> rules -> sinks, plus signals
-//! (SIGTERM/SIGINT stop, SIGHUP reloads), namespace rescans, metrics, systemd
-//! notifications and loss reporting.
+//! Wiring: sources (one task per namespace) -> process attribution -> rules
+//! -> enrichment (GeoIP)
+//! -> sinks, plus signals (SIGTERM/SIGINT stop, SIGHUP reloads), namespace
+//! rescans, GeoIP file watching, metrics, systemd notifications and loss
+//! reporting.
 use std::{
     path::PathBuf,
     sync::{atomic::Ordering, Arc},
@@ -16,6 +18,7 @@ use tokio::{
 use crate::{
     cli::LevelHandle,
     config::{Config, Overrides},
+    enrich::{process::Attributor, Enricher},
     event::Event,
     filter::{Prefilter, Rules},
     metrics::Metrics,
@@ -36,20 +39,7 @@ pub(crate) struct Reload {
     pub level: Option<LevelHandle>,
 }
 
-/// What `conntrackd check` prints for a valid configuration.
-pub(crate) fn check_report(config: &Config) -> String {
-    let mut out = String::from("configuration is valid\n");
-    if config.rules.rules.is_empty() {
-        out.push_str("rules: none (every TCP and UDP event is logged)\n");
-    }
-    for (i, rule) in config.rules.rules.iter().enumerate() {
-        out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
-    }
-    out.push_str(&format!("{}\n", prefilter(config)));
-    out
-}
-
-fn prefilter(config: &Config) -> Prefilter {
+pub(crate) fn prefilter(config: &Config) -> Prefilter {
     if config.source.kernel_prefilter {
         Prefilter::derive(&config.rules)
     } else {
@@ -61,6 +51,10 @@ fn prefilter(config: &Config) -> Prefilter {
 pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
+    }
+    let enricher = Enricher::open(&config.geoip)?;
+    for line in enricher.iter().flat_map(Enricher::describe) {
+        tracing::info!(database = %line, "GeoIP database opened");
     }
     let prefilter = prefilter(&config);
     if !config.source.kernel_prefilter {
@@ -76,8 +70,8 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
         crate::metrics::serve(addr, Arc::clone(&metrics)).await.with_context(|| format!("metrics.listen {addr}"))?;
     }
     let mut signals = Signals::new()?;
-    let mut ticks = Ticks::new();
-    let mut pipeline = Pipeline { rules: config.rules.clone(), metrics: Arc::clone(&metrics) };
+    let mut ticks = Ticks::new(config.geoip.watch_interval);
+    let mut pipeline = Pipeline { rules: config.rules.clone(), attributor: Attributor::default(), enricher, metrics: Arc::clone(&metrics) };
     let mut running = config;
     let mut reporter = SinkLossReporter::default();
     let mut retired: Vec<(&'static str, SinkStats)> = Vec::new();
@@ -92,10 +86,13 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             _ = ticks.rescan.tick(), if sources.discovers() => sources.rescan(),
             _ = ticks.report.tick() => reporter.report(&sinks.stats()),
             _ = ticks.watchdog.tick(), if ticks.watchdog_on => notify::notify("WATCHDOG=1"),
+            _ = ticks.geoip.tick(), if ticks.geoip_on => pipeline.check_geoip_files(),
             _ = signals.hup.recv() => {
+                let geoip_before = running.geoip.clone();
                 if let Some(old) = reload_config(&reload, &mut running, &mut pipeline, &mut sources, &mut sinks, &metrics) {
                     retired.extend(old);
                 }
+                pipeline.reload_geoip(&geoip_before, &running.geoip);
             }
             _ = signals.term.recv() => break,
             _ = signals.int.recv() => break,
@@ -111,7 +108,7 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             None => sink_stats.push((name, old)),
         }
     }
-    log_stopped(&report, &metrics, &sink_stats);
+    log_stopped(&report, &metrics, &sink_stats, &pipeline);
     Ok(())
 }
 
@@ -132,10 +129,12 @@ struct Ticks {
     rescan: tokio::time::Interval,
     watchdog: tokio::time::Interval,
     watchdog_on: bool,
+    geoip: tokio::time::Interval,
+    geoip_on: bool,
 }
 
 impl Ticks {
-    fn new() -> Self {
+    fn new(geoip_watch: Option<Duration>) -> Self {
         let every = |d| {
             let mut i = interval(d);
             i.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -147,6 +146,8 @@ impl Ticks {
             rescan: every(RESCAN_INTERVAL),
             watchdog: every(watchdog.unwrap_or(Duration::from_secs(3600))),
             watchdog_on: watchdog.is_some(),
+            geoip: every(geoip_watch.unwrap_or(Duration::from_secs(3600))),
+            geoip_on: geoip_watch.is_some(),
         }
     }
 }
@@ -196,7 +197,7 @@ fn reload_config(
     Some(retired)
 }
 
-fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, SinkStats)]) {
+fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, SinkStats)], pipeline: &Pipeline) {
     tracing::info!(
         kernel = %report.counters.describe(),
         decode_errors = report.decode_errors,
@@ -205,25 +206,59 @@ fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, S
         namespaces = report.namespaces,
         read = metrics.read.load(Ordering::Relaxed),
         dropped_by_rules = metrics.dropped_by_rules.load(Ordering::Relaxed),
+        attributed = pipeline.attributor.attributed,
+        not_attributed = pipeline.attributor.refused,
+        geoip = %pipeline.enricher.as_ref().map(|e| e.stats().describe()).unwrap_or_else(|| "off".into()),
         sinks = %describe_sinks(sinks),
         "conntrackd stopped"
     );
 }
 
-/// Applies the rules to each batch and hands what is kept to the sinks.
+/// Applies the rules to each batch, enriches what is kept (never what is
+/// dropped) and hands it to the sinks.
 struct Pipeline {
     rules: Rules,
+    /// Which process made the connection; before the rules, which may test it.
+    attributor: Attributor,
+    /// GeoIP, when configured.
+    enricher: Option<Enricher>,
     metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
     fn handle(&mut self, mut batch: Vec<Event>, sinks: &Sinks) {
         let before = batch.len();
+        batch.iter_mut().for_each(|ev| self.attributor.attribute(ev));
         let rules = &self.rules;
         batch.retain(|ev| rules.logs(ev));
         self.metrics.read.fetch_add(before as u64, Ordering::Relaxed);
         self.metrics.dropped_by_rules.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
+        if let Some(enricher) = &mut self.enricher {
+            batch.iter_mut().for_each(|ev| enricher.enrich(ev));
+        }
         sinks.send(&batch);
+    }
+
+    /// SIGHUP: reopen the GeoIP databases between two batches; new settings
+    /// open new readers, a failure keeps the old ones.
+    fn reload_geoip(&mut self, before: &crate::config::GeoipConfig, now: &crate::config::GeoipConfig) {
+        if before != now {
+            match Enricher::open(now) {
+                Ok(enricher) => self.enricher = enricher,
+                Err(err) => tracing::error!(error = %err, "GeoIP settings changed but the databases do not open; keeping the old ones"),
+            }
+            return;
+        }
+        match &mut self.enricher {
+            Some(enricher) => enricher.reload("SIGHUP"),
+            None => tracing::debug!("SIGHUP: no GeoIP database is configured"),
+        }
+    }
+
+    fn check_geoip_files(&mut self) {
+        if let Some(enricher) = &mut self.enricher {
+            enricher.check_files();
+        }
     }
 }
 

@@ -25,12 +25,41 @@ pub(crate) enum CommandKind {
     Run(RunArgs),
     /// Validate the configuration and rules; print the kernel pre-filter they give. Exits 1 on errors.
     Check(RunArgs),
+    /// GeoIP tools.
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
     /// Print the version, git commit, aya version and the eBPF object's hash.
     Version,
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+    /// Benchmark helper: Loki encoder throughput as JSON lines.
+    #[command(name = "bench-loki-encoder", hide = true)]
+    BenchLokiEncoder {
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GeoipCommand {
+    /// Print the GeoIP fields the daemon would attach for an address (as a destination).
+    Lookup {
+        /// The address to look up.
+        ip: std::net::IpAddr,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Measure lookup and per-event enrichment cost on one core (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench {
+        /// Lookups per measurement.
+        #[arg(long, default_value_t = 2_000_000)]
+        lookups: usize,
+        #[command(flatten)]
+        args: RunArgs,
     },
 }
 
@@ -47,15 +76,26 @@ pub(crate) struct RunArgs {
 pub(crate) fn parse() -> Cli {
     let matches = command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let (Some((_, sub)), CommandKind::Run(args) | CommandKind::Check(args)) = (matches.subcommand(), &mut cli.command) {
-        args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
-    }
+    let Some((_, mut sub)) = matches.subcommand() else { return cli };
+    let args = match &mut cli.command {
+        CommandKind::Run(args) | CommandKind::Check(args) => args,
+        CommandKind::Geoip(GeoipCommand::Lookup { args, .. } | GeoipCommand::Bench { args, .. }) => {
+            let Some((_, inner)) = sub.subcommand() else { return cli };
+            sub = inner;
+            args
+        }
+        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::BenchLokiEncoder { .. } => return cli,
+    };
+    args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli
 }
 
 /// The clap command with the key flags added to `run` and `check`.
 pub(crate) fn command() -> Command {
-    Cli::command().mut_subcommand("run", with_keys).mut_subcommand("check", with_keys)
+    Cli::command()
+        .mut_subcommand("run", with_keys)
+        .mut_subcommand("check", with_keys)
+        .mut_subcommand("geoip", |g| g.mut_subcommand("lookup", with_keys).mut_subcommand("bench", with_keys))
 }
 
 fn with_keys(cmd: Command) -> Command {

@@ -1,4 +1,5 @@
-//! Entry points for the cargo-fuzz targets (`conntrackd/fuzz`). Each takes
+//! Entry points for the cargo-fuzz targets (`conntrackd/fuzz`: rules,
+//! netlink, config). Each takes
 //! arbitrary input and must never panic.
 use crate::{
     event::{Endpoints, Event, EventType, Protocol},
@@ -14,23 +15,23 @@ pub fn rules(text: &str) {
     let _ = table.to_string();
     for (src, dst) in [("10.0.0.1", "8.8.8.8"), ("fd00::1", "ff02::1"), ("127.0.0.1", "::ffff:192.168.1.1")] {
         for kind in [EventType::New, EventType::Update, EventType::Destroy] {
-            let ev = Event {
-                time_ns: 0,
-                kind,
-                flow: None,
-                protocol: Protocol::Tcp,
-                orig: Endpoints { src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), src_port: 1024, dst_port: 443 },
-                reply: None,
-                tcp_state: None,
-                mark: None,
-                zone: None,
-                counters: None,
-                task: None,
-                start_ns: None,
-                stop_ns: None,
-                netns: None,
-            };
+            let ev = Event::bare(kind, Protocol::Tcp, Endpoints { src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), src_port: 1024, dst_port: 443 });
             assert!(!rules.logs(&ev) || table.keeps(&ev), "unsound kernel table for {lines:?}");
         }
     }
+}
+
+/// Decodes one netlink message as the netlink source does; must never panic.
+pub fn netlink(data: &[u8]) {
+    let prefilter = Prefilter::keep_all();
+    if let Ok(rec) = crate::source::netlink::decode::decode(data, &prefilter) {
+        let _ = Event::from_record(&rec, 0);
+    }
+}
+
+/// Loads a configuration text (and a `--filter` flag); must never panic.
+pub fn config(text: &str) {
+    let overrides = crate::config::Overrides { env: vec![], flags: vec![("filter", vec!["log any".into()])] };
+    let _ = crate::config::Config::from_text(std::path::Path::new("fuzz.toml"), text, &overrides);
+    let _ = crate::config::Config::from_text(std::path::Path::new("fuzz.toml"), text, &crate::config::Overrides::default());
 }

@@ -6,7 +6,9 @@
 //! against the real journald; nothing else is public.
 mod app;
 mod cli;
+mod commands;
 mod config;
+mod enrich;
 mod event;
 mod filter;
 mod metrics;
@@ -57,16 +59,21 @@ pub fn main_entry() -> ExitCode {
             clap_complete::generate(shell, &mut cli::command(), "conntrackd", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        cli::CommandKind::Check(args) => match config::Config::load(args.config.as_deref(), &args.overrides) {
-            Ok(config) => {
-                print!("{}", app::check_report(&config));
-                ExitCode::SUCCESS
+        cli::CommandKind::BenchLokiEncoder { events } => {
+            use sink::loki::{config::Encoding, throughput};
+            for encoding in [Encoding::Protobuf, Encoding::Json] {
+                println!("{}", throughput::measure(events, encoding).json());
             }
-            Err(err) => {
-                eprintln!("conntrackd: {err}");
-                ExitCode::FAILURE
-            }
-        },
+            ExitCode::SUCCESS
+        }
+        cli::CommandKind::Check(args) => print_or_fail(load(&args).and_then(|config| commands::check_report(&config))),
+        cli::CommandKind::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
+            cli::init_logging(config.log.level, config.log.format.as_deref());
+            commands::geoip_lookup(&config, ip)
+        })),
+        cli::CommandKind::Geoip(cli::GeoipCommand::Bench { lookups, args }) => {
+            print_or_fail(load(&args).and_then(|config| Ok(enrich::bench::run(&config.geoip, lookups)?)))
+        }
         cli::CommandKind::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -77,9 +84,32 @@ pub fn main_entry() -> ExitCode {
     }
 }
 
+fn load(args: &cli::RunArgs) -> anyhow::Result<config::Config> {
+    Ok(config::Config::load(args.config.as_deref(), &args.overrides)?)
+}
+
+/// Prints a command's output, or its error on stderr with a failing exit code.
+fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("conntrackd: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args.config.as_deref(), &args.overrides)?;
     let level = cli::init_logging(config.log.level, config.log.format.as_deref());
+    if let Some(loki) = &config.loki {
+        let default = std::path::Path::new(config::DEFAULT_PATH);
+        let file = args.config.as_deref().or(default.exists().then_some(default));
+        file.into_iter().for_each(|f| loki.warn_if_secrets_readable(f));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(app::run(config, app::Reload { path: args.config, overrides: args.overrides, level }))
 }

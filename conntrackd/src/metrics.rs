@@ -47,6 +47,8 @@ impl Metrics {
             *self.source_kind.lock().unwrap_or_else(|p| p.into_inner())
         );
         self.render_sources(&mut out);
+        let attached = self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|s| s.2).count();
+        let _ = writeln!(out, "# HELP conntrackd_sources_attached Sources (namespaces) currently attached.\n# TYPE conntrackd_sources_attached gauge\nconntrackd_sources_attached {attached}");
         counter(&mut out, "conntrackd_events_read_total", "Events the sources delivered to the pipeline.", self.read.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_config_reloads_total", "Successful SIGHUP reloads.", self.reloads.load(Ordering::Relaxed));
@@ -59,7 +61,7 @@ impl Metrics {
         let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let _ = writeln!(out, "# HELP conntrackd_kernel_messages_total ctnetlink messages by outcome (kernel program or netlink decoder).");
         let _ = writeln!(out, "# TYPE conntrackd_kernel_messages_total counter");
-        for (netns, r) in &sources {
+        for (netns, r, _) in &sources {
             for c in Counter::ALL {
                 let _ = writeln!(out, "conntrackd_kernel_messages_total{{netns=\"{netns}\",outcome=\"{}\"}} {}", c.name(), r.counters.get(c));
             }
@@ -70,7 +72,7 @@ impl Metrics {
             ("conntrackd_source_lost_total", "Messages the kernel dropped for the netlink socket.", |r| r.overflow.lost),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (netns, r) in &sources {
+            for (netns, r, _) in &sources {
                 let _ = writeln!(out, "{name}{{netns=\"{netns}\"}} {}", get(r));
             }
         }
@@ -93,7 +95,7 @@ impl Metrics {
 
     /// Healthy: a source is attached and no sink has failed for longer than the threshold.
     pub fn health(&self) -> Result<(), String> {
-        if self.sources.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        if !self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, _, attached)| *attached) {
             return Err("no source is attached".into());
         }
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -129,13 +131,22 @@ pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::R
     Ok(())
 }
 
+/// Reads the request head (up to the blank line, 4 KiB at most, 5 s at most).
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 4096 {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+}
+
 async fn respond(mut stream: TcpStream, metrics: Arc<Metrics>) {
-    let mut buf = [0u8; 2048];
-    let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-        Ok(Ok(n)) => n,
-        _ => return,
-    };
-    let request = String::from_utf8_lossy(&buf[..n]);
+    let Some(request) = read_head(&mut stream).await else { return };
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let (status, body) = match (request.starts_with("GET "), path) {
         (true, "/metrics") => ("200 OK", metrics.render()),

@@ -10,15 +10,8 @@ use std::{
     thread,
 };
 
-use common::{enter_netns, require_root_and_tools, veth, Daemon, Netns};
+use common::{conntrack, enter_netns, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::{json, Value};
-
-/// `conntrack <args>` in `ns`.
-fn conntrack(ns: &Netns, args: &[&str]) {
-    let child = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output();
-    let out = child.expect("run conntrack");
-    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Spawns `conntrack <args>` in `ns` and returns its pid (ip netns exec execs,
 /// so the pid is conntrack's own).
@@ -71,12 +64,13 @@ fn inject_update_delete(ns: &Netns, d: &Daemon, src: &str, dst: &str, sport: &st
     let update = d.next_event();
     assert_fields(&update, &base);
     assert_fields(&update, &json!({"type": "UPDATE", "msg": format!("UPDATE {msg}"), "mark": 42}));
-    assert!(update.get("pid").is_none(), "pid is only printed on NEW: {update}");
+    assert_fields(&update, &json!({"pid": pid, "comm": "conntrack"}));
 
     conntrack(ns, &[&["-D"], &tuple[..]].concat());
     let destroy = d.next_event();
     assert_fields(&destroy, &base);
     assert_fields(&destroy, &json!({"type": "DESTROY", "msg": format!("DESTROY {msg}"), "mark": 42}));
+    assert_fields(&destroy, &json!({"pid": pid, "comm": "conntrack"}));
 }
 
 #[test]
@@ -200,8 +194,8 @@ fn real_connection_over_veth_logs_pid_comm_then_destroy() {
     loop {
         let ev = d.next_event();
         assert_eq!(ev["flow"], flow, "{ev}");
+        assert_eq!(ev["pid"], std::process::id(), "the NEW's process is carried to the flow's later events: {ev}");
         if ev["type"] == "DESTROY" {
-            assert!(ev.get("pid").is_none(), "{ev}");
             break;
         }
         assert_eq!(ev["type"], "UPDATE", "{ev}");

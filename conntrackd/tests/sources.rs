@@ -7,19 +7,13 @@ mod common;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::Command,
     thread,
 };
 
-use common::{enter_netns, inject, require_root_and_tools, veth, Daemon, Netns};
+use common::{conntrack, enter_netns, inject, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::{json, Value};
 
 const LOG_ALL: &str = "[sink.stream]\nenable = true\n";
-
-fn conntrack(ns: &Netns, args: &[&str]) {
-    let out = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output().expect("run conntrack");
-    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn tcp_entry(ns: &Netns, src: &str, dst: &str, sport: &str) {
     conntrack(ns, &["-I", "-p", "tcp", "-s", src, "-d", dst, "--sport", sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);
@@ -28,7 +22,7 @@ fn tcp_entry(ns: &Netns, src: &str, dst: &str, sport: &str) {
 /// The line without the fields only one source has (time, the task).
 fn comparable(mut v: Value) -> Value {
     let obj = v.as_object_mut().expect("object");
-    for key in ["time", "pid", "uid", "comm"] {
+    for key in ["time", "pid", "uid", "comm", "user", "exe", "cgroup", "container_id", "unit"] {
         obj.remove(key);
     }
     v

@@ -10,11 +10,16 @@
 //! namespace, while that happens ([`measure`]). The rule benchmark
 //! ([`rules`]) runs first, on an idle lab. The figures go to
 //! `target/bench/report.{md,json}` ([`report`], [`analysis`]).
+//! First, [`geoip`] measures the GeoIP enrichment cost on a real-sized database;
+//! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
 mod analysis;
 mod consumer;
 mod daemon_config;
 mod generator;
+mod geoip;
 mod interrupt;
+mod loki;
+mod loki_latency;
 mod measure;
 mod mode;
 mod netns;
@@ -70,6 +75,7 @@ impl Plan {
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
     let files = Files::prepare(root)?;
+    println!("{}", geoip::run(&files.daemon, &files.dir, quick)?);
     interrupt::install();
     eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
     let rules = rules::run(root, plan.rules)?;
@@ -93,13 +99,14 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let bench = Bench { lab: &lab, daemon, runs_dir: &files.runs, connections: plan.connections, sources, quiet: QUIET };
     let (runs, failures) = run_all(&bench, &plan)?;
     settings.finish();
+    let loki = loki::run(&bench, &files.dir, plan.rates[0], &runs)?;
     drop(bench);
     drop(max);
     drop(lab);
 
     let failed = failures.len();
     let markdown = Report::new(settings, runs, failures, rules).write(&files.dir)?;
-    println!("{markdown}");
+    println!("{markdown}{loki}");
     println!("written: {} and report.json; consumer output in {}", files.dir.join("report.md").display(), files.runs.display());
     if failed > 0 {
         bail!("{failed} runs failed; see \"Failed runs\" in the report");

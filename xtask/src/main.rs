@@ -6,6 +6,7 @@ mod bench;
 mod fuzz;
 mod setup;
 mod setup_logsinks;
+mod setup_victorialogs;
 
 use std::{
     path::{Path, PathBuf},

@@ -18,7 +18,8 @@ pub(crate) fn run() -> Result<()> {
     install_packages(PACKAGES)?;
     crate::setup_logsinks::install()?;
     link_toolchain()?;
-    install_bpf_linker()
+    install_bpf_linker()?;
+    crate::setup_victorialogs::install_victorialogs()
 }
 
 /// Installs the missing packages from the list; `apt-get update` once, first.

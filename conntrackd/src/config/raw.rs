@@ -16,6 +16,22 @@ pub(crate) struct RawConfig {
     pub(super) sink: RawSinks,
     #[serde(default)]
     pub(super) metrics: RawMetrics,
+    #[serde(default)]
+    pub(super) geoip: RawGeoip,
+}
+
+/// `[geoip]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGeoip {
+    /// City database (GeoLite2-City, GeoIP2-City, DB-IP City Lite); empty = none.
+    pub(super) database: Option<std::path::PathBuf>,
+    /// Optional ASN database (GeoLite2-ASN); empty = none.
+    pub(super) asn_database: Option<std::path::PathBuf>,
+    /// Addresses whose lookup result is cached (LRU); 0 disables the cache.
+    pub(super) cache_entries: Option<usize>,
+    /// How often the files are checked for a replacement, in milliseconds; 0 = only on SIGHUP.
+    pub(super) watch_interval_ms: Option<u64>,
 }
 
 /// `[metrics]`
@@ -67,6 +83,7 @@ pub(crate) struct RawSinks {
     pub(super) stream: Option<RawStream>,
     pub(super) journal: Option<crate::sink::journal::RawJournal>,
     pub(super) syslog: Option<crate::sink::syslog::RawSyslog>,
+    pub(super) loki: Option<crate::sink::loki::config::RawLoki>,
 }
 
 /// `[sink.stream]`

@@ -4,7 +4,8 @@
 //! carries it.
 use std::net::IpAddr;
 
-use super::{tcp_state_name, Endpoints, Event, EventType};
+use super::{tcp_state_name, Endpoints, Event};
+use crate::enrich::{DST, SRC};
 
 /// One field value, borrowed from the event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -14,6 +15,8 @@ pub(crate) enum FieldValue<'a> {
     U64(u64),
     /// ns since the Unix epoch; encoded as RFC 3339.
     Time(i128),
+    /// Coordinates; always finite.
+    F64(f64),
 }
 
 impl FieldValue<'_> {
@@ -25,6 +28,7 @@ impl FieldValue<'_> {
             FieldValue::Str(s) => out.write_all(s.as_bytes()),
             FieldValue::Ip(ip) => write!(out, "{ip}"),
             FieldValue::U64(n) => write!(out, "{n}"),
+            FieldValue::F64(x) => write!(out, "{x}"),
             FieldValue::Time(ns) => {
                 crate::time::write_rfc3339(out, *ns);
                 Ok(())
@@ -36,7 +40,8 @@ impl FieldValue<'_> {
 impl Event {
     /// Calls `f(name, value)` for each present field, in contract order:
     /// type, flow, prot, src_addr, dst_addr, src_port, dst_port, tcp_state,
-    /// then the fields the original lacks.
+    /// src_city, src_country, src_lat, src_lon, dst_city, dst_country,
+    /// dst_lat, dst_lon, then the fields the original lacks.
     pub fn for_each_field(&self, mut f: impl FnMut(&'static str, FieldValue<'_>)) {
         f("type", FieldValue::Str(self.kind.as_str()));
         if let Some(flow) = self.flow {
@@ -47,12 +52,24 @@ impl Event {
         if let Some(state) = self.tcp_state {
             f("tcp_state", FieldValue::Str(tcp_state_name(state)));
         }
-        if self.kind == EventType::New {
-            if let Some(task) = &self.task {
-                f("pid", FieldValue::U64(u64::from(task.pid)));
-                f("uid", FieldValue::U64(u64::from(task.uid)));
-                if let Some(comm) = task.comm() {
-                    f("comm", FieldValue::Str(comm));
+        let geo = [(&SRC, self.src_geo.as_deref()), (&DST, self.dst_geo.as_deref())];
+        for (names, info) in geo {
+            if let Some(info) = info {
+                info.contract_fields(names, &mut f);
+            }
+        }
+        for (names, info) in geo {
+            if let Some(info) = info {
+                info.extra_fields(names, &mut f);
+            }
+        }
+        if let Some(p) = &self.process {
+            f("pid", FieldValue::U64(u64::from(p.pid)));
+            f("uid", FieldValue::U64(u64::from(p.uid)));
+            let optional = [("comm", &p.comm), ("user", &p.user), ("exe", &p.exe), ("cgroup", &p.cgroup), ("container_id", &p.container_id), ("unit", &p.unit)];
+            for (name, value) in optional {
+                if let Some(v) = value {
+                    f(name, FieldValue::Str(v));
                 }
             }
         }

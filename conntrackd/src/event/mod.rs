@@ -3,9 +3,14 @@
 //! lists its fields in the contract's order for the sink encoders.
 pub(crate) mod fields;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIND_UPDATE};
+
+use crate::enrich::GeoInfo;
 
 /// Conntrack event type (PRODUCT.md field `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,16 @@ pub(crate) struct Event {
     pub stop_ns: Option<u64>,
     /// The watched network namespace (name, or inode), when more than one may be watched.
     pub netns: Option<std::sync::Arc<str>>,
+    /// Netlink port of the process whose ctnetlink request caused the event; 0 = the kernel.
+    pub portid: u32,
+    /// Whether the original source is one of the namespace's own addresses
+    /// (set by the source for NEW events; None = not known).
+    pub local_origin: Option<bool>,
+    /// The process that made the connection, when known for sure.
+    pub process: Option<Arc<crate::enrich::process::Process>>,
+    /// GeoIP data of `orig.src` / `orig.dst`, attached after the rules kept the event.
+    pub src_geo: Option<Arc<GeoInfo>>,
+    pub dst_geo: Option<Arc<GeoInfo>>,
 }
 
 /// Why a record cannot become an [`Event`].
@@ -126,6 +141,32 @@ pub(crate) enum RecordError {
 }
 
 impl Event {
+    /// An event with only its type, protocol and original tuple (tests,
+    /// benchmarks, fuzzing); every optional field is absent.
+    pub fn bare(kind: EventType, protocol: Protocol, orig: Endpoints) -> Self {
+        Event {
+            time_ns: 0,
+            kind,
+            flow: None,
+            protocol,
+            orig,
+            reply: None,
+            tcp_state: None,
+            mark: None,
+            zone: None,
+            counters: None,
+            task: None,
+            start_ns: None,
+            stop_ns: None,
+            netns: None,
+            portid: 0,
+            local_origin: None,
+            process: None,
+            src_geo: None,
+            dst_geo: None,
+        }
+    }
+
     /// Converts a kernel record; `monotonic_to_realtime_ns` turns its
     /// CLOCK_MONOTONIC stamp into wall-clock time.
     pub fn from_record(rec: &EventRecord, monotonic_to_realtime_ns: i128) -> Result<Self, RecordError> {
@@ -173,6 +214,11 @@ impl Event {
             start_ns: has(present::TIMESTAMP_START).then(|| u64::from_be(rec.start_ns)),
             stop_ns: has(present::TIMESTAMP_STOP).then(|| u64::from_be(rec.stop_ns)),
             netns: None,
+            portid: rec.portid,
+            local_origin: None,
+            process: None,
+            src_geo: None,
+            dst_geo: None,
         })
     }
 }
@@ -246,6 +292,16 @@ pub(crate) mod tests {
             | present::REPLY_PROTO
             | present::REPLY_PORTS;
         rec
+    }
+
+    /// The record's event with its task attributed, as the pipeline does for
+    /// a locally originated NEW.
+    pub(crate) fn tcp_v4_event(offset: i128) -> Event {
+        let mut ev = Event::from_record(&tcp_v4_record(), offset).unwrap();
+        let t = ev.task.unwrap();
+        let process = crate::enrich::process::Process { pid: t.pid, uid: t.uid, comm: t.comm().map(Into::into), ..Default::default() };
+        ev.process = Some(Arc::new(process));
+        ev
     }
 
     #[test]

@@ -121,6 +121,17 @@ pub(crate) enum Expr {
     Address(Side, Vec<Cidr>, Option<PortSet>),
     /// The side's port (or either port) in the set.
     Port(Side, PortSet),
+    /// The attributed process's field is one of the values (false when the
+    /// process is not known). Never known to the kernel pre-filter.
+    Process(ProcessField, Vec<String>),
+}
+
+/// A process field rules can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcessField {
+    Comm,
+    User,
+    Exe,
 }
 
 impl Expr {
@@ -157,6 +168,14 @@ impl Expr {
                         || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports)
                 }
             },
+            Expr::Process(field, values) => ev.process.as_ref().is_some_and(|p| {
+                let value = match field {
+                    ProcessField::Comm => &p.comm,
+                    ProcessField::User => &p.user,
+                    ProcessField::Exe => &p.exe,
+                };
+                value.as_ref().is_some_and(|v| values.iter().any(|x| x == v))
+            }),
             Expr::Port(side, set) => match side {
                 Side::Source => set.contains(ev.orig.src_port),
                 Side::Destination => set.contains(ev.orig.dst_port),

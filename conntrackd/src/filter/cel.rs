@@ -1,7 +1,8 @@
 //! The CEL subset of the original's 1.4 rules, compiled into the same typed
 //! tree as the keyword language. Variables: `event.type`, `protocol`
 //! (strings), `source.address`, `destination.address` (strings),
-//! `source.port`, `destination.port` (ints); functions `is_network(ip, class)`,
+//! `source.port`, `destination.port` (ints), `process.comm`, `process.user`,
+//! `process.exe` (strings; never equal when the process is not known); functions `is_network(ip, class)`,
 //! `in_cidr(ip, cidr)`, `in_range(v, lo, hi)`; operators `== != < <= > >=
 //! && || !` and parentheses; `true`, `false`, string and int literals.
 //!
@@ -9,7 +10,7 @@
 //! string compares) and hide the structure the kernel pre-filter is derived
 //! from; this subset compiles every comparison into a typed predicate.
 use super::{
-    ast::{Bits, Cidr, Expr, PortSet, Side},
+    ast::{Bits, Cidr, Expr, PortSet, ProcessField, Side},
     keyword::{network_bit, protocol_bit, type_bit},
     lexer::{Tok, Token},
     ParseError,
@@ -31,6 +32,7 @@ enum Var {
     Protocol,
     Address(Side),
     Port(Side),
+    Process(ProcessField),
 }
 
 impl Var {
@@ -42,6 +44,9 @@ impl Var {
             "destination.address" => Some(Var::Address(Side::Destination)),
             "source.port" => Some(Var::Port(Side::Source)),
             "destination.port" => Some(Var::Port(Side::Destination)),
+            "process.comm" => Some(Var::Process(ProcessField::Comm)),
+            "process.user" => Some(Var::Process(ProcessField::User)),
+            "process.exe" => Some(Var::Process(ProcessField::Exe)),
             _ => None,
         }
     }
@@ -201,7 +206,7 @@ fn word(w: &str, col: usize) -> Result<Value<'_>, ParseError> {
         column: col,
         message: format!(
             "unknown variable '{w}': expected event.type, protocol, source.address, destination.address, \
-             source.port or destination.port"
+             source.port, destination.port, process.comm, process.user or process.exe"
         ),
     })
 }
@@ -225,7 +230,7 @@ fn compare(lhs: Value<'_>, op: &str, rhs: Value<'_>, op_col: usize) -> Result<Ex
         _ => unreachable!("literal"),
     };
     let positive = match (var, text, int) {
-        (Var::Type | Var::Protocol | Var::Address(_), Some(s), _) if op == "==" || op == "!=" => string_pred(var, s, col)?,
+        (Var::Type | Var::Protocol | Var::Address(_) | Var::Process(_), Some(s), _) if op == "==" || op == "!=" => string_pred(var, s, col)?,
         (Var::Port(side), _, Some(i)) => return Ok(Expr::Port(side, port_range(op, i))),
         (Var::Port(_), _, None) => return error(col, format!("'{name}' is a number: compare it with a number, not a string")),
         (_, None, _) => return error(col, format!("'{name}' is a string: compare it with a quoted string, not a number")),
@@ -246,6 +251,7 @@ fn string_pred(var: Var, s: &str, col: usize) -> Result<Expr, ParseError> {
             Some(cidr) => Ok(Expr::Address(side, vec![cidr], None)),
             None => error(col, format!("expected an IP address, found \"{s}\" (use in_cidr() for networks)")),
         },
+        Var::Process(field) => Ok(Expr::Process(field, vec![s.to_string()])),
         Var::Port(_) => unreachable!("ports are numbers"),
     }
 }

@@ -7,13 +7,14 @@
 //! predicate := "any" | "type" TYPE,… | "protocol" PROTO,…
 //!            | DIR "address" CIDR,… ["on" "port" PORTS] | DIR "network" CLASS,…
 //!            | DIR "port" PORTS | "on" "port" PORTS
+//!            | "process" ("comm" | "user" | "exe") VALUE,…
 //! DIR       := source | src | destination | dst | dest
 //! PORTS     := (N | N-M),…
 //! ```
 //! A comma continues a list when the next token can be a list element and
 //! is an `or` between predicates otherwise.
 use super::{
-    ast::{class_bit, Bits, Cidr, Expr, PortSet, Side},
+    ast::{class_bit, Bits, Cidr, Expr, PortSet, ProcessField, Side},
     lexer::{Tok, Token},
     network::NetworkClass,
     ParseError,
@@ -37,8 +38,8 @@ struct Parser<'t, 'a> {
 }
 
 /// Words that start a predicate: after a comma they end a list.
-const STARTS: [&str; 12] =
-    ["any", "type", "protocol", "source", "src", "destination", "dst", "dest", "on", "not", "and", "or"];
+const STARTS: [&str; 13] =
+    ["any", "type", "protocol", "source", "src", "destination", "dst", "dest", "on", "not", "and", "or", "process"];
 
 impl<'a> Parser<'_, 'a> {
     fn peek(&self) -> Option<&Tok<'a>> {
@@ -144,6 +145,7 @@ impl<'a> Parser<'_, 'a> {
                 }
                 Ok(Expr::Port(Side::Either, self.ports()?))
             }
+            ("process", _) => self.process(),
             ("port", _) => Err(self.error_here(
                 "found 'port' without a direction: expected 'source port', 'destination port' or 'on port'",
             )),
@@ -152,6 +154,20 @@ impl<'a> Parser<'_, 'a> {
                 "a condition (any, type, protocol, source/destination address|network|port, on port) after {after}"
             ))),
         }
+    }
+
+    /// `process comm|user|exe V,V,…` (values are case-sensitive).
+    fn process(&mut self) -> Result<Expr, ParseError> {
+        self.pos += 1;
+        let field = match self.peek_word().as_deref() {
+            Some("comm") => ProcessField::Comm,
+            Some("user") => ProcessField::User,
+            Some("exe") => ProcessField::Exe,
+            _ => return Err(self.expected("'comm', 'user' or 'exe' after 'process'")),
+        };
+        let keyword = self.toks[self.pos].kind.describe();
+        let values = self.values_after(&keyword, "a name or path", |w: &str| Some(w.to_string()))?;
+        Ok(Expr::Process(field, values))
     }
 
     fn sided(&mut self, side: Side, dir: &str) -> Result<Expr, ParseError> {
@@ -199,7 +215,7 @@ impl<'a> Parser<'_, 'a> {
 
     fn value<T>(&mut self, expected: &str, parse: &impl Fn(&str) -> Option<T>) -> Result<T, ParseError> {
         match self.peek() {
-            Some(Tok::Word(w)) => match parse(&w.to_ascii_uppercase()).or_else(|| parse(w)) {
+            Some(Tok::Word(w)) => match parse(w).or_else(|| parse(&w.to_ascii_uppercase())) {
                 Some(v) => {
                     self.pos += 1;
                     Ok(v)

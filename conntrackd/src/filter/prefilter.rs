@@ -170,7 +170,7 @@ fn eval(expr: &Expr, c: &Combo) -> Tri {
         }
         Expr::Port(_, set) if set.0.is_empty() => Tri::False,
         Expr::Port(_, set) if set.0.iter().any(|&(lo, hi)| lo == 0 && hi == 65535) => Tri::True,
-        Expr::Port(..) => Tri::Unknown,
+        Expr::Port(..) | Expr::Process(..) => Tri::Unknown,
     }
 }
 

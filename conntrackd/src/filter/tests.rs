@@ -8,22 +8,7 @@ use super::{Prefilter, Rules};
 use crate::event::{Endpoints, Event, EventType, Protocol};
 
 fn ev(kind: EventType, proto: Protocol, src: &str, sport: u16, dst: &str, dport: u16) -> Event {
-    Event {
-        time_ns: 0,
-        kind,
-        flow: Some(1),
-        protocol: proto,
-        orig: Endpoints { src: src.parse().unwrap(), dst: dst.parse().unwrap(), src_port: sport, dst_port: dport },
-        reply: None,
-        tcp_state: None,
-        mark: None,
-        zone: None,
-        counters: None,
-        task: None,
-        start_ns: None,
-        stop_ns: None,
-        netns: None,
-    }
+    Event { flow: Some(1), ..Event::bare(kind, proto, Endpoints { src: src.parse().unwrap(), dst: dst.parse().unwrap(), src_port: sport, dst_port: dport }) }
 }
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Event {
@@ -193,7 +178,7 @@ fn every_error_names_rule_column_found_and_expected() {
         ("log type NEW protocol TCP", "rule 1 \"log type NEW protocol TCP\", column 14: expected 'and', 'or' or the end of the rule, found 'protocol'"),
         ("log type NEW; drop", "rule 1 \"log type NEW; drop\", column 13: unexpected character ';'"),
         ("log is_network(destination.address, \"INTERNET\")", "rule 1 \"log is_network(destination.address, \\\"INTERNET\\\")\", column 37: unknown network class \"INTERNET\": expected LOCAL, PRIVATE, PUBLIC or MULTICAST"),
-        ("log dest.port == 80", "rule 1 \"log dest.port == 80\", column 5: unknown variable 'dest.port': expected event.type, protocol, source.address, destination.address, source.port or destination.port"),
+        ("log dest.port == 80", "rule 1 \"log dest.port == 80\", column 5: unknown variable 'dest.port': expected event.type, protocol, source.address, destination.address, source.port, destination.port, process.comm, process.user or process.exe"),
         ("log source.port == \"80\"", "rule 1 \"log source.port == \\\"80\\\"\", column 20: 'source.port' is a number: compare it with a number, not a string"),
         ("log protocol == \"ICMP\"", "rule 1 \"log protocol == \\\"ICMP\\\"\", column 17: expected \"TCP\" or \"UDP\", found \"ICMP\""),
         ("log in_cidr(source.address, \"10.0.0.0/33\")", "rule 1 \"log in_cidr(source.address, \\\"10.0.0.0/33\\\")\", column 29: expected a CIDR such as \"10.0.0.0/8\", found \"10.0.0.0/33\""),

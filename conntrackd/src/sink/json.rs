@@ -60,6 +60,11 @@ pub(crate) fn write_value(out: &mut Vec<u8>, value: FieldValue<'_>) {
             write_rfc3339(out, ns);
             out.push(b'"');
         }
+        // Display never uses an exponent; a non-finite value has no JSON form.
+        FieldValue::F64(x) if x.is_finite() => {
+            let _ = write!(out, "{x}");
+        }
+        FieldValue::F64(_) => out.extend_from_slice(b"null"),
     }
 }
 
@@ -83,7 +88,7 @@ pub(crate) fn write_escaped(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{tests::tcp_v4_record, Event};
+    use crate::event::Event;
 
     fn line(ev: &Event) -> String {
         let mut out = Vec::new();
@@ -94,7 +99,7 @@ mod tests {
     #[test]
     fn record_to_json_line_in_contract_order() {
         // 2026-11-28T05:03:17.123456Z, minus the record's ktime of 1000 ns.
-        let ev = Event::from_record(&tcp_v4_record(), 1_795_842_197_123_456_000 - 1_000).unwrap();
+        let ev = crate::event::tests::tcp_v4_event(1_795_842_197_123_456_000 - 1_000);
         assert_eq!(
             line(&ev),
             "{\"time\":\"2026-11-28T05:03:17.123456Z\",\"level\":\"INFO\",\
@@ -106,8 +111,8 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_message_brackets_and_no_task_on_destroy() {
-        let mut ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
+    fn ipv6_message_brackets_and_no_process_fields_without_attribution() {
+        let mut ev = Event::from_record(&crate::event::tests::tcp_v4_record(), 0).unwrap();
         ev.kind = crate::event::EventType::Destroy;
         ev.orig.src = "fd00::1".parse().unwrap();
         ev.orig.dst = "2001:4860:4860::8888".parse().unwrap();

@@ -3,6 +3,7 @@
 //! events that do not fit are dropped and counted per sink.
 pub(crate) mod journal;
 pub(crate) mod json;
+pub(crate) mod loki;
 pub(crate) mod queue;
 pub(crate) mod stream;
 pub(crate) mod syslog;
@@ -17,6 +18,8 @@ use self::queue::BoundedQueue;
 pub(crate) enum SinkError {
     #[error("cannot start the {name} sink thread: {source}")]
     Spawn { name: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Loki(#[from] loki::LokiError),
 }
 
 /// Counters of one sink, readable while it runs.
@@ -70,6 +73,11 @@ impl Sinks {
             let queue = Arc::new(BoundedQueue::new(syslog.queue_events));
             let thread = syslog::spawn(syslog, Arc::clone(&queue)).map_err(|source| SinkError::Spawn { name: "syslog", source })?;
             running.push(Running { name: "syslog", queue, thread });
+        }
+        if let Some(loki) = &config.loki {
+            let queue = Arc::new(BoundedQueue::new(loki.queue_events));
+            let thread = loki::spawn(loki.clone(), Arc::clone(&queue))?;
+            running.push(Running { name: "loki", queue, thread });
         }
         Ok(Self { running })
     }

@@ -8,10 +8,19 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Condvar, Mutex, MutexGuard,
     },
+    time::Instant,
 };
 
 use super::SinkStats;
 use crate::event::Event;
+
+/// What [`BoundedQueue::pop_until`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pop {
+    Events,
+    Timeout,
+    Closed,
+}
 
 #[derive(Default)]
 struct State {
@@ -78,6 +87,27 @@ impl BoundedQueue {
         }
         out.extend(state.events.drain(..));
         true
+    }
+
+    /// Like [`Self::pop_all`], but waits at most until `deadline` (`None`: no limit).
+    pub fn pop_until(&self, out: &mut Vec<Event>, deadline: Option<Instant>) -> Pop {
+        let mut state = self.lock();
+        while state.events.is_empty() && !state.closed {
+            let Some(deadline) = deadline else {
+                state = self.ready.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Pop::Timeout;
+            }
+            state = self.ready.wait_timeout(state, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+        }
+        if state.events.is_empty() {
+            return Pop::Closed;
+        }
+        out.extend(state.events.drain(..));
+        Pop::Events
     }
 
     /// No more pushes; the consumer drains what is left and stops.

@@ -12,6 +12,7 @@ use tokio::{
 
 use super::{
     ebpf::{EbpfSource, EbpfSourceError},
+    local_addrs::LocalAddrs,
     netlink::{NetlinkSource, NetlinkSourceError, Overflow},
     netns::{self, Namespace, NetnsError},
     socket::{self, SocketError},
@@ -102,14 +103,15 @@ struct Running {
     task: JoinHandle<StopReport>,
 }
 
-/// The latest counters of every source, by namespace label, for /metrics.
-pub(crate) type Snapshots = Arc<std::sync::Mutex<Vec<(Arc<str>, StopReport)>>>;
+/// The latest counters of every source, by namespace label, and whether it
+/// is still attached, for /metrics and /healthz.
+pub(crate) type Snapshots = Arc<std::sync::Mutex<Vec<(Arc<str>, StopReport, bool)>>>;
 
-fn publish(snapshots: &Snapshots, label: &Arc<str>, report: StopReport) {
+fn publish(snapshots: &Snapshots, label: &Arc<str>, report: StopReport, attached: bool) {
     let mut all = snapshots.lock().unwrap_or_else(|p| p.into_inner());
-    match all.iter_mut().find(|(l, _)| l == label) {
-        Some(entry) => entry.1 = report,
-        None => all.push((Arc::clone(label), report)),
+    match all.iter_mut().find(|(l, ..)| l == label) {
+        Some(entry) => (entry.1, entry.2) = (report, attached),
+        None => all.push((Arc::clone(label), report, attached)),
     }
 }
 
@@ -228,7 +230,9 @@ impl Sources {
             prefilter: self.prefilter_tx.subscribe(),
             snapshots: Arc::clone(&self.snapshots),
             every: self.config.drain_interval,
+            local: LocalAddrs::new(ns.clone()),
         };
+        publish(&self.snapshots, &ns.label, StopReport { namespaces: 1, ..source.report() }, true);
         let task = tokio::spawn(run(source, ctx));
         tracing::info!(netns = %ns.label, source = self.kind(), "watching network namespace");
         self.running.push(Running { ns, stop, task });
@@ -304,6 +308,8 @@ struct TaskCtx {
     prefilter: watch::Receiver<Prefilter>,
     snapshots: Snapshots,
     every: Duration,
+    /// The namespace's own addresses: a NEW from one of them is locally originated.
+    local: LocalAddrs,
 }
 
 /// How often a source publishes its counters for /metrics.
@@ -325,7 +331,7 @@ async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
             },
             _ = tick.tick() => {}
             _ = report_tick.tick() => report_losses(&source.report(), &mut reported, Some(&ctx.name)),
-            _ = publish_tick.tick() => publish(&ctx.snapshots, &ctx.name, StopReport { namespaces: 1, ..source.report() }),
+            _ = publish_tick.tick() => publish(&ctx.snapshots, &ctx.name, StopReport { namespaces: 1, ..source.report() }, true),
             changed = ctx.prefilter.changed() => if changed.is_ok() {
                 let prefilter = *ctx.prefilter.borrow_and_update();
                 if let Err(err) = source.update_prefilter(&prefilter) {
@@ -334,19 +340,19 @@ async fn run(mut source: AnySource, mut ctx: TaskCtx) -> StopReport {
             },
             _ = ctx.stop.changed() => break,
         }
-        if !drain(&mut source, label.as_ref(), &ctx.tx).await {
+        if !drain(&mut source, label.as_ref(), &ctx.tx, &mut ctx.local).await {
             break;
         }
     }
-    drain(&mut source, label.as_ref(), &ctx.tx).await;
+    drain(&mut source, label.as_ref(), &ctx.tx, &mut ctx.local).await;
     let report = StopReport { namespaces: 1, ..source.report() };
     report_losses(&report, &mut reported, Some(&ctx.name));
-    publish(&ctx.snapshots, &ctx.name, report);
+    publish(&ctx.snapshots, &ctx.name, report, false);
     report
 }
 
 /// Drains everything waiting; false when the pipeline is gone or reading failed.
-async fn drain(source: &mut AnySource, label: Option<&Arc<str>>, tx: &mpsc::Sender<Batch>) -> bool {
+async fn drain(source: &mut AnySource, label: Option<&Arc<str>>, tx: &mpsc::Sender<Batch>, local: &mut LocalAddrs) -> bool {
     loop {
         let mut batch = Vec::new();
         match source.drain(&mut batch) {
@@ -357,9 +363,12 @@ async fn drain(source: &mut AnySource, label: Option<&Arc<str>>, tx: &mpsc::Send
                 return false;
             }
         }
-        if let Some(label) = label {
-            for ev in &mut batch {
+        for ev in &mut batch {
+            if let Some(label) = label {
                 ev.netns = Some(Arc::clone(label));
+            }
+            if ev.kind == crate::event::EventType::New {
+                ev.local_origin = Some(local.contains(ev.orig.src));
             }
         }
         if !batch.is_empty() && tx.send(batch).await.is_err() {

@@ -4,6 +4,7 @@
 //! `auto` tries eBPF and falls back to netlink, saying why. Each namespace's
 //! source runs as its own task and sends batches to the pipeline.
 pub(crate) mod ebpf;
+pub(crate) mod local_addrs;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod socket;

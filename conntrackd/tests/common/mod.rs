@@ -35,6 +35,12 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `conntrack <args>` inside `ns`; fails the test with conntrack's error.
+pub fn conntrack(ns: &Netns, args: &[&str]) {
+    let out = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output().expect("run conntrack");
+    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A network namespace, deleted on drop, with conntrack events enabled.
 pub struct Netns {
     pub name: String,
@@ -143,6 +149,15 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with a command prefix (e.g. capsh) inside the namespace.
     pub fn start_with(ns: &Netns, config: &str, prefix: &[&str]) -> Self {
+        Self::start_full(ns, config, prefix, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables.
+    pub fn start_env(ns: &Netns, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(ns, config, &[], env)
+    }
+
+    fn start_full(ns: &Netns, config: &str, prefix: &[&str], env: &[(&str, &str)]) -> Self {
         let config_file = tempfile_path::TempPath::with_contents(config);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns.name])
@@ -150,6 +165,7 @@ impl Daemon {
             .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--log.format=text", "--config"])
             .arg(config_file.path())
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -195,6 +211,11 @@ impl Daemon {
         )
     }
 
+    /// The daemon's pid (`ip netns exec` execs it), e.g. to send it SIGHUP.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a stderr line containing `needle`; returns it.
     pub fn wait_log(&self, needle: &str) -> String {
         loop {
@@ -216,6 +237,17 @@ impl Daemon {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     }
 
+    /// The config file the daemon was started with (rewrite it before SIGHUP).
+    pub fn config_path(&self) -> &std::path::Path {
+        self._config.path()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
     /// Sends SIGTERM, waits for exit, returns the final counters and any stdout lines left.
     pub fn stop(mut self) -> (Stopped, Vec<String>) {
         // SAFETY: plain kill(2) on our child's pid.
@@ -226,6 +258,16 @@ impl Daemon {
         let rest: Vec<String> = self.lines.try_iter().collect();
         let all_logs = self.logs_so_far();
         (Stopped { fields: parse_counters(&line), log: line, all_logs }, rest)
+    }
+}
+
+/// A test that fails before `stop` must not leave its daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -106,7 +106,9 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     let line = udp.next_event();
     let flow = line["flow"].clone();
     let names: Vec<String> = event_fields(&line).keys().cloned().collect();
-    assert_eq!(names, ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm", "mark"]);
+    // Process details beyond pid/uid/comm depend on whether conntrack is still running when attributed.
+    assert_eq!(names[..11], ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm"]);
+    assert_eq!(names.last().map(String::as_str), Some("mark"));
     let wanted = [("imudp", "<30>1 "), ("imtcp", "<166>1 "), ("imuxsock", "<30>"), ("imuxsock", "<150>1 ")];
     let got = rs.wait_for("one message per transport", |got| {
         wanted.iter().all(|(input, pri)| from_input(got, input, pri, &flow).is_some())

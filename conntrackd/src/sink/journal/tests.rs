@@ -8,7 +8,6 @@ use std::{
 };
 
 use super::*;
-use crate::event::{tests::tcp_v4_record, Event};
 
 /// Decodes an entry: `NAME=value\n` or `NAME\n<len u64 LE><value>\n`.
 fn decode(mut data: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -83,7 +82,7 @@ fn plain_and_binary_fields() {
 
 #[test]
 fn event_entry_has_every_field_in_order() {
-    let ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
+    let ev = crate::event::tests::tcp_v4_event(0);
     let mut out = Vec::new();
     encode(&mut out, &ev);
     let fields: Vec<(String, String)> =
@@ -121,7 +120,7 @@ fn small_entry_is_one_datagram() {
     let (dir, rx) = receiver();
     let tx = JournalSocket::new(&dir.path().join("socket")).unwrap();
     let mut entry = Vec::new();
-    encode(&mut entry, &Event::from_record(&tcp_v4_record(), 0).unwrap());
+    encode(&mut entry, &crate::event::tests::tcp_v4_event(0));
     assert_eq!(tx.send(&entry).unwrap(), Route::Datagram);
     let (got, seals) = receive(&rx);
     assert_eq!((got, seals), (entry, None));

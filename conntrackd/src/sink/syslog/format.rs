@@ -179,7 +179,7 @@ pub(crate) fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{tests::tcp_v4_record, Event};
+    use crate::event::Event;
 
     fn header(format: Format) -> Header {
         Header { format, facility: Facility::DAEMON, hostname: "sparrow".into(), procid: 77, local: false }
@@ -187,7 +187,7 @@ mod tests {
 
     fn event() -> Event {
         // 2026-11-28T05:03:17.123456Z, minus the record's ktime of 1000 ns.
-        Event::from_record(&tcp_v4_record(), 1_795_842_197_123_456_000 - 1_000).unwrap()
+        crate::event::tests::tcp_v4_event(1_795_842_197_123_456_000 - 1_000)
     }
 
     #[test]

@@ -24,6 +24,7 @@ const CTA_TIMESTAMP: u16 = 20;
 pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord, Counter> {
     let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).map_err(|_| Counter::ParseError)?;
     let flags = msg.header.flags;
+    let portid = msg.header.port_number;
     let NetlinkPayload::InnerMessage(nf) = msg.payload else { return Err(Counter::NotConntrack) };
     let (kind, attrs) = match nf.inner {
         NetfilterMessageInner::Conntrack(ConntrackMessage::Delete(attrs)) => (KIND_DESTROY, attrs),
@@ -42,7 +43,7 @@ pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord,
     if !prefilter.wants_kind(event_type) {
         return Err(Counter::DropKind);
     }
-    let mut rec = EventRecord { kind, family, ..EventRecord::default() };
+    let mut rec = EventRecord { kind, family, portid, ..EventRecord::default() };
     for attr in &attrs {
         attribute(&mut rec, attr)?;
     }

@@ -1,0 +1,65 @@
+//! Outputs of the one-shot commands: `conntrackd check` and
+//! `conntrackd geoip lookup`.
+use std::net::IpAddr;
+
+use anyhow::Context;
+
+use crate::{
+    app::prefilter,
+    config::Config,
+    enrich::{Enricher, DST},
+};
+
+/// What `conntrackd check` prints for a valid configuration (opening the
+/// GeoIP databases is part of the check).
+pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
+    let enricher = Enricher::open(&config.geoip)?;
+    let mut out = String::from("configuration is valid\n");
+    for line in enricher.iter().flat_map(Enricher::describe) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if config.rules.rules.is_empty() {
+        out.push_str("rules: none (every TCP and UDP event is logged)\n");
+    }
+    for (i, rule) in config.rules.rules.iter().enumerate() {
+        out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
+    }
+    out.push_str(&format!("{}\n", prefilter(config)));
+    if let Some(loki) = &config.loki {
+        // The endpoint's Debug form has no credentials; the token is never shown.
+        out.push_str(&format!("sink loki: {:?}, encoding {:?}, spool {:?}\n", loki.endpoint, loki.encoding, loki.spool_dir));
+    }
+    Ok(out)
+}
+
+/// `conntrackd geoip lookup IP`: the fields the daemon would attach to a
+/// destination `ip`, as a JSON object, and a note on stderr when there are none.
+pub(crate) fn geoip_lookup(config: &Config, ip: IpAddr) -> anyhow::Result<String> {
+    let mut enricher = Enricher::open(&config.geoip)?.context("no GeoIP database is configured: set [geoip] database or --geoip.database")?;
+    let entry = enricher.lookup(ip);
+    let stats = enricher.stats();
+    if stats.city.decode_errors + stats.asn.decode_errors > 0 {
+        anyhow::bail!("the record for {ip} has an unexpected shape (see the warning above)");
+    }
+    let mut out = Vec::from(&b"{"[..]);
+    if let Some(info) = &entry {
+        let mut field = |name: &str, value| {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{name}\":").as_bytes());
+            crate::sink::json::write_value(&mut out, value);
+        };
+        info.contract_fields(&DST, &mut field);
+        info.extra_fields(&DST, &mut field);
+    } else {
+        let class = crate::filter::network::NetworkClass::of(ip.to_canonical());
+        match class {
+            crate::filter::network::NetworkClass::Public => eprintln!("{ip}: the databases do not know this address"),
+            other => eprintln!("{ip} is a {} address: the daemon attaches no GeoIP fields to it", other.as_str()),
+        }
+    }
+    out.extend_from_slice(b"}\n");
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

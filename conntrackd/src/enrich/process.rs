@@ -1,0 +1,229 @@
+//! Which process made the connection. The kernel program records the task in
+//! whose context the kernel emitted each event; that task is the connection's
+//! owner only for a NEW of a locally originated connection (its original
+//! source is one of the namespace's own addresses) or of an entry created
+//! through ctnetlink (the message carries the requester's netlink port). Any
+//! other task (softirq for forwarded or incoming packets, the gc kworker on
+//! DESTROY) is never reported: a missing field is better than a wrong one.
+//!
+//! A valid NEW's process is kept per flow and carried to that flow's UPDATE
+//! and DESTROY events (removed on DESTROY). Details come from /proc, cached
+//! per process for a few seconds; a process that already exited keeps what
+//! the kernel recorded (pid, comm, uid).
+use std::{
+    collections::HashMap,
+    num::NonZeroUsize,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lru::LruCache;
+
+use crate::event::{Event, EventType, Task};
+
+/// Flows whose attribution is remembered until their DESTROY.
+const FLOWS: usize = 65_536;
+/// Processes whose /proc details are cached.
+const PROCESSES: usize = 4096;
+/// How long /proc details are trusted.
+const TTL: Duration = Duration::from_secs(5);
+/// `PF_KTHREAD` in /proc/PID/stat's flags field.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The process behind a connection; every field but `pid`/`uid` is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Process {
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: Option<String>,
+    pub user: Option<String>,
+    pub exe: Option<String>,
+    pub cgroup: Option<String>,
+    pub container_id: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// Attributes events to processes.
+pub(crate) struct Attributor {
+    flows: LruCache<(Option<Arc<str>>, u32), Arc<Process>>,
+    details: LruCache<u32, (Instant, Option<Details>)>,
+    users: HashMap<u32, Option<String>>,
+    pub attributed: u64,
+    pub refused: u64,
+}
+
+/// What /proc tells about a live process.
+#[derive(Debug, Clone)]
+struct Details {
+    exe: Option<String>,
+    cgroup: Option<String>,
+    kernel_thread: bool,
+}
+
+impl Default for Attributor {
+    fn default() -> Self {
+        Self {
+            flows: LruCache::new(NonZeroUsize::new(FLOWS).unwrap_or(NonZeroUsize::MIN)),
+            details: LruCache::new(NonZeroUsize::new(PROCESSES).unwrap_or(NonZeroUsize::MIN)),
+            users: HashMap::new(),
+            attributed: 0,
+            refused: 0,
+        }
+    }
+}
+
+impl Attributor {
+    /// Sets `ev.process` when it can be known for sure.
+    pub fn attribute(&mut self, ev: &mut Event) {
+        let key = |ev: &Event| ev.flow.map(|f| (ev.netns.clone(), f));
+        match ev.kind {
+            EventType::New => {
+                let Some(task) = ev.task.filter(|t| t.pid != 0) else { return };
+                if ev.portid == 0 && ev.local_origin != Some(true) {
+                    self.refused += 1;
+                    return;
+                }
+                let Some(process) = self.process(&task) else {
+                    self.refused += 1;
+                    return;
+                };
+                self.attributed += 1;
+                if let Some(k) = key(ev) {
+                    self.flows.put(k, Arc::clone(&process));
+                }
+                ev.process = Some(process);
+            }
+            EventType::Update => ev.process = key(ev).and_then(|k| self.flows.get(&k).cloned()),
+            EventType::Destroy => ev.process = key(ev).and_then(|k| self.flows.pop(&k)),
+        }
+    }
+
+    /// The process of a task, or None for a kernel thread.
+    fn process(&mut self, task: &Task) -> Option<Arc<Process>> {
+        let details = self.details(task.pid);
+        if details.as_ref().is_some_and(|d| d.kernel_thread) {
+            return None;
+        }
+        let user = self.user(task.uid);
+        let cgroup = details.as_ref().and_then(|d| d.cgroup.clone());
+        Some(Arc::new(Process {
+            pid: task.pid,
+            uid: task.uid,
+            comm: task.comm().map(str::to_string),
+            user,
+            exe: details.as_ref().and_then(|d| d.exe.clone()),
+            container_id: cgroup.as_deref().and_then(container_id),
+            unit: cgroup.as_deref().and_then(unit),
+            cgroup,
+        }))
+    }
+
+    fn details(&mut self, pid: u32) -> Option<Details> {
+        if let Some((at, d)) = self.details.get(&pid) {
+            if at.elapsed() < TTL {
+                return d.clone();
+            }
+        }
+        let d = read_details(pid);
+        self.details.put(pid, (Instant::now(), d.clone()));
+        d
+    }
+
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users.entry(uid).or_insert_with(|| user_name(uid)).clone()
+    }
+}
+
+/// /proc/PID details; None once the process is gone.
+fn read_details(pid: u32) -> Option<Details> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised comm: state is field 3, flags field 9.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest)?;
+    let flags: u64 = after.split_whitespace().nth(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|text| cgroup_path(&text));
+    Some(Details { exe, cgroup, kernel_thread: flags & PF_KTHREAD != 0 })
+}
+
+/// The process's cgroup from /proc/PID/cgroup: the unified (v2) path, else on
+/// hybrid hosts the systemd hierarchy's, else any v1 path that is not the root.
+fn cgroup_path(text: &str) -> Option<String> {
+    let path_of = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).filter(|p| *p != "/");
+    path_of("0::")
+        .or_else(|| text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p)).filter(|p| *p != "/"))
+        .or_else(|| text.lines().filter_map(|l| l.splitn(3, ':').nth(2)).find(|p| *p != "/"))
+        .or_else(|| path_of("0::").or(Some("/")))
+        .map(str::to_string)
+}
+
+/// The login name of `uid` from /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
+}
+
+/// A container id (64 hex digits) from a docker, containerd, cri-o or podman cgroup path.
+pub(crate) fn container_id(cgroup: &str) -> Option<String> {
+    cgroup.split('/').rev().find_map(|part| {
+        let part = part.strip_suffix(".scope").unwrap_or(part);
+        let id = ["docker-", "cri-containerd-", "crio-", "libpod-", "containerd-"]
+            .iter()
+            .find_map(|p| part.strip_prefix(p))
+            .unwrap_or(part);
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+    })
+}
+
+/// The systemd unit (the innermost `.service` or `.scope`) of a cgroup path.
+pub(crate) fn unit(cgroup: &str) -> Option<String> {
+    cgroup
+        .split('/')
+        .rev()
+        .find(|p| p.ends_with(".service") || (p.ends_with(".scope") && container_id(p).is_none()))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_and_units_from_cgroup_paths() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for path in [
+            format!("/system.slice/docker-{id}.scope"),
+            format!("/docker/{id}"),
+            format!("/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{id}.scope"),
+            format!("/machine.slice/libpod-{id}.scope"),
+            format!("/kubepods/besteffort/pod1/crio-{id}.scope"),
+        ] {
+            assert_eq!(container_id(&path).as_deref(), Some(id), "{path}");
+        }
+        assert_eq!(container_id("/user.slice/user-1000.slice/session-2.scope"), None);
+        assert_eq!(unit("/system.slice/nginx.service").as_deref(), Some("nginx.service"));
+        assert_eq!(unit("/user.slice/user-1000.slice/session-2.scope").as_deref(), Some("session-2.scope"));
+        assert_eq!(unit(&format!("/system.slice/docker-{id}.scope")), None);
+    }
+
+    #[test]
+    fn cgroup_paths_on_unified_and_hybrid_hosts() {
+        assert_eq!(cgroup_path("0::/system.slice/x.service\n").as_deref(), Some("/system.slice/x.service"));
+        let hybrid = "9:name=systemd:/system.slice/docker-abc.scope\n4:memory:/docker/abc\n0::/\n";
+        assert_eq!(cgroup_path(hybrid).as_deref(), Some("/system.slice/docker-abc.scope"));
+        assert_eq!(cgroup_path("4:memory:/process_api/x\n0::/\n").as_deref(), Some("/process_api/x"));
+        assert_eq!(cgroup_path("0::/\n").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn own_process_details_and_root_user() {
+        let d = read_details(std::process::id()).expect("our own /proc entry");
+        assert!(!d.kernel_thread && d.exe.is_some());
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        // pid 2 is kthreadd on Linux.
+        assert!(read_details(2).is_some_and(|d| d.kernel_thread));
+    }
+}

@@ -1,0 +1,402 @@
+//! `[sink.loki]`: the raw keys as written and their validation into a
+//! [`LokiConfig`]. Credentials in the address are split off here, so the
+//! address that is ever shown (logs, errors, `check`) has none.
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// Problems with a `[sink.loki]` key; each names the key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LokiConfigError {
+    #[error("sink.loki.{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// `[sink.loki]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLoki {
+    /// Push events to Loki.
+    pub enable: Option<bool>,
+    /// Base URL; a path prefix and `user:password@` credentials work (default http://localhost:3100).
+    pub address: Option<String>,
+    /// Extra stream labels as `key=value`; they may override the defaults.
+    pub labels: Option<Vec<String>>,
+    /// Sent as `X-Scope-OrgID`.
+    pub tenant_id: Option<String>,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// `[sink.loki.tls]`
+    pub tls: Option<RawTls>,
+    /// Longest time an event waits for its batch to fill (default "1s").
+    pub batch_wait: Option<String>,
+    /// A batch is sent once its entries hold this many bytes (default 1048576).
+    pub batch_bytes: Option<usize>,
+    /// Timeout of one HTTP request (default "10s").
+    pub timeout: Option<String>,
+    /// First retry delay (default "500ms").
+    pub min_backoff: Option<String>,
+    /// Longest retry delay (default "5m").
+    pub max_backoff: Option<String>,
+    /// Also make flow, prot, addresses and ports stream labels (default false).
+    pub per_flow_labels: Option<bool>,
+    /// "text" (the message) or "json" (the whole event line) (default "text").
+    pub line_format: Option<String>,
+    /// "protobuf" (snappy-compressed) or "json" (default "protobuf").
+    pub encoding: Option<String>,
+    /// Directory for batches the server has not accepted yet; unset = memory only.
+    pub spool_dir: Option<PathBuf>,
+    /// Bound on spooled batches in bytes; past it the oldest are dropped (default 268435456).
+    pub spool_max_bytes: Option<u64>,
+    /// How long SIGTERM waits for pending batches before spooling them (default "5s").
+    pub shutdown_timeout: Option<String>,
+    /// Events queued for this sink before new ones are dropped (default 65536).
+    pub queue_events: Option<usize>,
+}
+
+/// `[sink.loki.tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// PEM file with the CA certificates that sign the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// What a log line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineFormat {
+    Text,
+    Json,
+}
+
+/// How a push request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// The push endpoint, without credentials, and the headers that carry them.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// Base URL without user info and without a trailing slash.
+    pub base: String,
+    /// `Basic ...` from the URL's user info.
+    pub basic_auth: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = if self.basic_auth.is_some() { " (basic auth)" } else { "" };
+        write!(f, "{}{auth}", self.base)
+    }
+}
+
+/// Validated `[sink.loki]`.
+#[derive(Clone)]
+pub(crate) struct LokiConfig {
+    pub endpoint: Endpoint,
+    /// Sorted, deduplicated stream labels besides `type` (and the per-flow ones).
+    pub labels: Vec<(String, String)>,
+    pub tenant_id: Option<String>,
+    pub bearer_token: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    pub batch_wait: Duration,
+    pub batch_bytes: usize,
+    pub timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub per_flow_labels: bool,
+    pub line_format: LineFormat,
+    pub encoding: Encoding,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub shutdown_timeout: Duration,
+    pub queue_events: usize,
+}
+
+impl std::fmt::Debug for LokiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LokiConfig")
+            .field("endpoint", &self.endpoint)
+            .field("labels", &self.labels)
+            .field("tenant_id", &self.tenant_id)
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field("encoding", &self.encoding)
+            .field("spool_dir", &self.spool_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid<T>(key: &'static str, message: impl Into<String>) -> Result<T, LokiConfigError> {
+    Err(LokiConfigError::Invalid { key, message: message.into() })
+}
+
+impl RawLoki {
+    /// Checks every key; `None` when the sink is not enabled.
+    pub fn validate(self) -> Result<Option<LokiConfig>, LokiConfigError> {
+        if self.enable != Some(true) {
+            return Ok(None);
+        }
+        let endpoint = parse_address(self.address.as_deref().unwrap_or("http://localhost:3100"))?;
+        let duration = |key, value: &Option<String>, default| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(text).map_err(|message| LokiConfigError::Invalid { key, message }),
+        };
+        let min_backoff = duration("min_backoff", &self.min_backoff, Duration::from_millis(500))?;
+        let max_backoff = duration("max_backoff", &self.max_backoff, Duration::from_secs(300))?;
+        if min_backoff.is_zero() || max_backoff < min_backoff {
+            return invalid("max_backoff", "expected 0 < min_backoff <= max_backoff");
+        }
+        let batch_wait = duration("batch_wait", &self.batch_wait, Duration::from_secs(1))?;
+        let timeout = duration("timeout", &self.timeout, Duration::from_secs(10))?;
+        if timeout.is_zero() {
+            return invalid("timeout", "expected more than 0s");
+        }
+        let batch_bytes = self.batch_bytes.unwrap_or(1 << 20);
+        if batch_bytes == 0 {
+            return invalid("batch_bytes", "expected at least 1");
+        }
+        let queue_events = self.queue_events.unwrap_or(65_536);
+        if queue_events == 0 {
+            return invalid("queue_events", "expected at least 1");
+        }
+        let tls = self.tls.unwrap_or_default();
+        if let Some(path) = &tls.ca_file {
+            if let Err(err) = std::fs::metadata(path) {
+                return invalid("tls.ca_file", format!("{}: {err}", path.display()));
+            }
+        }
+        Ok(Some(LokiConfig {
+            endpoint,
+            labels: parse_labels(self.labels.as_deref().unwrap_or_default())?,
+            tenant_id: self.tenant_id.filter(|t| !t.is_empty()),
+            bearer_token: self.bearer_token.filter(|t| !t.is_empty()),
+            ca_file: tls.ca_file,
+            insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
+            batch_wait,
+            batch_bytes,
+            timeout,
+            min_backoff,
+            max_backoff,
+            per_flow_labels: self.per_flow_labels.unwrap_or(false),
+            line_format: match self.line_format.as_deref().unwrap_or("text") {
+                "text" => LineFormat::Text,
+                "json" => LineFormat::Json,
+                other => return invalid("line_format", format!("expected \"text\" or \"json\", found {other:?}")),
+            },
+            encoding: match self.encoding.as_deref().unwrap_or("protobuf") {
+                "protobuf" => Encoding::Protobuf,
+                "json" => Encoding::Json,
+                other => return invalid("encoding", format!("expected \"protobuf\" or \"json\", found {other:?}")),
+            },
+            spool_dir: self.spool_dir,
+            spool_max_bytes: self.spool_max_bytes.unwrap_or(256 << 20),
+            shutdown_timeout: duration("shutdown_timeout", &self.shutdown_timeout, Duration::from_secs(5))?,
+            queue_events,
+        }))
+    }
+}
+
+impl LokiConfig {
+    /// Warns when `file` holds credentials and other users may read it.
+    pub fn warn_if_secrets_readable(&self, file: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.endpoint.basic_auth.is_none() && self.bearer_token.is_none() {
+            return;
+        }
+        if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+            tracing::warn!(
+                file = %file.display(),
+                "the config file holds Loki credentials and is readable by every user; chmod 600 it"
+            );
+        }
+    }
+}
+
+/// Parses "1s", "500ms", "5m", "1h", "250us", "1m30s" (units ns, us, ms, s, m, h).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let expected = || format!("expected a duration such as \"500ms\", \"1s\" or \"5m\", found {text:?}");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(expected());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| expected())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ns" => Duration::from_nanos(number),
+            "us" | "µs" => Duration::from_micros(number),
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.saturating_mul(60)),
+            "h" => Duration::from_secs(number.saturating_mul(3600)),
+            _ => return Err(expected()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Splits user info off the address; only http and https are accepted.
+fn parse_address(text: &str) -> Result<Endpoint, LokiConfigError> {
+    // Never echo the text: it may hold a password.
+    let mut url = url::Url::parse(text).map_err(|err| LokiConfigError::Invalid {
+        key: "address",
+        message: format!("expected a URL such as http://localhost:3100 ({err})"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return invalid("address", "expected an http:// or https:// URL with a host");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return invalid("address", "expected no query or fragment");
+    }
+    let basic_auth = if url.username().is_empty() && url.password().is_none() {
+        None
+    } else {
+        let decode = |s: &str| percent_decode(s);
+        let user = decode(url.username());
+        let password = decode(url.password().unwrap_or(""));
+        Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let base = url.as_str().trim_end_matches('/').to_string();
+    Ok(Endpoint { base, basic_auth })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding (RFC 4648), for the Basic auth header.
+pub(crate) fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `key=value` strings; names must be valid Prometheus label names.
+fn parse_labels(items: &[String]) -> Result<Vec<(String, String)>, LokiConfigError> {
+    let mut labels: Vec<(String, String)> = Vec::new();
+    for item in items {
+        let Some((key, value)) = item.split_once('=') else {
+            return invalid("labels", format!("expected \"key=value\", found {item:?}"));
+        };
+        let key = key.trim();
+        let valid_start = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+        if !valid_start || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return invalid("labels", format!("label name {key:?} must match [a-zA-Z_][a-zA-Z0-9_]*"));
+        }
+        labels.retain(|(k, _)| k != key);
+        labels.push((key.to_string(), value.trim().to_string()));
+    }
+    labels.sort();
+    Ok(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(extra: &str) -> RawLoki {
+        toml::from_str(&format!("enable = true\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "5", "s", "1.5s", "1 s", "-1s", "10d"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("expected a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = raw("").validate().unwrap().unwrap();
+        assert_eq!(c.endpoint.base, "http://localhost:3100");
+        assert_eq!(c.batch_wait, Duration::from_secs(1));
+        assert_eq!(c.batch_bytes, 1 << 20);
+        assert_eq!((c.min_backoff, c.max_backoff), (Duration::from_millis(500), Duration::from_secs(300)));
+        assert_eq!(c.spool_max_bytes, 256 << 20);
+        assert!(!c.per_flow_labels);
+        assert_eq!((c.line_format, c.encoding), (LineFormat::Text, Encoding::Protobuf));
+        let off: RawLoki = toml::from_str("enable = false").unwrap();
+        assert!(off.validate().unwrap().is_none());
+    }
+
+    #[test]
+    fn credentials_are_split_off_and_never_shown() {
+        let c = raw("address = \"https://us%40r:s3cr%3At@loki.example:8443/prefix/\"").validate().unwrap().unwrap();
+        assert_eq!(c.endpoint.base, "https://loki.example:8443/prefix");
+        assert_eq!(c.endpoint.basic_auth.as_deref(), Some(format!("Basic {}", base64(b"us@r:s3cr:t")).as_str()));
+        assert!(!format!("{c:?}").contains("s3cr"));
+        let err = raw("address = \"ftp://u:s3cret@host\"").validate().unwrap_err().to_string();
+        assert!(err.contains("sink.loki.address") && !err.contains("s3cret"), "{err}");
+        let err = raw("address = \"http://u:s3cret@[::1\"").validate().unwrap_err().to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
+        for (input, expected) in cases {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn labels_and_bad_values_name_the_key() {
+        let c = raw("labels = [\"env=prod\", \"host=override\", \"env=staging\"]").validate().unwrap().unwrap();
+        assert_eq!(c.labels, vec![("env".into(), "staging".into()), ("host".into(), "override".into())]);
+        for (text, key) in [
+            ("labels = [\"nokey\"]", "sink.loki.labels"),
+            ("labels = [\"1x=y\"]", "sink.loki.labels"),
+            ("batch_wait = \"soon\"", "sink.loki.batch_wait"),
+            ("min_backoff = \"10s\"\nmax_backoff = \"1s\"", "sink.loki.max_backoff"),
+            ("line_format = \"xml\"", "sink.loki.line_format"),
+            ("encoding = \"avro\"", "sink.loki.encoding"),
+        ] {
+            let err = raw(text).validate().unwrap_err().to_string();
+            assert!(err.starts_with(key), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The Loki sink, laid out like Vector's: `config` (keys), `request`
+//! (batching), `encoding` (protobuf + snappy, JSON), `service` (HTTP),
+//! `retry` (the decision and backoff), `healthcheck` (`/ready`), `spool`
+//! (batches not yet accepted). It runs on its own thread behind its own
+//! queue; HTTP is blocking there, so a slow Loki only fills that queue.
+//!
+//! Delivery: a batch is forgotten only once the server answered 2xx, or
+//! rejected it with a 4xx other than 429 (dropped, counted). A timeout after
+//! the server had in fact stored the batch makes it be sent again, so the
+//! guarantee is at-least-once; refused connections and 429/5xx never duplicate.
+pub(crate) mod config;
+pub(crate) mod encoding;
+mod healthcheck;
+pub(crate) mod request;
+pub(crate) mod retry;
+pub(crate) mod service;
+pub(crate) mod spool;
+pub(crate) mod throughput;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_config;
+#[cfg(test)]
+mod tests_tls;
+
+use std::{
+    sync::Arc,
+    thread::{self, JoinHandle},
+    time::Instant,
+};
+
+use self::{
+    config::LokiConfig,
+    encoding::{encode, EncodeError},
+    healthcheck::Healthcheck,
+    request::{Batch, Batcher, StreamKeys},
+    retry::{decide, Backoff, Decision},
+    service::{Service, ServiceError},
+    spool::{Outbox, Payload, SpoolError},
+};
+use super::queue::{BoundedQueue, Pop};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LokiError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("cannot start the loki sink thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Most batches sent from the outbox before the queue is looked at again.
+const DRAIN_BURST: usize = 16;
+
+/// Builds the client and opens the spool (errors are startup errors), then
+/// starts the sink thread.
+pub(crate) fn spawn(config: LokiConfig, queue: Arc<BoundedQueue>) -> Result<JoinHandle<()>, LokiError> {
+    let sender = Sender::new(&config, Arc::clone(&queue))?;
+    let keys = StreamKeys::new(hostname(), config.labels.clone(), config.per_flow_labels, config.line_format);
+    let batcher = Batcher::new(keys, config.batch_wait, config.batch_bytes);
+    thread::Builder::new().name("sink-loki".into()).spawn(move || sender.run(batcher)).map_err(LokiError::Spawn)
+}
+
+/// Sends batches in order: first the outbox, then fresh ones.
+struct Sender {
+    config: LokiConfig,
+    service: Service,
+    outbox: Outbox,
+    queue: Arc<BoundedQueue>,
+    backoff: Backoff,
+    /// While set, the server failed and nothing is sent before this time.
+    retry_at: Option<Instant>,
+    health: Healthcheck,
+    /// Set at shutdown: no request may outlast it.
+    shutdown_deadline: Option<Instant>,
+    failures: u64,
+    sent_batches: u64,
+    rejected_events: u64,
+    outbox_drops_seen: u64,
+}
+
+impl Sender {
+    fn new(config: &LokiConfig, queue: Arc<BoundedQueue>) -> Result<Self, LokiError> {
+        let outbox = Outbox::open(config.spool_dir.as_deref(), config.spool_max_bytes)?;
+        let (batches, events) = outbox.pending();
+        if batches > 0 {
+            tracing::info!(sink = "loki", batches, events, "spooled batches from an earlier run will be sent first");
+        }
+        Ok(Self {
+            service: Service::new(config)?,
+            outbox,
+            queue,
+            backoff: Backoff::new(config.min_backoff, config.max_backoff),
+            retry_at: None,
+            health: Healthcheck::new(config.min_backoff, config.max_backoff),
+            shutdown_deadline: None,
+            failures: 0,
+            sent_batches: 0,
+            rejected_events: 0,
+            outbox_drops_seen: 0,
+            config: config.clone(),
+        })
+    }
+
+    fn run(mut self, mut batcher: Batcher) {
+        let mut events = Vec::with_capacity(4096);
+        loop {
+            let now = Instant::now();
+            self.health.run(&self.service, &self.config.endpoint.base, now);
+            if let Some(batch) = batcher.due(now) {
+                self.submit(&batch);
+            }
+            self.drain_outbox();
+            // Pending batches: wake at the retry time, or at once if not backing off.
+            let retry = (!self.outbox.is_empty()).then(|| self.retry_at.unwrap_or(now));
+            let deadline = [batcher.deadline(), retry, self.health.due_at()].into_iter().flatten().min();
+            match self.queue.pop_until(&mut events, deadline) {
+                Pop::Events => {
+                    for ev in events.drain(..) {
+                        if let Some(batch) = batcher.push(&ev, Instant::now()) {
+                            self.submit(&batch);
+                        }
+                    }
+                }
+                Pop::Timeout => {}
+                Pop::Closed => break,
+            }
+        }
+        self.shutdown(batcher);
+    }
+
+    /// Encodes a cut batch; sends it now if nothing is pending, else queues it behind.
+    fn submit(&mut self, batch: &Batch) {
+        let payload = match encode(batch, self.config.encoding) {
+            Ok(body) => Payload { encoding: self.config.encoding, events: batch.events() as u64, body },
+            Err(err) => return self.encode_failed(batch.events(), &err),
+        };
+        if self.outbox.is_empty() && self.retry_at.is_none() {
+            if !self.send(&payload) {
+                self.outbox.push(payload);
+            }
+        } else {
+            self.outbox.push(payload);
+        }
+        self.sync_outbox_drops();
+    }
+
+    /// Sends pending batches in order while the server takes them.
+    fn drain_outbox(&mut self) {
+        for _ in 0..DRAIN_BURST {
+            if self.retry_at.is_some_and(|t| t > Instant::now()) {
+                return;
+            }
+            let Some(payload) = self.outbox.front() else { break };
+            if !self.send(&payload) {
+                break;
+            }
+            self.outbox.pop_front();
+        }
+        self.sync_outbox_drops();
+    }
+
+    /// One attempt. True when the batch is done with (accepted or rejected),
+    /// false when it must be kept for a retry (and the backoff is armed).
+    fn send(&mut self, payload: &Payload) -> bool {
+        let limit = self.shutdown_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if limit.is_some_and(|l| l.is_zero()) {
+            return false; // shutdown_timeout is over: the batch stays spooled
+        }
+        let result = self.service.push(&payload.body, payload.encoding, limit);
+        match decide(result.outcome) {
+            Decision::Accepted => {
+                self.queue.record_written(payload.events as usize);
+                self.sent_batches += 1;
+                self.backoff.reset();
+                self.health.mark_ready();
+                if self.retry_at.take().is_some() {
+                    tracing::info!(sink = "loki", failures = self.failures, "loki accepts pushes again");
+                }
+                true
+            }
+            Decision::Reject => {
+                self.queue.record_write_error(payload.events as usize);
+                self.rejected_events += payload.events;
+                tracing::error!(
+                    sink = "loki",
+                    outcome = ?result.outcome,
+                    server_message = %result.message,
+                    events = payload.events,
+                    total_rejected = self.rejected_events,
+                    "loki rejected a batch; it is dropped"
+                );
+                true
+            }
+            Decision::Retry => {
+                self.failures += 1;
+                let delay = self.backoff.next_delay(fastrand::f64());
+                self.retry_at = Some(Instant::now() + delay);
+                if self.failures.is_power_of_two() {
+                    tracing::warn!(
+                        sink = "loki",
+                        outcome = ?result.outcome,
+                        error = %result.message,
+                        failures = self.failures,
+                        retry_in = ?delay,
+                        "loki push failed; the batch is kept and retried"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    fn encode_failed(&mut self, events: usize, err: &EncodeError) {
+        self.queue.record_write_error(events);
+        tracing::error!(sink = "loki", events, error = %err, "cannot encode a batch; it is dropped");
+    }
+
+    /// Outbox drops (bound reached, unreadable file) count as write errors.
+    fn sync_outbox_drops(&mut self) {
+        let new = self.outbox.dropped_events - self.outbox_drops_seen;
+        if new > 0 {
+            self.queue.record_write_error(new as usize);
+            self.outbox_drops_seen = self.outbox.dropped_events;
+        }
+    }
+
+    /// Sends what it can within `shutdown_timeout`; the rest stays spooled
+    /// (or, without a spool directory, is lost and counted).
+    fn shutdown(mut self, mut batcher: Batcher) {
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        self.shutdown_deadline = Some(deadline);
+        if let Some(batch) = batcher.take() {
+            self.submit(&batch);
+        }
+        while !self.outbox.is_empty() && Instant::now() < deadline {
+            if let Some(at) = self.retry_at.filter(|&t| t > Instant::now()) {
+                if at >= deadline {
+                    break;
+                }
+                // Waiting out the backoff: nothing else is left to do.
+                thread::sleep(at - Instant::now());
+            }
+            self.drain_outbox();
+        }
+        let (batches, events) = self.outbox.pending();
+        if batches > 0 && self.config.spool_dir.is_none() {
+            self.queue.record_write_error(events as usize);
+            tracing::error!(sink = "loki", batches, events, "loki did not accept these events before shutdown_timeout; without spool_dir they are lost");
+        } else if batches > 0 {
+            tracing::warn!(sink = "loki", batches, events, "loki did not accept these events before shutdown_timeout; they stay spooled for the next start");
+        }
+        tracing::info!(
+            sink = "loki",
+            sent_batches = self.sent_batches,
+            rejected_events = self.rejected_events,
+            spool_dropped_events = self.outbox.dropped_events,
+            left_batches = batches,
+            left_events = events,
+            "loki sink stopped"
+        );
+    }
+}
+
+/// This host's name for the `host` label.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    if rc != 0 || len == 0 {
+        return "unknown".into();
+    }
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}

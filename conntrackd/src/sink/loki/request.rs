@@ -1,0 +1,277 @@
+//! Batching: events become Loki entries grouped by stream; a batch is cut when
+//! its entries reach `batch_bytes` or its first event has waited `batch_wait`.
+//! The clock is passed in, so the batcher is tested without sleeping.
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use super::{
+    config::LineFormat,
+    encoding::{label_string, EntryAdapter, LabelPairAdapter, StreamAdapter, Timestamp},
+};
+use crate::{
+    event::{fields::FieldValue, Event, EventType},
+    sink::json,
+};
+
+/// A label string (`{a="1", ...}`) and its pairs.
+type LabelSet = (String, Vec<(String, String)>);
+
+/// How events map to stream labels and lines.
+pub(crate) struct StreamKeys {
+    /// Labels every stream has (service_name, host, user labels), sorted.
+    base: Vec<(String, String)>,
+    per_flow: bool,
+    /// Without per-flow labels a stream depends only on the type: precomputed.
+    by_type: Vec<(EventType, LabelSet)>,
+    line_format: LineFormat,
+}
+
+impl Stream {
+    fn new(key: &str, labels: Vec<(String, String)>) -> Self {
+        Self { labels, adapter: StreamAdapter { labels: key.to_string(), entries: Vec::new(), hash: 0 } }
+    }
+}
+
+impl StreamKeys {
+    /// The precomputed label string and labels of this event type (without per-flow labels).
+    fn cached(&self, kind: EventType) -> Option<&LabelSet> {
+        self.by_type.iter().find(|(k, _)| *k == kind).map(|(_, v)| v)
+    }
+
+    /// Defaults `service_name="conntrackd"` and `host`, then the user's labels, which win.
+    pub fn new(host: String, user: Vec<(String, String)>, per_flow: bool, line_format: LineFormat) -> Self {
+        let mut base = vec![("service_name".to_string(), "conntrackd".to_string()), ("host".to_string(), host)];
+        for (k, v) in user {
+            base.retain(|(bk, _)| *bk != k);
+            base.push((k, v));
+        }
+        base.sort();
+        let mut keys = Self { base, per_flow, line_format, by_type: Vec::new() };
+        if !per_flow {
+            keys.by_type = [EventType::New, EventType::Update, EventType::Destroy]
+                .into_iter()
+                .map(|kind| {
+                    let labels = keys.labels_of(kind, None);
+                    (kind, (label_string(&labels), labels))
+                })
+                .collect();
+        }
+        keys
+    }
+
+    /// The stream labels of one event: `type` (and per-flow values) unless the user set them.
+    fn labels(&self, ev: &Event) -> Vec<(String, String)> {
+        self.labels_of(ev.kind, Some(ev))
+    }
+
+    fn labels_of(&self, kind: EventType, flow: Option<&Event>) -> Vec<(String, String)> {
+        let mut labels = self.base.clone();
+        let mut add = |k: &str, v: String| {
+            if !labels.iter().any(|(bk, _)| bk == k) {
+                labels.push((k.to_string(), v));
+            }
+        };
+        add("type", kind.as_str().to_string());
+        if let Some(ev) = flow.filter(|_| self.per_flow) {
+            ev.for_each_field(|name, value| {
+                if matches!(name, "flow" | "prot" | "src_addr" | "dst_addr" | "src_port" | "dst_port") {
+                    add(name, value_string(value));
+                }
+            });
+        }
+        labels.sort();
+        labels
+    }
+
+    fn line(&self, ev: &Event) -> String {
+        let mut out = Vec::with_capacity(256);
+        match self.line_format {
+            LineFormat::Text => json::write_message(&mut out, ev),
+            LineFormat::Json => {
+                json::write_line(&mut out, ev);
+                out.pop();
+            }
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn value_string(value: FieldValue<'_>) -> String {
+    let mut out = Vec::new();
+    value.write_text(&mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Entries of one label set, kept as the protobuf message they are sent as.
+#[derive(Debug, Default)]
+pub(crate) struct Stream {
+    pub labels: Vec<(String, String)>,
+    pub adapter: StreamAdapter,
+}
+
+/// Entries grouped by stream, keyed by the label string.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    streams: BTreeMap<String, Stream>,
+    bytes: usize,
+    events: usize,
+}
+
+/// An entry's time as (seconds, nanoseconds), for ordering.
+pub(crate) fn entry_time(e: &EntryAdapter) -> (i64, i32) {
+    e.timestamp.as_ref().map_or((0, 0), |t| (t.seconds, t.nanos))
+}
+
+impl Batch {
+    /// Adds one event; returns the bytes it added (line plus metadata).
+    pub fn add(&mut self, keys: &StreamKeys, ev: &Event) -> usize {
+        let mut metadata = Vec::with_capacity(16);
+        let mut size = 0;
+        ev.for_each_field(|name, value| {
+            let value = value_string(value);
+            size += name.len() + value.len();
+            metadata.push(LabelPairAdapter { name: name.to_string(), value });
+        });
+        let timestamp = Timestamp { seconds: ev.time_ns.div_euclid(1_000_000_000) as i64, nanos: ev.time_ns.rem_euclid(1_000_000_000) as i32 };
+        let entry = EntryAdapter { timestamp: Some(timestamp), line: keys.line(ev), structured_metadata: metadata };
+        size += entry.line.len();
+        let stream = match keys.cached(ev.kind) {
+            Some((key, labels)) => self.streams.entry(key.clone()).or_insert_with(|| Stream::new(key, labels.clone())),
+            None => {
+                let labels = keys.labels(ev);
+                let key = label_string(&labels);
+                self.streams.entry(key.clone()).or_insert_with(|| Stream::new(&key, labels))
+            }
+        };
+        // Keep each stream in time order (events mostly arrive in order already).
+        let at = entry_time(&entry);
+        let pos = stream.adapter.entries.partition_point(|e| entry_time(e) <= at);
+        stream.adapter.entries.insert(pos, entry);
+        self.bytes += size;
+        self.events += 1;
+        size
+    }
+
+    pub fn streams(&self) -> impl Iterator<Item = (&str, &Stream)> {
+        self.streams.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn events(&self) -> usize {
+        self.events
+    }
+}
+
+/// Accumulates events into batches by size and age.
+pub(crate) struct Batcher {
+    keys: StreamKeys,
+    wait: Duration,
+    max_bytes: usize,
+    current: Batch,
+    started: Option<Instant>,
+}
+
+impl Batcher {
+    pub fn new(keys: StreamKeys, wait: Duration, max_bytes: usize) -> Self {
+        Self { keys, wait, max_bytes, current: Batch::default(), started: None }
+    }
+
+    /// Adds an event at `now`; returns a batch that reached `batch_bytes`.
+    /// The event that would overflow a non-empty batch starts the next one.
+    pub fn push(&mut self, ev: &Event, now: Instant) -> Option<Batch> {
+        let mut full = None;
+        if self.current.events > 0 && self.current.bytes >= self.max_bytes {
+            full = self.take();
+        }
+        self.started.get_or_insert(now);
+        self.current.add(&self.keys, ev);
+        if full.is_none() && self.current.bytes >= self.max_bytes {
+            full = self.take();
+        }
+        full
+    }
+
+    /// When the open batch must be sent, if one is open.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.started.map(|t| t + self.wait)
+    }
+
+    /// The open batch if it is due at `now`.
+    pub fn due(&mut self, now: Instant) -> Option<Batch> {
+        if self.deadline().is_some_and(|d| d <= now) {
+            self.take()
+        } else {
+            None
+        }
+    }
+
+    /// The open batch, whatever its age (shutdown).
+    pub fn take(&mut self) -> Option<Batch> {
+        self.started = None;
+        (self.current.events > 0).then(|| std::mem::take(&mut self.current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::tcp_v4_record;
+
+    fn event() -> Event {
+        Event::from_record(&tcp_v4_record(), 0).unwrap()
+    }
+
+    fn keys() -> StreamKeys {
+        StreamKeys::new("h".into(), Vec::new(), false, LineFormat::Text)
+    }
+
+    #[test]
+    fn batch_wait_cuts_by_age_from_the_first_event() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(keys(), Duration::from_secs(1), 1 << 20);
+        assert!(b.deadline().is_none());
+        assert!(b.push(&event(), t0).is_none());
+        assert!(b.push(&event(), t0 + Duration::from_millis(900)).is_none());
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(1)));
+        assert!(b.due(t0 + Duration::from_millis(999)).is_none());
+        assert_eq!(b.due(t0 + Duration::from_secs(1)).unwrap().events(), 2);
+        assert!(b.deadline().is_none(), "the next event starts a new wait");
+        b.push(&event(), t0 + Duration::from_secs(5));
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn batch_bytes_cuts_by_size() {
+        let one = Batch::default().add(&keys(), &event());
+        let t0 = Instant::now();
+        let mut b = Batcher::new(keys(), Duration::from_secs(60), one * 3);
+        assert!(b.push(&event(), t0).is_none());
+        assert!(b.push(&event(), t0).is_none());
+        let full = b.push(&event(), t0).expect("third event reaches batch_bytes");
+        assert_eq!((full.events(), full.bytes()), (3, one * 3));
+        assert!(b.take().is_none());
+        // A single event larger than batch_bytes still goes out, alone.
+        let mut tiny = Batcher::new(keys(), Duration::from_secs(60), 1);
+        assert_eq!(tiny.push(&event(), t0).unwrap().events(), 1);
+    }
+
+    #[test]
+    fn labels_defaults_user_override_and_per_flow() {
+        let k = StreamKeys::new("h".into(), vec![("host".into(), "mine".into()), ("type".into(), "fixed".into())], false, LineFormat::Text);
+        let labels = k.labels(&event());
+        assert_eq!(label_string(&labels), "{host=\"mine\", service_name=\"conntrackd\", type=\"fixed\"}");
+        let k = StreamKeys::new("h".into(), Vec::new(), true, LineFormat::Json);
+        let text = label_string(&k.labels(&event()));
+        assert_eq!(
+            text,
+            "{dst_addr=\"8.8.8.8\", dst_port=\"443\", flow=\"305419896\", host=\"h\", prot=\"TCP\", \
+             service_name=\"conntrackd\", src_addr=\"10.99.0.1\", src_port=\"40002\", type=\"NEW\"}"
+        );
+        assert!(k.line(&event()).starts_with("{\"time\":"), "json line format is the whole event");
+    }
+}

@@ -1,0 +1,90 @@
+//! The addresses of a network namespace's own interfaces, so a NEW event can
+//! be told apart as locally originated (its original source is ours).
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use super::netns::Namespace;
+
+/// How long a namespace's address list is trusted.
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// A namespace's addresses, refreshed every few seconds.
+pub(crate) struct LocalAddrs {
+    ns: Namespace,
+    addrs: HashSet<IpAddr>,
+    at: Instant,
+}
+
+impl LocalAddrs {
+    pub fn new(ns: Namespace) -> Self {
+        let addrs = ns.run_in(read).unwrap_or_default();
+        Self { ns, addrs, at: Instant::now() }
+    }
+
+    /// Whether `ip` is one of the namespace's addresses (IPv4-mapped counts as IPv4).
+    pub fn contains(&mut self, ip: IpAddr) -> bool {
+        if self.at.elapsed() > REFRESH {
+            self.addrs = self.ns.run_in(read).unwrap_or_default();
+            self.at = Instant::now();
+        }
+        self.addrs.contains(&ip.to_canonical())
+    }
+}
+
+/// getifaddrs(3) in the calling thread's namespace.
+fn read() -> HashSet<IpAddr> {
+    let mut out = HashSet::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if let Some(ip) = address(ifa.ifa_addr) {
+            out.insert(ip);
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list came from getifaddrs.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+fn address(sa: *const libc::sockaddr) -> Option<IpAddr> {
+    if sa.is_null() {
+        return None;
+    }
+    // SAFETY: a sockaddr from getifaddrs; the family says which struct it is.
+    unsafe {
+        match i32::from((*sa).sa_family) {
+            libc::AF_INET => {
+                let sin = &*(sa as *const libc::sockaddr_in);
+                Some(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(sa as *const libc::sockaddr_in6);
+                Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_local() {
+        let mut local = LocalAddrs::new(Namespace::own().unwrap());
+        assert!(local.contains("127.0.0.1".parse().unwrap()));
+        assert!(local.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!local.contains("203.0.113.200".parse().unwrap()));
+    }
+}

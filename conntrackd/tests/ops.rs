@@ -1,0 +1,168 @@
+//! Operability in a namespace: /metrics and /healthz move with injected
+//! events, SIGHUP swaps rules and the kernel table without losing events,
+//! SIGTERM delivers everything queued, and systemd gets READY/STOPPING/WATCHDOG.
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    os::unix::net::UnixDatagram,
+    time::{Duration, Instant},
+};
+
+use common::{conntrack, enter_netns, inject, require_root_and_tools, Daemon, Netns, WAIT};
+
+fn tcp_entry(ns: &Netns, dst: &str, sport: u16) {
+    let sport = sport.to_string();
+    conntrack(ns, &["-I", "-p", "tcp", "-s", "10.99.0.1", "-d", dst, "--sport", &sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);
+}
+
+/// GET `path` from 127.0.0.1:`port` inside the namespace: (status line, body).
+fn get(ns: &Netns, port: u16, path: &str) -> (String, String) {
+    let name = ns.name.clone();
+    let path = path.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&name);
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("response");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    })
+    .join()
+    .expect("http thread")
+}
+
+/// True when the kernel counter `outcome` equals `n` in the body.
+fn kernel(outcome: &'static str, n: u64) -> impl Fn(&str) -> bool {
+    move |body: &str| body.lines().any(|l| l.contains(&format!("outcome=\"{outcome}\"")) && l.ends_with(&format!(" {n}")))
+}
+
+/// The value of the first metric line starting with `series`.
+fn metric(body: &str, series: &str) -> u64 {
+    body.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Polls /metrics until `series` reaches `want` (sources publish every second).
+fn wait_metric(ns: &Netns, port: u16, series: &str, want: u64) -> String {
+    wait_body(ns, port, &format!("{series} >= {want}"), |body| metric(body, series) >= want)
+}
+
+fn wait_body(ns: &Netns, port: u16, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(ns, port, "/metrics");
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn free_port() -> u16 {
+    // A port chosen from the pid keeps parallel test binaries apart.
+    20000 + (std::process::id() % 20000) as u16
+}
+
+#[test]
+fn metrics_and_health_follow_the_events() {
+    require_root_and_tools();
+    let ns = Netns::new("metrics");
+    let port = free_port();
+    let d = Daemon::start(&ns, &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n[sink.stream]\nenable = true\n"));
+    let (status, body) = get(&ns, port, "/healthz");
+    assert!(status.contains("200"), "{status} {body}");
+    let (_, body) = get(&ns, port, "/metrics");
+    assert!(body.contains("conntrackd_build_info{version=\""), "{body}");
+    tcp_entry(&ns, "8.8.8.8", 5001);
+    tcp_entry(&ns, "10.1.1.1", 5002);
+    conntrack(&ns, &["-I", "-p", "icmp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "1", "-t", "30"]);
+    d.events(2);
+    let body = wait_metric(&ns, port, "conntrackd_sink_events_total{sink=\"stream\",result=\"sent\"}", 2);
+    assert_eq!(metric(&body, "conntrackd_events_read_total"), 2, "{body}");
+    wait_body(&ns, port, "ICMP pre-filtered in the kernel", kernel("dropped_protocol", 1));
+    let body = wait_body(&ns, port, "two events submitted", kernel("submitted", 2));
+    assert!(body.contains("conntrackd_sources_attached 1"), "{body}");
+    let (status, _) = get(&ns, port, "/nope");
+    assert!(status.contains("404"), "{status}");
+    d.stop();
+}
+
+#[test]
+fn sighup_swaps_rules_and_kernel_table_without_losing_events() {
+    require_root_and_tools();
+    let ns = Netns::new("hup");
+    let d = Daemon::start(&ns, "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n[sink.stream]\nenable = true\n");
+    // UDP is dropped in the kernel under the first rules.
+    inject::udp_entries(&ns.name, 1, [8, 8, 4, 4]);
+    tcp_entry(&ns, "8.8.8.8", 6001);
+    assert_eq!(d.next_event()["src_port"], 6001, "the UDP entry must not be logged");
+    // A bad config is rejected and the old one stays.
+    std::fs::write(d.config_path(), "filter = [\"log port 1\"]\n[sink.stream]\nenable = true\n").unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_log("reload failed: keeping the running configuration");
+    // The new rules log UDP too; events flow while the reload happens.
+    std::fs::write(d.config_path(), "filter = [\"log destination network public\", \"drop any\"]\n[sink.stream]\nenable = true\n").unwrap();
+    for i in 0..200u16 {
+        tcp_entry(&ns, "203.0.113.77", 7000 + i);
+        if i == 50 {
+            d.signal(libc::SIGHUP);
+        }
+    }
+    d.wait_log("configuration reloaded");
+    inject::udp_entries(&ns.name, 1, [1, 1, 1, 1]);
+    tcp_entry(&ns, "198.51.100.1", 6002);
+    let lines = d.events_until("dst_addr", &serde_json::json!("198.51.100.1"));
+    let tcp_burst = lines.iter().filter(|l| l["src_port"].as_u64().is_some_and(|p| (7000..7200).contains(&p))).count();
+    assert_eq!(tcp_burst, 200, "no event lost across the reload");
+    assert!(lines.iter().any(|l| l["prot"] == "UDP" && l["dst_addr"] == "1.1.1.1"), "the kernel table now keeps UDP: {lines:?}");
+    let (c, _) = d.stop();
+    assert_eq!(c.get("ring_full"), 0, "{}", c.log);
+}
+
+#[test]
+fn sigterm_delivers_everything_queued_and_exits_zero() {
+    require_root_and_tools();
+    let ns = Netns::new("term");
+    let d = Daemon::start(&ns, "[sink.stream]\nenable = true\n");
+    const N: u32 = 20_000;
+    inject::udp_entries(&ns.name, N, [8, 8, 8, 8]);
+    d.signal(libc::SIGTERM);
+    let started = Instant::now();
+    let (c, rest) = d.stop();
+    assert!(started.elapsed() < Duration::from_secs(10), "stopping took {:?}", started.elapsed());
+    assert_eq!(c.get("ring_full"), 0, "{}", c.log);
+    assert_eq!(c.get("stream.written"), u64::from(N), "every queued event is written before exit: {}", c.log);
+    assert!(rest.len() <= N as usize);
+}
+
+#[test]
+fn systemd_gets_ready_watchdog_and_stopping() {
+    require_root_and_tools();
+    let ns = Netns::new("notify");
+    let dir = std::env::temp_dir().join(format!("ctd-notify-test-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")];
+    let d = Daemon::start_env(&ns, "[sink.stream]\nenable = true\n", &env);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !(got.contains(&"READY=1".to_string()) && got.contains(&"WATCHDOG=1".to_string())) {
+        let n = socket.recv(&mut buf).expect("a notification in time");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(got[0], "READY=1", "READY first: {got:?}");
+    d.stop();
+    loop {
+        let n = socket.recv(&mut buf).expect("STOPPING=1 in time");
+        if &buf[..n] == b"STOPPING=1" {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,225 @@
+//! The Loki sink's part of `cargo xtask bench`: the encoder's throughput
+//! (the daemon's hidden `bench-loki-encoder` command, batching + protobuf +
+//! snappy, and JSON), and the daemon's CPU per 100k events with the Loki sink
+//! pushing to VictoriaLogs (in the client namespace, on 127.0.0.1) next to
+//! the stream sink, against the stream-only run at the same rate; and the
+//! latency to acceptance by the receiver at 5k/s ([`loki_latency`]). Written to
+//! `target/bench/loki.{md,json}`.
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::{
+    consumer::{Daemon, Kind},
+    loki_latency,
+    measure::{Bench, Rate},
+    mode::Mode,
+    netns,
+    report::RunResult,
+};
+
+const VL_PORT: u16 = 19428;
+const PROXY_PORT: u16 = 19429;
+const ENCODER_EVENTS: &str = "200000";
+
+/// Runs the measurements; `stream_only` are the runs already made.
+pub(crate) fn run(bench: &Bench, dir: &Path, rate: Rate, stream_only: &[RunResult]) -> Result<String> {
+    let encoder = encoder_throughput(bench.daemon.binary)?;
+    let data = dir.join("victorialogs-data");
+    let _ = fs::remove_dir_all(&data);
+    let vl = VictoriaLogs::start(&data)?;
+    eprintln!("bench: conntrackd with the Loki sink at {}", rate.label());
+    let run = measure_with(bench, dir, "cpu", &loki_config(VL_PORT, ""), rate)?;
+    let written = run.counters.get("loki.written").copied().unwrap_or(0);
+    let stored = vl.wait_count(written)?;
+    eprintln!("bench: Loki sink latency at {}", LATENCY_RATE.label());
+    let recorder = loki_latency::start_proxy(PROXY_PORT, VL_PORT)?;
+    let latency_run = measure_with(bench, dir, "latency", &loki_config(PROXY_PORT, "encoding = \"json\"\n"), LATENCY_RATE)?;
+    let (samples, p50, p99, max) = recorder.summary();
+    drop(vl);
+    let baseline = stream_only.iter().find(|r| r.consumer == Kind::Conntrackd.name() && r.rate == rate.label());
+    let latency = Latency { rate: latency_run.rate.clone(), samples, p50_ms: p50, p99_ms: p99, max_ms: max };
+    let report = json!({
+        "encoder": encoder,
+        "loki_run": { "rate": run.rate, "generated": run.generated, "delivered_stream": run.delivered,
+            "loki_written": written, "stored_in_victorialogs": stored, "counters": run.counters,
+            "cpu_s": run.cpu_s, "cpu_s_per_100k": run.cpu_s_per_100k },
+        "stream_only_cpu_s_per_100k": baseline.map(|b| b.cpu_s_per_100k),
+        "latency": { "rate": latency.rate, "new_events": samples, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
+            "target_p99_ms": LATENCY_TARGET_MS, "batch_wait_ms": 1000 },
+    });
+    fs::write(dir.join("loki.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    let markdown = markdown(&encoder, &run, written, stored, baseline, &latency);
+    fs::write(dir.join("loki.md"), &markdown)?;
+    Ok(markdown)
+}
+
+/// Default batch_wait (1 s) + 250 ms, from the issue.
+const LATENCY_TARGET_MS: f64 = 1250.0;
+const LATENCY_RATE: Rate = Rate(Some(5_000));
+
+struct Latency {
+    rate: String,
+    samples: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// One conntrackd run with `config`, its output under `runs-loki-<tag>`.
+fn measure_with(bench: &Bench, dir: &Path, tag: &str, config: &str, rate: Rate) -> Result<RunResult> {
+    let config_dir = dir.join(format!("config-loki-{tag}"));
+    fs::create_dir_all(&config_dir)?;
+    let path = config_dir.join(format!("{}.toml", Kind::Conntrackd.slug()));
+    fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+    let runs_dir = dir.join(format!("runs-loki-{tag}"));
+    fs::create_dir_all(&runs_dir)?;
+    let with_loki = Bench {
+        lab: bench.lab,
+        daemon: Daemon { binary: bench.daemon.binary, config_dir: &config_dir },
+        runs_dir: &runs_dir,
+        connections: bench.connections,
+        sources: bench.sources.clone(),
+        quiet: bench.quiet,
+    };
+    with_loki.measure(Kind::Conntrackd, Mode::AllPublic, rate)
+}
+
+fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, baseline: Option<&RunResult>, lat: &Latency) -> String {
+    let mut md = String::from("\n## Loki sink\n\n| encoding | events | batches | bytes/event | events per CPU second |\n|---|---|---|---|---|\n");
+    for e in encoder {
+        let _ = writeln!(md, "| {} | {} | {} | {} | {} |", e["encoding"].as_str().unwrap_or("?"), e["events"], e["batches"], e["bytes_per_event"], e["events_per_cpu_s"]);
+    }
+    let _ = writeln!(
+        md,
+        "\nconntrackd with stream + Loki sinks at {}: {} events generated, {} pushed to Loki, {} stored in VictoriaLogs; \
+         CPU {:.3} s per 100k events (stream sink only: {}).",
+        run.rate,
+        run.generated,
+        written,
+        stored,
+        run.cpu_s_per_100k,
+        baseline.map_or("not measured".to_string(), |b| format!("{:.3} s", b.cpu_s_per_100k))
+    );
+    let _ = writeln!(
+        md,
+        "\nLatency from the kernel event to its acceptance by VictoriaLogs, NEW events at {} (batch_wait 1 s): \
+         {} events, p50 {:.0} ms, p99 {:.0} ms (target <= {LATENCY_TARGET_MS:.0} ms: {}), max {:.0} ms.",
+        lat.rate,
+        lat.samples,
+        lat.p50_ms,
+        lat.p99_ms,
+        if lat.samples > 0 && lat.p99_ms <= LATENCY_TARGET_MS { "met" } else { "not met" },
+        lat.max_ms
+    );
+    md
+}
+
+fn encoder_throughput(binary: &Path) -> Result<Vec<Value>> {
+    let out = std::process::Command::new(binary).args(["bench-loki-encoder", "--events", ENCODER_EVENTS]).output()?;
+    if !out.status.success() {
+        bail!("conntrackd bench-loki-encoder failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).context("encoder output")).collect()
+}
+
+fn loki_config(port: u16, extra: &str) -> String {
+    format!(
+        "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n\
+         [log]\nformat = \"text\"\n\
+         [sink.stream]\nenable = true\nwriter = \"stdout\"\n\
+         [sink.loki]\nenable = true\naddress = \"http://127.0.0.1:{port}/insert\"\nqueue_events = 1048576\n{extra}"
+    )
+}
+
+/// VictoriaLogs in the client namespace (built by `cargo xtask setup`).
+struct VictoriaLogs {
+    child: Child,
+}
+
+impl VictoriaLogs {
+    fn start(data: &Path) -> Result<Self> {
+        let home = std::env::var_os("CONNTRACKD_TOOLS")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/conntrackd")))
+            .context("HOME is not set")?;
+        let binary = home.join("victorialogs-v1.52.1/victoria-logs");
+        netns::run_in(netns::CLIENT, &["ip", "link", "set", "lo", "up"])?;
+        let child = netns::command_in(
+            netns::CLIENT,
+            &[&binary.to_string_lossy(), &format!("-httpListenAddr=127.0.0.1:{VL_PORT}"), &format!("-storageDataPath={}", data.display())],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} (run cargo xtask setup)", binary.display()))?;
+        let vl = Self { child };
+        let until = Instant::now() + Duration::from_secs(30);
+        while get("/health").is_err() {
+            if Instant::now() > until {
+                bail!("VictoriaLogs did not start");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        Ok(vl)
+    }
+
+    /// Polls the stored row count until it reaches `expected` (or 60 s pass).
+    fn wait_count(&self, expected: u64) -> Result<u64> {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = get("/select/logsql/query?query=*%20%7C%20stats%20count()%20as%20n")?;
+            let n = body
+                .lines()
+                .find_map(|l| serde_json::from_str::<Value>(l).ok())
+                .and_then(|v| v["n"].as_str().and_then(|n| n.parse().ok()))
+                .unwrap_or(0);
+            if n >= expected || Instant::now() > until {
+                return Ok(n);
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for VictoriaLogs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// HTTP/1.0 GET to VictoriaLogs from a thread that entered the client namespace.
+fn get(path: &str) -> Result<String> {
+    let path = path.to_string();
+    thread::spawn(move || -> Result<String> {
+        let ns = fs::File::open(netns::path(netns::CLIENT))?;
+        // SAFETY: valid namespace fd; affects only this short-lived thread.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        let mut conn = TcpStream::connect(("127.0.0.1", VL_PORT))?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)?;
+        let (head, body) = response.split_once("\r\n\r\n").context("no HTTP header")?;
+        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+            bail!("VictoriaLogs answered {}", head.lines().next().unwrap_or_default());
+        }
+        Ok(body.to_string())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("HTTP thread panicked"))?
+}
