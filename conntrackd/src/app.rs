@@ -235,7 +235,9 @@ impl Pipeline {
         self.metrics.dropped_by_rules.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
         if let Some(enricher) = &mut self.enricher {
             batch.iter_mut().for_each(|ev| enricher.enrich(ev));
+            *self.metrics.geoip.lock().unwrap_or_else(|p| p.into_inner()) = Some(enricher.stats());
         }
+        self.metrics.attributed.store(self.attributor.attributed, Ordering::Relaxed);
         sinks.send(&batch);
     }
 

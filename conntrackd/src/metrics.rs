@@ -27,6 +27,10 @@ pub(crate) struct Metrics {
     pub read: AtomicU64,
     pub dropped_by_rules: AtomicU64,
     pub reloads: AtomicU64,
+    /// Events the attribution stage gave a process.
+    pub attributed: AtomicU64,
+    /// GeoIP counters (lookups, found, decode errors, cache), refreshed per batch.
+    pub geoip: Mutex<Option<crate::enrich::EnrichStats>>,
     pub reload_failures: AtomicU64,
     pub sinks: Mutex<Vec<(&'static str, Arc<BoundedQueue>)>>,
     pub source_kind: Mutex<&'static str>,
@@ -51,6 +55,16 @@ impl Metrics {
         let _ = writeln!(out, "# HELP conntrackd_sources_attached Sources (namespaces) currently attached.\n# TYPE conntrackd_sources_attached gauge\nconntrackd_sources_attached {attached}");
         counter(&mut out, "conntrackd_events_read_total", "Events the sources delivered to the pipeline.", self.read.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
+        counter(&mut out, "conntrackd_events_attributed_total", "Events given the process that made the connection.", self.attributed.load(Ordering::Relaxed));
+        if let Some(g) = *self.geoip.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = writeln!(out, "# HELP conntrackd_geoip_lookups_total GeoIP lookups of kept events by database and result.\n# TYPE conntrackd_geoip_lookups_total counter");
+            for (db, s) in [("city", g.city), ("asn", g.asn)] {
+                for (result, n) in [("found", s.found), ("not_found", s.lookups.saturating_sub(s.found + s.decode_errors)), ("decode_error", s.decode_errors)] {
+                    let _ = writeln!(out, "conntrackd_geoip_lookups_total{{database=\"{db}\",result=\"{result}\"}} {n}");
+                }
+            }
+            counter(&mut out, "conntrackd_geoip_cache_hits_total", "GeoIP lookups answered by the cache.", g.cache_hits);
+        }
         counter(&mut out, "conntrackd_config_reloads_total", "Successful SIGHUP reloads.", self.reloads.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_config_reload_failures_total", "SIGHUP reloads rejected (the old config stays).", self.reload_failures.load(Ordering::Relaxed));
         self.render_sinks(&mut out);
@@ -90,6 +104,10 @@ impl Metrics {
         let _ = writeln!(out, "# HELP conntrackd_sink_queued_events Events waiting in a sink's queue.\n# TYPE conntrackd_sink_queued_events gauge");
         for (sink, q) in &sinks {
             let _ = writeln!(out, "conntrackd_sink_queued_events{{sink=\"{sink}\"}} {}", q.queued());
+        }
+        let _ = writeln!(out, "# HELP conntrackd_sink_pending_bytes Batches a sink holds for retry (Loki's spool), in bytes.\n# TYPE conntrackd_sink_pending_bytes gauge");
+        for (sink, q) in &sinks {
+            let _ = writeln!(out, "conntrackd_sink_pending_bytes{{sink=\"{sink}\"}} {}", q.pending_bytes());
         }
     }
 

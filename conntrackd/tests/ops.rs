@@ -166,3 +166,24 @@ fn systemd_gets_ready_watchdog_and_stopping() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sink_that_cannot_start_is_an_error_unless_optional() {
+    require_root_and_tools();
+    let ns = Netns::new("optional");
+    let journal = "[sink.journal]\nenable = true\nsocket = \"/nonexistent/journal.sock\"\n";
+    let config = common::tempfile_path::TempPath::with_contents(&format!("[sink.stream]\nenable = true\n{journal}"));
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
+        .arg(config.path())
+        .output()
+        .expect("run conntrackd");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot start the journal sink: journald's socket /nonexistent/journal.sock does not exist (set sink.journal.optional = true"), "{err}");
+    let d = Daemon::start(&ns, &format!("[sink.stream]\nenable = true\n{journal}optional = true\n"));
+    assert!(d.logs_so_far().contains("optional sink not started; running without it"), "{}", d.logs_so_far());
+    tcp_entry(&ns, "8.8.8.8", 8001);
+    assert_eq!(d.next_event()["src_port"], 8001);
+    d.stop();
+}

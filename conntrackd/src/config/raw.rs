@@ -96,5 +96,8 @@ pub(crate) struct RawStream {
     pub(super) writer: Option<String>,
     /// Events queued for this sink before new ones are dropped (and counted).
     pub(super) queue_events: Option<usize>,
+    /// Accepted for symmetry with the other sinks; the stream sink always starts.
+    #[allow(dead_code)]
+    pub(super) optional: Option<bool>,
 }
 

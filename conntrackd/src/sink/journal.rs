@@ -49,6 +49,8 @@ pub(crate) struct RawJournal {
     pub socket: Option<PathBuf>,
     /// Events queued for this sink before new ones are dropped (and counted).
     pub queue_events: Option<usize>,
+    /// Run without this sink (with a warning) when it cannot start.
+    pub optional: Option<bool>,
 }
 
 /// Validated `[sink.journal]`.
@@ -56,6 +58,7 @@ pub(crate) struct RawJournal {
 pub(crate) struct JournalConfig {
     pub socket: PathBuf,
     pub queue_events: usize,
+    pub optional: bool,
 }
 
 /// Checks `[sink.journal]`; `None` when the sink is absent or disabled.
@@ -70,7 +73,7 @@ pub(crate) fn validate(raw: Option<RawJournal>) -> Result<Option<JournalConfig>,
     if queue_events == 0 {
         return Err(ConfigError::Invalid { key: "sink.journal.queue_events", message: "expected at least 1".into() });
     }
-    Ok(Some(JournalConfig { socket, queue_events }))
+    Ok(Some(JournalConfig { socket, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 
 /// How an entry reached journald.

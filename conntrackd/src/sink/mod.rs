@@ -16,10 +16,42 @@ use self::queue::BoundedQueue;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SinkError {
-    #[error("cannot start the {name} sink thread: {source}")]
-    Spawn { name: &'static str, source: std::io::Error },
+    #[error("cannot start the {name} sink: {reason} (set sink.{name}.optional = true to run without it)")]
+    Start { name: &'static str, reason: String },
+    #[error("cannot start a sink thread: {0}")]
+    Spawn(#[from] std::io::Error),
     #[error(transparent)]
     Loki(#[from] loki::LokiError),
+}
+
+/// Checks what a sink needs before its thread starts, then starts it;
+/// an optional sink that cannot start is skipped with a warning.
+fn start_one(
+    name: &'static str,
+    optional: bool,
+    queue_events: usize,
+    ready: Result<(), String>,
+    spawn: impl FnOnce(Arc<BoundedQueue>) -> Result<JoinHandle<()>, SinkError>,
+) -> Result<Option<Running>, SinkError> {
+    let queue = Arc::new(BoundedQueue::new(queue_events));
+    let started = ready.map_err(|reason| SinkError::Start { name, reason }).and_then(|()| spawn(Arc::clone(&queue)));
+    match started {
+        Ok(thread) => Ok(Some(Running { name, queue, thread })),
+        Err(err) if optional => {
+            tracing::warn!(sink = name, error = %err, "optional sink not started; running without it");
+            Ok(None)
+        }
+        Err(SinkError::Spawn(source)) => Err(SinkError::Start { name, reason: source.to_string() }),
+        Err(err) => Err(err),
+    }
+}
+
+fn exists(path: &std::path::Path, what: &str) -> Result<(), String> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(format!("{what} {} does not exist", path.display()))
+    }
 }
 
 /// Counters of one sink, readable while it runs.
@@ -55,29 +87,29 @@ pub(crate) struct Sinks {
 }
 
 impl Sinks {
-    /// Starts every sink the config enables.
+    /// Starts every sink the config enables. A sink that cannot start is an
+    /// error, unless it is `optional`: then it is left out with a warning.
     pub fn start(config: &Config) -> Result<Self, SinkError> {
         let mut running = Vec::new();
-        if let Some(stream) = &config.stream {
-            let queue = Arc::new(BoundedQueue::new(stream.queue_events));
-            let thread = stream::spawn(stream.writer, Arc::clone(&queue))
-                .map_err(|source| SinkError::Spawn { name: "stream", source })?;
-            running.push(Running { name: "stream", queue, thread });
+        if let Some(c) = &config.stream {
+            running.extend(start_one("stream", false, c.queue_events, Ok(()), |q| Ok(stream::spawn(c.writer, q)?))?);
         }
-        if let Some(journal) = &config.journal {
-            let queue = Arc::new(BoundedQueue::new(journal.queue_events));
-            let thread = journal::spawn(journal, Arc::clone(&queue)).map_err(|source| SinkError::Spawn { name: "journal", source })?;
-            running.push(Running { name: "journal", queue, thread });
+        if let Some(c) = &config.journal {
+            let ready = exists(&c.socket, "journald's socket");
+            running.extend(start_one("journal", c.optional, c.queue_events, ready, |q| Ok(journal::spawn(c, q)?))?);
         }
-        if let Some(syslog) = &config.syslog {
-            let queue = Arc::new(BoundedQueue::new(syslog.queue_events));
-            let thread = syslog::spawn(syslog, Arc::clone(&queue)).map_err(|source| SinkError::Spawn { name: "syslog", source })?;
-            running.push(Running { name: "syslog", queue, thread });
+        if let Some(c) = &config.syslog {
+            let ready = match &c.address {
+                syslog::transport::Address::Unix(path) | syslog::transport::Address::UnixGram(path) => exists(path, "the syslog socket"),
+                _ => Ok(()),
+            };
+            running.extend(start_one("syslog", c.optional, c.queue_events, ready, |q| Ok(syslog::spawn(c, q)?))?);
         }
-        if let Some(loki) = &config.loki {
-            let queue = Arc::new(BoundedQueue::new(loki.queue_events));
-            let thread = loki::spawn(loki.clone(), Arc::clone(&queue))?;
-            running.push(Running { name: "loki", queue, thread });
+        if let Some(c) = &config.loki {
+            let ready = c.spool_dir.as_deref().map_or(Ok(()), |dir| {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create spool_dir {}: {e}", dir.display()))
+            });
+            running.extend(start_one("loki", c.optional, c.queue_events, ready, |q| Ok(loki::spawn(c.clone(), q)?))?);
         }
         Ok(Self { running })
     }

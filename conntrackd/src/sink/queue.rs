@@ -37,6 +37,8 @@ pub(crate) struct BoundedQueue {
     written: AtomicU64,
     /// Unix ms since writes started failing; 0 while the sink is healthy.
     failing_since_ms: AtomicU64,
+    /// Bytes the sink holds beyond the queue (e.g. Loki's spooled batches).
+    pending_bytes: AtomicU64,
 }
 
 impl BoundedQueue {
@@ -49,6 +51,7 @@ impl BoundedQueue {
             dropped_write_error: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failing_since_ms: AtomicU64::new(0),
+            pending_bytes: AtomicU64::new(0),
         }
     }
 
@@ -150,6 +153,15 @@ impl BoundedQueue {
     /// Unix ms since when the sink has been failing, if it is.
     pub fn failing_since_ms(&self) -> Option<u64> {
         Some(self.failing_since_ms.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Records what the sink holds beyond the queue (spooled or in memory), in bytes.
+    pub fn set_pending_bytes(&self, bytes: u64) {
+        self.pending_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes.load(Ordering::Relaxed)
     }
 
     /// Events waiting in the queue.

@@ -153,7 +153,7 @@ fn missing_journal_is_an_error_not_a_panic() {
 #[test]
 fn config_defaults_and_errors() {
     assert!(validate(None).unwrap().is_none());
-    let on = |socket: Option<&str>, queue_events| RawJournal { enable: Some(true), socket: socket.map(Into::into), queue_events };
+    let on = |socket: Option<&str>, queue_events| RawJournal { enable: Some(true), socket: socket.map(Into::into), queue_events, optional: None };
     let c = validate(Some(on(None, None))).unwrap().unwrap();
     assert_eq!((c.socket.to_str().unwrap(), c.queue_events), (DEFAULT_SOCKET, 65_536));
     let err = validate(Some(on(Some(&"x".repeat(200)), None))).unwrap_err();

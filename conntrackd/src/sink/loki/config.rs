@@ -52,6 +52,8 @@ pub(crate) struct RawLoki {
     pub shutdown_timeout: Option<String>,
     /// Events queued for this sink before new ones are dropped (default 65536).
     pub queue_events: Option<usize>,
+    /// Run without this sink (with a warning) when it cannot start.
+    pub optional: Option<bool>,
 }
 
 /// `[sink.loki.tls]`
@@ -116,6 +118,8 @@ pub(crate) struct LokiConfig {
     pub spool_max_bytes: u64,
     pub shutdown_timeout: Duration,
     pub queue_events: usize,
+    /// Run without this sink (with a warning) when it cannot start.
+    pub optional: bool,
 }
 
 impl std::fmt::Debug for LokiConfig {
@@ -197,6 +201,7 @@ impl RawLoki {
             spool_max_bytes: self.spool_max_bytes.unwrap_or(256 << 20),
             shutdown_timeout: duration("shutdown_timeout", &self.shutdown_timeout, Duration::from_secs(5))?,
             queue_events,
+            optional: self.optional.unwrap_or(false),
         }))
     }
 }

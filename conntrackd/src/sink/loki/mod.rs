@@ -112,6 +112,7 @@ impl Sender {
                 self.submit(&batch);
             }
             self.drain_outbox();
+            self.queue.set_pending_bytes(self.outbox.pending().1);
             // Pending batches: wake at the retry time, or at once if not backing off.
             let retry = (!self.outbox.is_empty()).then(|| self.retry_at.unwrap_or(now));
             let deadline = [batcher.deadline(), retry, self.health.due_at()].into_iter().flatten().min();

@@ -47,6 +47,8 @@ pub(crate) struct RawSyslog {
     /// Events queued for this sink (also while the receiver is unreachable)
     /// before new ones are dropped (and counted).
     pub queue_events: Option<usize>,
+    /// Run without this sink (with a warning) when it cannot start.
+    pub optional: Option<bool>,
 }
 
 /// Validated `[sink.syslog]`.
@@ -56,6 +58,7 @@ pub(crate) struct SyslogConfig {
     pub format: Format,
     pub facility: Facility,
     pub queue_events: usize,
+    pub optional: bool,
 }
 
 /// Checks `[sink.syslog]`; `None` when the sink is absent or disabled.
@@ -73,7 +76,7 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
     if queue_events == 0 {
         return Err(invalid("sink.syslog.queue_events", "expected at least 1".into()));
     }
-    Ok(Some(SyslogConfig { address, format, facility, queue_events }))
+    Ok(Some(SyslogConfig { address, format, facility, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 
 /// Starts the sink thread.

@@ -13,6 +13,7 @@ use netlink_packet_netfilter::{
 
 use crate::{event::EventType, filter::Prefilter};
 
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const CTA_COUNTERS_ORIG: u16 = 9;
 const CTA_COUNTERS_REPLY: u16 = 10;
 const CTA_ID: u16 = 12;
@@ -22,7 +23,15 @@ const CTA_TIMESTAMP: u16 = 20;
 /// Decodes and pre-filters one message. `Err` is the outcome counter of a
 /// message that yields no record, exactly as the kernel program counts it.
 pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord, Counter> {
-    let msg = NetlinkMessage::<NetfilterMessage>::deserialize(bytes).map_err(|_| Counter::ParseError)?;
+    // Only ctnetlink messages reach the crate: its parsers of other
+    // subsystems (e.g. nftables) can panic on malformed input.
+    let msg_type = bytes.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]])).ok_or(Counter::ParseError)?;
+    if msg_type >> 8 != NFNL_SUBSYS_CTNETLINK {
+        return Err(Counter::NotConntrack);
+    }
+    // A panic in the third-party parser is a malformed message, not a dead daemon.
+    let parsed = std::panic::catch_unwind(|| NetlinkMessage::<NetfilterMessage>::deserialize(bytes));
+    let msg = parsed.map_err(|_| Counter::ParseError)?.map_err(|_| Counter::ParseError)?;
     let flags = msg.header.flags;
     let portid = msg.header.port_number;
     let NetlinkPayload::InnerMessage(nf) = msg.payload else { return Err(Counter::NotConntrack) };
