@@ -35,6 +35,12 @@ pub(crate) enum CommandKind {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Write the manual pages (conntrackd.1, conntrackd-run.1, ...) into a directory (used by `cargo xtask dist`).
+    #[command(hide = true)]
+    Man {
+        /// Output directory; created if missing.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +84,7 @@ pub(crate) fn parse() -> Cli {
             sub = inner;
             args
         }
-        CommandKind::Version | CommandKind::Completions { .. } => return cli,
+        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::Man { .. } => return cli,
     };
     args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli

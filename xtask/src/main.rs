@@ -1,10 +1,12 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | fuzz | bench`.
+//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | fuzz | bench | dist`.
 //!
 //! Every task that builds runs `setup` first, which installs only what is
 //! missing and says what it installs.
 mod bench;
+mod dist;
 mod fuzz;
 mod setup;
+mod setup_contrib;
 mod setup_logsinks;
 
 use std::{
@@ -51,6 +53,12 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Release artifacts in target/dist: stripped binary, man pages, unit, config, each with .sha256.
+    Dist {
+        /// Also cross-build conntrackd-linux-arm64 (installs Debian's aarch64 gcc and rustup's std).
+        #[arg(long)]
+        arm64: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -90,6 +98,11 @@ fn main() -> Result<()> {
             build(&root)?;
             require_root("the benchmark creates network namespaces")?;
             bench::run(&root, quick)
+        }
+        Task::Dist { arm64 } => {
+            setup::run()?;
+            build_ebpf(&root)?;
+            dist::run(&root, arm64)
         }
     }
 }
@@ -143,6 +156,6 @@ fn require_root(why: &str) -> Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
