@@ -191,7 +191,7 @@ do_install() {
     fetch_verified conntrackd.service
     fetch_verified conntrackd.toml
     fetch_verified conntrackd-man.tar.gz
-    if [ "$WITH_GEOIP" = 1 ]; then fetch_geoip; fi
+    case "$WITH_GEOIP" in 1|true|yes) WITH_GEOIP=1; fetch_geoip ;; *) WITH_GEOIP=0 ;; esac
     mkdir -p "$WORK/man"
     tar -xzf "$WORK/conntrackd-man.tar.gz" -C "$WORK/man"
 

@@ -20,15 +20,30 @@ use anyhow::{bail, Context, Result};
 
 const ARM64_TARGET: &str = "aarch64-unknown-linux-gnu";
 
-/// Builds every artifact into `target/dist`.
-pub(crate) fn run(root: &Path, arm64: bool) -> Result<()> {
-    let dist = root.join("target/dist");
-    fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
-    crate::cargo(root, &["build", "--release", "--package", "conntrackd"])?;
-    let amd64 = root.join("target/release/conntrackd");
+/// What `cargo xtask dist` makes, and where.
+pub(crate) struct Options {
+    /// Also cross-build for arm64.
+    pub arm64: bool,
+    /// A built binary to package instead of a release build (the install tests use the debug one).
+    pub binary: Option<PathBuf>,
+    /// The output directory.
+    pub out: PathBuf,
+}
+
+/// Builds every artifact into `opts.out`.
+pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
+    let dist = &opts.out;
+    fs::create_dir_all(dist).with_context(|| format!("creating {}", dist.display()))?;
+    let amd64 = match &opts.binary {
+        Some(path) => path.clone(),
+        None => {
+            crate::cargo(root, &["build", "--release", "--package", "conntrackd"])?;
+            root.join("target/release/conntrackd")
+        }
+    };
     binary(&amd64, &dist.join("conntrackd-linux-amd64"), "strip")?;
-    man_pages(&amd64, &dist)?;
-    if arm64 {
+    man_pages(&amd64, dist)?;
+    if opts.arm64 {
         crate::setup::install_packages(&["gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "libc6-dev-arm64-cross"])?;
         crate::run(Command::new("rustup").args(["target", "add", ARM64_TARGET]), "rustup target add")?;
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

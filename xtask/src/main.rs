@@ -58,6 +58,12 @@ enum Task {
         /// Also cross-build conntrackd-linux-arm64 (installs Debian's aarch64 gcc and rustup's std).
         #[arg(long)]
         arm64: bool,
+        /// Package this already built binary as the amd64 one instead of a release build (tests).
+        #[arg(long, value_name = "PATH", conflicts_with = "arm64")]
+        binary: Option<PathBuf>,
+        /// Output directory [default: target/dist].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -99,10 +105,13 @@ fn main() -> Result<()> {
             require_root("the benchmark creates network namespaces")?;
             bench::run(&root, quick)
         }
-        Task::Dist { arm64 } => {
-            setup::run()?;
-            build_ebpf(&root)?;
-            dist::run(&root, arm64)
+        Task::Dist { arm64, binary, out } => {
+            let out = out.unwrap_or_else(|| root.join("target/dist"));
+            if binary.is_none() {
+                setup::run()?;
+                build_ebpf(&root)?;
+            }
+            dist::run(&root, &dist::Options { arm64, binary, out })
         }
     }
 }
