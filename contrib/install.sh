@@ -225,10 +225,10 @@ do_uninstall() {
     if systemd_running; then
         systemctl disable --now conntrackd.service >/dev/null 2>&1 || true
     fi
-    for file in "$BIN" "$UNIT" "$MANDIR"/conntrackd.1 "$MANDIR"/conntrackd-*.1; do
-        if [ -e "$DESTDIR$file" ]; then
-            rm -f "$DESTDIR$file"
-            info "removed $file"
+    for file in "$DESTDIR$BIN" "$DESTDIR$UNIT" "$DESTDIR$MANDIR"/conntrackd.1 "$DESTDIR$MANDIR"/conntrackd-*.1; do
+        if [ -e "$file" ]; then
+            rm -f "$file"
+            info "removed ${file#"$DESTDIR"}"
         fi
     done
     if systemd_running; then systemctl daemon-reload; fi

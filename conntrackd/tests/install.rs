@@ -3,7 +3,8 @@
 //! small HTTP server on 127.0.0.1, into temporary roots (DESTDIR): a fresh
 //! install, a re-run, `--from`, a checksum mismatch, `--with-geoip` from a
 //! local file, `--uninstall`, the root check, and shellcheck.
-mod common;
+#[path = "common/mmdb.rs"]
+mod mmdb;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -12,8 +13,6 @@ use std::{
     process::{Command, Output},
     sync::OnceLock,
 };
-
-use common::mmdb;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/install.sh");
 const CONTRIB_CONFIG: &str = include_str!("../../contrib/conntrackd.toml");
