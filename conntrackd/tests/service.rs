@@ -2,7 +2,9 @@
 //! man pages the binary generates on MANPATH), `systemd-analyze security`
 //! rates its exposure at most 2.5, and the real binary runs as an unprivileged
 //! user holding exactly the unit's capabilities: the eBPF source attaches and
-//! logs an injected event, with `comm` (CAP_PERFMON).
+//! logs an injected event, with `comm` (CAP_PERFMON). Watching another
+//! namespace fails with a clear error under the unit's set and works with
+//! the CAP_SYS_ADMIN of contrib/conntrackd-netns.conf.
 mod common;
 
 use std::{path::PathBuf, process::Command};
@@ -10,14 +12,28 @@ use std::{path::PathBuf, process::Command};
 use common::{require_root_and_tools, Daemon, Netns};
 
 const UNIT: &str = include_str!("../../contrib/conntrackd.service");
+const NETNS_DROP_IN: &str = include_str!("../../contrib/conntrackd-netns.conf");
 const INSTALLED_BINARY: &str = "/usr/local/bin/conntrackd";
 /// The uid/gid the capability test runs as (nobody/nogroup).
 const NOBODY: &str = "65534";
 
 /// The values of every `key=` line of the unit, in order.
 fn unit_values(key: &str) -> Vec<String> {
+    values(UNIT, key)
+}
+
+fn values(text: &str, key: &str) -> Vec<String> {
     let prefix = format!("{key}=");
-    UNIT.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+    text.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+}
+
+/// setpriv arguments: user nobody holding exactly `caps` (inheritable, ambient, bounding).
+fn setpriv(caps: &[String]) -> Vec<String> {
+    let set = format!("-all,{}", caps.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(","));
+    let mut args = vec!["setpriv".to_string(), format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into()];
+    args.extend(["--inh-caps", "--ambient-caps", "--bounding-set"].map(|o| format!("{o}={set}")));
+    args.push("--".into());
+    args
 }
 
 /// The unit's capabilities, e.g. ["bpf", "net_admin", "perfmon"]; the
@@ -127,10 +143,8 @@ fn binary_attaches_ebpf_as_an_unprivileged_user_with_the_units_capabilities() {
     require_root_and_tools();
     tool("setpriv", "util-linux");
     let caps = unit_capabilities();
-    let set = format!("-all,{}", caps.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(","));
-    let (uid, gid, inh, amb, bound) =
-        (format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), format!("--inh-caps={set}"), format!("--ambient-caps={set}"), format!("--bounding-set={set}"));
-    let prefix = ["setpriv", &uid, &gid, "--clear-groups", &inh, &amb, &bound, "--"];
+    let args = setpriv(&caps);
+    let prefix: Vec<&str> = args.iter().map(String::as_str).collect();
     let ns = Netns::new("unitcaps");
     // kind = "ebpf": no fallback to netlink; the start fails if eBPF is refused.
     let d = Daemon::start_with(&ns, "[source]\nkind = \"ebpf\"\n[sink.stream]\nenable = true\n", &prefix);
@@ -148,4 +162,63 @@ fn binary_attaches_ebpf_as_an_unprivileged_user_with_the_units_capabilities() {
     assert_eq!(ev["comm"].as_str(), Some("conntrack"), "CAP_PERFMON lets the kernel program read comm: {ev}");
     let (stopped, _) = d.stop();
     assert_eq!(stopped.get("submitted"), 1, "{}", stopped.log);
+}
+
+#[test]
+fn other_namespaces_need_the_drop_ins_cap_sys_admin() {
+    require_root_and_tools();
+    tool("setpriv", "util-linux");
+    let extra = values(NETNS_DROP_IN, "AmbientCapabilities");
+    assert_eq!(extra, ["CAP_SYS_ADMIN"], "the drop-in adds CAP_SYS_ADMIN only");
+    assert_eq!(values(NETNS_DROP_IN, "CapabilityBoundingSet"), extra);
+    let (home, other) = (Netns::new("dropin-a"), Netns::new("dropin-b"));
+    let config = format!("[source]\nkind = \"ebpf\"\nnetns = [\"self\", \"/run/netns/{}\"]\n[sink.stream]\nenable = true\n", other.name);
+
+    // The unit's set: a clear error at start, naming the capability.
+    let path = std::env::temp_dir().join(format!("conntrackd-dropin-{}.toml", std::process::id()));
+    std::fs::write(&path, &config).expect("write config");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &home.name])
+        .args(setpriv(&unit_capabilities()))
+        .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--log.format=text", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run conntrackd");
+    let _ = std::fs::remove_file(&path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must not start without CAP_SYS_ADMIN: {err}");
+    assert!(err.contains("setns needs CAP_SYS_ADMIN") && err.contains(&other.name), "{err}");
+
+    // With the drop-in's capability added: events of the other namespace, named.
+    let mut caps = unit_capabilities();
+    caps.push("sys_admin".into());
+    let args = setpriv(&caps);
+    let d = Daemon::start_with(&home, &config, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    other.exec(&["conntrack", "-I", "-p", "tcp", "-s", "10.99.0.2", "-d", "8.8.4.4", "--sport", "40003", "--dport", "443", "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY"]);
+    let ev = d.next_event();
+    assert_eq!((ev["netns"].as_str(), ev["src_port"].as_u64()), (Some(other.name.as_str()), Some(40003)), "{ev}");
+    d.stop();
+}
+
+#[test]
+fn unit_with_the_netns_drop_in_verifies_and_stays_under_2_5() {
+    tool("systemd-analyze", "systemd");
+    let dir = scratch("unit-dropin");
+    let unit = unit_for_test(&dir);
+    // A drop-in's [Service] lines merge into the unit's, as in one file.
+    let merged = format!("{}\n{NETNS_DROP_IN}", std::fs::read_to_string(&unit).expect("read unit"));
+    std::fs::write(&unit, merged).expect("write merged unit");
+    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&unit).output().expect("systemd-analyze");
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("systemd-analyze").args(["security", "--offline=true", "--no-pager"]).arg(&unit).output().expect("systemd-analyze");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for granted in ["CapabilityBoundingSet=~CAP_SYS_ADMIN", "RestrictNamespaces=~net"] {
+        let line = text.lines().find(|l| l.contains(granted)).unwrap_or_else(|| panic!("no {granted} line:\n{text}"));
+        assert!(line.starts_with('✗'), "the drop-in grants {granted}: {line}");
+    }
+    let line = text.lines().find(|l| l.contains("Overall exposure level")).expect("exposure line");
+    let figure: f64 = line.split(':').nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("figure");
+    println!("with the netns drop-in: {}", line.trim());
+    assert!(figure <= 2.5, "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
