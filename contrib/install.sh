@@ -210,9 +210,9 @@ do_install() {
 
 start_service() {
     if systemd_running; then
-        systemctl daemon-reload
-        systemctl enable conntrackd.service >/dev/null 2>&1
-        systemctl restart conntrackd.service
+        systemctl daemon-reload || fail "systemctl daemon-reload failed"
+        systemctl enable --quiet conntrackd.service || fail "cannot enable conntrackd.service"
+        systemctl restart conntrackd.service || fail "conntrackd did not start; see: journalctl -u conntrackd -n 50"
         info "conntrackd is enabled and running: journalctl -u conntrackd -f"
     elif [ -n "$DESTDIR" ]; then
         info "staged into $DESTDIR; the service was not started"
