@@ -13,9 +13,10 @@
 #   BASE_URL    where the release artifacts are (default: the latest GitHub release)
 #   ARCH        amd64 | arm64 (default: from uname -m)
 #   WITH_GEOIP  1 = as --with-geoip
-#   GEOIP_FILE  a local City database (.mmdb) to install
-#   GEOIP_URL   a URL to download the City database from (no default host:
-#               MaxMind requires an account; DB-IP City Lite works too)
+#   GEOIP_FILE  a local City database (.mmdb, or a .tar.gz holding one) to install
+#   GEOIP_URL   a URL to download it from (no default host: MaxMind requires
+#               an account and a license key; DB-IP City Lite works too)
+# URLs are printed without credentials and query strings (license keys).
 #   DESTDIR     install below this directory instead of / (staging, tests);
 #               the service is then neither enabled nor started
 #   NO_COLOR    set to disable colours
@@ -107,12 +108,17 @@ fetch() {
 
 download() {
     if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --retry 2 -o "$2" "$1" || fail "cannot download $1"
+        curl -fsSL --retry 2 -o "$2" "$1" || fail "cannot download $(redact "$1")"
     elif command -v wget >/dev/null 2>&1; then
-        wget -q -O "$2" "$1" || fail "cannot download $1"
+        wget -q -O "$2" "$1" || fail "cannot download $(redact "$1")"
     else
         fail "neither curl nor wget is installed"
     fi
+}
+
+# redact URL: without credentials (user:password@) and query (license keys).
+redact() {
+    printf '%s' "$1" | sed -e 's#//[^/@]*@#//***@#' -e 's#?.*#?***#'
 }
 
 sha256_of() {
@@ -152,6 +158,14 @@ fetch_geoip() {
     else
         fail "--with-geoip needs GEOIP_FILE (a local .mmdb) or GEOIP_URL (where to download it)"
     fi
+    # A tarball (MaxMind's download, geoipupdate's format): take its .mmdb.
+    if [ "$(od -An -tx1 -N 2 "$WORK/geoip.mmdb" | tr -d ' \n')" = 1f8b ]; then
+        mkdir -p "$WORK/geoip"
+        tar -xzf "$WORK/geoip.mmdb" -C "$WORK/geoip" || fail "the GeoIP download is gzip but not a tar archive"
+        found=$(find "$WORK/geoip" -name '*.mmdb' -type f | head -n 1)
+        [ -n "$found" ] || fail "the GeoIP tarball holds no .mmdb file"
+        mv -f "$found" "$WORK/geoip.mmdb"
+    fi
     if ! LC_ALL=C grep -q 'MaxMind.com' "$WORK/geoip.mmdb"; then
         fail "the GeoIP file is not a MaxMind DB (.mmdb) database"
     fi
@@ -185,7 +199,7 @@ do_install() {
     detect_arch
     WORK=$(mktemp -d)
     trap 'rm -rf "$WORK"' EXIT INT TERM
-    if [ -n "$FROM" ]; then info "installing from $FROM"; else info "downloading from $BASE_URL"; fi
+    if [ -n "$FROM" ]; then info "installing from $FROM"; else info "downloading from $(redact "$BASE_URL")"; fi
     # Everything is fetched and checked before anything is installed.
     fetch_verified "conntrackd-linux-$ARCH"
     fetch_verified conntrackd.service

@@ -65,7 +65,8 @@ fn serve(dir: PathBuf) -> String {
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 line.clear();
             }
-            let name = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/');
+            let target = request.split_whitespace().nth(1).unwrap_or("/");
+            let name = target.split('?').next().unwrap_or_default().trim_start_matches('/');
             let file = (!name.contains("..")).then(|| std::fs::read(dir.join(name)).ok()).flatten();
             let _ = match file {
                 Some(body) => stream
@@ -223,6 +224,33 @@ fn with_geoip_from_a_local_file_adds_the_section_once() {
     assert!(check.status.success(), "conntrackd check: {}", text(&check));
     let _ = std::fs::remove_file(&db);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn with_geoip_from_a_url_takes_the_mmdb_out_of_a_tarball_and_prints_no_secrets() {
+    let served = scratch("geoip-served");
+    let inner = served.join("GeoLite2-City_20261128");
+    std::fs::create_dir_all(&inner).expect("mkdir");
+    let db = mmdb::city_db("London");
+    std::fs::write(inner.join("GeoLite2-City.mmdb"), &db).expect("write mmdb");
+    let tar = Command::new("tar").arg("-czf").arg(served.join("geoip.tar.gz")).arg("-C").arg(&served).arg("GeoLite2-City_20261128").status();
+    assert!(tar.expect("tar").success());
+    let geoip_url = format!("{}/geoip.tar.gz?edition_id=GeoLite2-City&license_key=SECRETKEY", serve(served.clone()));
+    let base = base_url().replace("http://", "http://mirror:hunter2@");
+    let root = scratch("geoip-url");
+    let out = install(&root, &["--with-geoip"], &[("GEOIP_URL", &geoip_url), ("BASE_URL", &base)]);
+    let all = succeeded(&out);
+    assert_eq!(std::fs::read(root.join("var/lib/conntrackd/GeoLite2-City.mmdb")).expect("installed db"), db);
+    assert!(all.contains("downloading from http://***@127.0.0.1:"), "{all}");
+    assert!(!all.contains("hunter2") && !all.contains("SECRETKEY"), "secrets printed:\n{all}");
+    // A failed download names the URL without its secrets.
+    let missing = format!("{base}/missing");
+    let out = install(&scratch("geoip-url-missing"), &[], &[("BASE_URL", &missing)]);
+    let all = text(&out);
+    assert!(!out.status.success() && all.contains("[ERROR] cannot download http://***@127.0.0.1:"), "{all}");
+    assert!(!all.contains("hunter2"), "{all}");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&served);
 }
 
 #[test]
