@@ -35,7 +35,9 @@ fn scratch(name: &str) -> PathBuf {
 fn artifacts() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = scratch("dist");
+        // One directory, replaced by every run (a per-run name would pile up stripped binaries).
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("install-dist");
+        let _ = std::fs::remove_dir_all(&out);
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["run", "--quiet", "--package", "xtask", "--", "dist", "--binary", env!("CARGO_BIN_EXE_conntrackd"), "--out"])
