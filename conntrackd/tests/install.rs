@@ -247,7 +247,9 @@ fn with_geoip_from_a_url_takes_the_mmdb_out_of_a_tarball_and_prints_no_secrets()
     assert!(!all.contains("hunter2") && !all.contains("SECRETKEY"), "secrets printed:\n{all}");
     // A failed download names the URL without its secrets.
     let missing = format!("{base}/missing");
-    let out = install(&scratch("geoip-url-missing"), &[], &[("BASE_URL", &missing)]);
+    let empty_root = scratch("geoip-url-missing");
+    let out = install(&empty_root, &[], &[("BASE_URL", &missing)]);
+    let _ = std::fs::remove_dir_all(&empty_root);
     let all = text(&out);
     assert!(!out.status.success() && all.contains("[ERROR] cannot download http://***@127.0.0.1:"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
