@@ -41,6 +41,12 @@ pub(crate) enum CommandKind {
         #[arg(long, default_value_t = 200_000)]
         events: usize,
     },
+    /// Write the manual pages (conntrackd.1, conntrackd-run.1, ...) into a directory (used by `cargo xtask dist`).
+    #[command(hide = true)]
+    Man {
+        /// Output directory; created if missing.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,7 +90,7 @@ pub(crate) fn parse() -> Cli {
             sub = inner;
             args
         }
-        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::BenchLokiEncoder { .. } => return cli,
+        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::BenchLokiEncoder { .. } | CommandKind::Man { .. } => return cli,
     };
     args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli

@@ -66,6 +66,7 @@ pub fn main_entry() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        cli::CommandKind::Man { dir } => print_or_fail(write_man_pages(&dir)),
         cli::CommandKind::Check(args) => print_or_fail(load(&args).and_then(|config| commands::check_report(&config))),
         cli::CommandKind::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
             cli::init_logging(config.log.level, config.log.format.as_deref());
@@ -82,6 +83,17 @@ pub fn main_entry() -> ExitCode {
             }
         },
     }
+}
+
+/// Writes one page per visible command (clap_mangen) into `dir`; returns the list of files.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = cli::command().version(env!("CARGO_PKG_VERSION"));
+    clap_mangen::generate_to(cmd, dir).with_context(|| format!("writing manual pages to {}", dir.display()))?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    Ok(names.into_iter().map(|n| n + "\n").collect())
 }
 
 fn load(args: &cli::RunArgs) -> anyhow::Result<config::Config> {

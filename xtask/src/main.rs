@@ -1,10 +1,12 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | fuzz | bench`.
+//! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | fuzz | bench | dist`.
 //!
 //! Every task that builds runs `setup` first, which installs only what is
 //! missing and says what it installs.
 mod bench;
+mod dist;
 mod fuzz;
 mod setup;
+mod setup_contrib;
 mod setup_logsinks;
 mod setup_victorialogs;
 
@@ -52,6 +54,18 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Release artifacts in target/dist: stripped binary, man pages, unit, config, each with .sha256.
+    Dist {
+        /// Also cross-build conntrackd-linux-arm64 (installs Debian's aarch64 gcc and rustup's std).
+        #[arg(long)]
+        arm64: bool,
+        /// Package this already built binary as the amd64 one instead of a release build (tests).
+        #[arg(long, value_name = "PATH", conflicts_with = "arm64")]
+        binary: Option<PathBuf>,
+        /// Output directory [default: target/dist].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -91,6 +105,14 @@ fn main() -> Result<()> {
             build(&root)?;
             require_root("the benchmark creates network namespaces")?;
             bench::run(&root, quick)
+        }
+        Task::Dist { arm64, binary, out } => {
+            let out = out.unwrap_or_else(|| root.join("target/dist"));
+            if binary.is_none() {
+                setup::run()?;
+                build_ebpf(&root)?;
+            }
+            dist::run(&root, &dist::Options { arm64, binary, out })
         }
     }
 }
@@ -144,6 +166,6 @@ fn require_root(why: &str) -> Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }

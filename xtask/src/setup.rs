@@ -17,6 +17,7 @@ const PACKAGES: &[&str] =
 pub(crate) fn run() -> Result<()> {
     install_packages(PACKAGES)?;
     crate::setup_logsinks::install()?;
+    crate::setup_contrib::install()?;
     link_toolchain()?;
     install_bpf_linker()?;
     crate::setup_victorialogs::install_victorialogs()
