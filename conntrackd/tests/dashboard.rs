@@ -184,5 +184,5 @@ fn dashboard_loads_into_grafanas_model() {
         .expect("python3 is missing (`cargo xtask setup` installs it)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("model: ok"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("Loki queries")).count(), 5, "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("Loki queries")).count(), 6, "{text}");
 }

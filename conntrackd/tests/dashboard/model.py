@@ -28,8 +28,8 @@ def main(path):
     model = dashboard.Dashboard.from_json(raw)
     if not model.title:
         fail("the dashboard has no title")
-    if len(model.panels) != 5:
-        fail(f"expected 5 panels, the model has {len(model.panels)}")
+    if len(model.panels) != 6:
+        fail(f"expected 6 panels, the model has {len(model.panels)}")
     for panel, raw_panel in zip(model.panels, raw["panels"]):
         if not panel.title:
             fail(f"panel {panel.id_val} has no title")
