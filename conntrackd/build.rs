@@ -27,6 +27,12 @@ fn main() {
 /// The commit being built, or "unknown" outside a git checkout.
 fn git_commit() -> String {
     println!("cargo:rerun-if-changed=../.git/HEAD");
+    // HEAD names a branch; the branch file changes with every commit.
+    if let Ok(head) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.git/HEAD")) {
+        if let Some(branch) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=../.git/{branch}");
+        }
+    }
     std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

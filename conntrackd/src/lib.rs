@@ -49,10 +49,13 @@ pub fn main_entry() -> ExitCode {
     let cli = cli::parse();
     match cli.command {
         cli::CommandKind::Version => {
-            println!("conntrackd {}", env!("CARGO_PKG_VERSION"));
-            println!("git commit: {}", env!("CTD_BUILD_GIT_COMMIT"));
-            println!("aya: {}", env!("CTD_BUILD_AYA_VERSION"));
-            println!("eBPF object sha256: {}", source::ebpf::program::object_sha256());
+            stdout(&format!(
+                "conntrackd {}\ngit commit: {}\naya: {}\neBPF object sha256: {}\n",
+                env!("CARGO_PKG_VERSION"),
+                env!("CTD_BUILD_GIT_COMMIT"),
+                env!("CTD_BUILD_AYA_VERSION"),
+                source::ebpf::program::object_sha256()
+            ));
             ExitCode::SUCCESS
         }
         cli::CommandKind::Completions { shell } => {
@@ -62,7 +65,7 @@ pub fn main_entry() -> ExitCode {
         cli::CommandKind::BenchLokiEncoder { events } => {
             use sink::loki::{config::Encoding, throughput};
             for encoding in [Encoding::Protobuf, Encoding::Json] {
-                println!("{}", throughput::measure(events, encoding).json());
+                stdout(&format!("{}\n", throughput::measure(events, encoding).json()));
             }
             ExitCode::SUCCESS
         }
@@ -100,11 +103,17 @@ fn load(args: &cli::RunArgs) -> anyhow::Result<config::Config> {
     Ok(config::Config::load(args.config.as_deref(), &args.overrides)?)
 }
 
+/// Writes to stdout; a closed pipe (`conntrackd version | head -1`) is not an error.
+fn stdout(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
 /// Prints a command's output, or its error on stderr with a failing exit code.
 fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
     match result {
         Ok(out) => {
-            print!("{out}");
+            stdout(&out);
             ExitCode::SUCCESS
         }
         Err(err) => {
