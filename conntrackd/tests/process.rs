@@ -4,52 +4,14 @@
 //! and rules can drop by process.
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    process::Command,
-    thread,
+use std::{io::Write, process::Command};
+
+use common::{
+    require_root_and_tools,
+    tcp::{connect_as, serve},
+    veth, Daemon, Netns,
 };
-
-use common::{enter_netns, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::Value;
-
-/// Accepts `n` connections on 203.0.113.10:`port` in `server`, answering each.
-fn serve(server: &Netns, port: u16, n: usize) -> thread::JoinHandle<()> {
-    let name = server.name.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = thread::spawn(move || {
-        enter_netns(&name);
-        let listener = TcpListener::bind(("203.0.113.10", port)).expect("bind");
-        tx.send(()).expect("ready");
-        for _ in 0..n {
-            let (mut c, _) = listener.accept().expect("accept");
-            let mut buf = [0u8; 2];
-            let _ = c.read(&mut buf);
-            let _ = c.write_all(b"ok");
-        }
-    });
-    rx.recv().expect("server ready");
-    handle
-}
-
-/// Connects from a thread named `comm` inside `client`; returns the local port.
-fn connect_as(client: &Netns, comm: &str, to: &str) -> u16 {
-    let (name, to) = (client.name.clone(), to.to_string());
-    thread::Builder::new()
-        .name(comm.into())
-        .spawn(move || {
-            enter_netns(&name);
-            let mut s = TcpStream::connect(to.as_str()).expect("connect");
-            s.write_all(b"hi").expect("write");
-            let mut buf = [0u8; 2];
-            let _ = s.read(&mut buf);
-            s.local_addr().expect("addr").port()
-        })
-        .expect("spawn")
-        .join()
-        .expect("client")
-}
 
 /// Events of one flow until its DESTROY (after deleting it in `ns`).
 fn flow_until_destroy(d: &Daemon, ns: &Netns, dport: &str) -> Vec<Value> {

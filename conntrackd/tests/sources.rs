@@ -4,13 +4,11 @@
 //! counters and durations.
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    thread,
+use common::{
+    conntrack, inject, require_root_and_tools,
+    tcp::{connect_as, serve},
+    veth, Daemon, Netns,
 };
-
-use common::{conntrack, enter_netns, inject, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::{json, Value};
 
 const LOG_ALL: &str = "[sink.stream]\nenable = true\n";
@@ -125,37 +123,6 @@ fn all_namespaces_including_later_ones_carry_their_name() {
     d.stop();
 }
 
-/// A client namespace joined to a server at 203.0.113.10; returns the server thread.
-fn serve(server: &Netns, port: u16) -> thread::JoinHandle<()> {
-    let name = server.name.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = thread::spawn(move || {
-        enter_netns(&name);
-        let listener = TcpListener::bind(("203.0.113.10", port)).expect("bind");
-        tx.send(()).expect("ready");
-        let (mut c, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; 5];
-        c.read_exact(&mut buf).expect("read");
-        c.write_all(b"world").expect("write");
-    });
-    rx.recv().expect("server ready");
-    handle
-}
-
-fn connect(client: &Netns, to: &str) {
-    let name = client.name.clone();
-    let to = to.to_string();
-    thread::spawn(move || {
-        enter_netns(&name);
-        let mut s = TcpStream::connect(to.as_str()).expect("connect");
-        s.write_all(b"hello").expect("write");
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).expect("read");
-    })
-    .join()
-    .expect("client");
-}
-
 #[test]
 fn nat_shows_in_the_reply_tuple() {
     require_root_and_tools();
@@ -164,8 +131,8 @@ fn nat_shows_in_the_reply_tuple() {
     client.track_connections();
     client.nft("table ip ctdnat {\n chain out { type nat hook output priority -100; ip daddr 203.0.113.99 tcp dport 80 dnat to 203.0.113.10:8080; }\n}\n");
     let d = Daemon::start_default(&client);
-    let srv = serve(&server, 8080);
-    connect(&client, "203.0.113.99:80");
+    let srv = serve(&server, 8080, 1);
+    connect_as(&client, "ct-nat", "203.0.113.99:80");
     srv.join().expect("server");
     let new = d.next_event();
     for (key, want) in [("type", json!("NEW")), ("dst_addr", json!("203.0.113.99")), ("dst_port", json!(80)), ("reply_src_addr", json!("203.0.113.10")), ("reply_src_port", json!(8080)), ("reply_dst_addr", json!("203.0.113.1"))] {
@@ -182,8 +149,8 @@ fn destroy_carries_counters_start_and_duration() {
     client.track_connections();
     let d = Daemon::start(&client, "filter = [\"log type DESTROY\", \"drop any\"]\n[source]\nset_sysctls = true\n[sink.stream]\nenable = true\n");
     assert_eq!(client.exec(&["sysctl", "-n", "net.netfilter.nf_conntrack_acct"]).trim(), "1");
-    let srv = serve(&server, 8081);
-    connect(&client, "203.0.113.10:8081");
+    let srv = serve(&server, 8081, 1);
+    connect_as(&client, "ct-acct", "203.0.113.10:8081");
     srv.join().expect("server");
     client.exec(&["conntrack", "-D", "-p", "tcp", "--dport", "8081"]);
     let ev = d.next_event();

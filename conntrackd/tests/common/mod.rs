@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod inject;
+pub mod tcp;
 
 use std::{
     io::{BufRead, BufReader, Write},
