@@ -26,6 +26,16 @@ pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
     }
     out.push_str(&format!("{}\n", prefilter(config)));
+    if let Some(stream) = &config.stream {
+        out.push_str(&format!("sink stream: {:?}\n", stream.writer));
+    }
+    if let Some(journal) = &config.journal {
+        let state = if journal.socket.exists() { "present" } else { "MISSING: the sink will not start" };
+        out.push_str(&format!("sink journal: {} ({state})\n", journal.socket.display()));
+    }
+    if let Some(syslog) = &config.syslog {
+        out.push_str(&format!("sink syslog: {} ({:?}, facility {})\n", syslog.address, syslog.format, syslog.facility.name()));
+    }
     if let Some(loki) = &config.loki {
         // The endpoint's Debug form has no credentials; the token is never shown.
         out.push_str(&format!("sink loki: {:?}, encoding {:?}, spool {:?}\n", loki.endpoint, loki.encoding, loki.spool_dir));

@@ -72,6 +72,11 @@ impl Facility {
         FACILITIES.iter().find(|(name, _)| *name == lower).map(|&(_, code)| Self(code)).ok_or(FormatError::Facility(text.into()))
     }
 
+    /// The facility's name, as configured.
+    pub fn name(self) -> &'static str {
+        FACILITIES.iter().find(|&&(_, code)| code == self.0).map_or("?", |&(name, _)| name)
+    }
+
     /// PRI = facility * 8 + severity.
     pub fn pri(self) -> u8 {
         self.0 * 8 + SEVERITY_INFO
