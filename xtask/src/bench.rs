@@ -12,7 +12,11 @@
 //! `target/bench/report.{md,json}` ([`report`], [`analysis`]).
 //! First, [`geoip`] measures the GeoIP enrichment cost on a real-sized database;
 //! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
+//! Peers: `conntrack -E` and ulogd2 ([`ulogd`]). Every run is repeated; the
+//! report shows medians with their spread ([`median`], [`schedule`]), checks
+//! the generator ([`check`]) and draws PNG plots ([`plot`]).
 mod analysis;
+mod check;
 mod consumer;
 mod daemon_config;
 mod generator;
@@ -21,15 +25,21 @@ mod interrupt;
 mod loki;
 mod loki_latency;
 mod measure;
+mod median;
 mod mode;
 mod netns;
 mod packet;
 mod parse;
+mod plot;
 mod process;
+#[cfg(test)]
+mod quick_test;
 mod report;
 mod rules;
+mod schedule;
 mod settings;
 mod table;
+mod ulogd;
 
 use std::{
     fs,
@@ -50,32 +60,55 @@ use self::{
 
 /// The output must not grow for this long before a consumer is stopped.
 const QUIET: Duration = Duration::from_secs(1);
+/// Debian packages of the peers and of the plots' venv.
+const PACKAGES: [&str; 3] = ["ulogd2", "ulogd2-json", "python3-venv"];
 
-/// Connections per run, the rates to run at, and the rule benchmark's effort.
+/// Connections per run, the rates to run at, how often each run is
+/// repeated (the report shows the median), and the rule benchmark's effort.
 struct Plan {
     connections: u32,
     rates: Vec<Rate>,
+    repeats: usize,
     rules: rules::Effort,
 }
 
 impl Plan {
     fn new(quick: bool) -> Self {
         if quick {
-            Plan { connections: 20_000, rates: vec![Rate(Some(50_000))], rules: rules::Effort { rounds: 300_000, repeats: 5 } }
+            Plan { connections: 20_000, rates: vec![Rate(Some(50_000))], repeats: 1, rules: rules::Effort { rounds: 300_000, repeats: 5 } }
         } else {
             Plan {
-                connections: 100_000,
+                connections: FULL_CONNECTIONS,
                 rates: vec![Rate(Some(10_000)), Rate(Some(50_000)), Rate(Some(100_000)), Rate(None)],
+                repeats: 3,
                 rules: rules::Effort { rounds: 1_000_000, repeats: 9 },
             }
         }
     }
 }
 
+/// Connections per run in the full benchmark (5 consumers x 2 modes x 4
+/// rates x 3 repetitions = 120 runs, about 12 minutes on 2 cores).
+const FULL_CONNECTIONS: u32 = 100_000;
+
+/// What to run and where.
+pub(crate) struct Options {
+    pub quick: bool,
+    /// The conntrackd binary [default: target/release/conntrackd].
+    pub daemon: Option<PathBuf>,
+    /// Where the reports go [default: target/bench].
+    pub out: Option<PathBuf>,
+}
+
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
-    let plan = Plan::new(quick);
-    let files = Files::prepare(root)?;
-    println!("{}", geoip::run(&files.daemon, &files.dir, quick)?);
+    run_with(root, &Options { quick, daemon: None, out: None })
+}
+
+pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
+    crate::setup::install_packages(&PACKAGES)?;
+    let plan = Plan::new(options.quick);
+    let files = Files::prepare(root, options)?;
+    println!("{}", geoip::run(&files.daemon, &files.dir, options.quick)?);
     interrupt::install();
     eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
     let rules = rules::run(root, plan.rules)?;
@@ -97,7 +130,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let daemon = Daemon { binary: &files.daemon, config_dir: &files.dir };
     daemon_config::write_all(&daemon)?;
     let bench = Bench { lab: &lab, daemon, runs_dir: &files.runs, connections: plan.connections, sources, quiet: QUIET };
-    let (runs, failures) = run_all(&bench, &plan)?;
+    let (samples, failures) = run_all(&bench, &plan)?;
+    let checks = check::generator(&samples, plan.connections);
+    let runs = schedule::fold_all(&samples);
     settings.finish();
     let loki = loki::run(&bench, &files.dir, plan.rates[0], &runs)?;
     drop(bench);
@@ -105,35 +140,43 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     drop(lab);
 
     let failed = failures.len();
-    let markdown = Report::new(settings, runs, failures, rules).write(&files.dir)?;
+    let generator_ok = checks.iter().all(|c| c.ok);
+    let markdown = Report::new(settings, runs, failures, rules, checks).write(&files.dir)?;
     println!("{markdown}{loki}");
-    println!("written: {} and report.json; consumer output in {}", files.dir.join("report.md").display(), files.runs.display());
+    let plots = plot::draw(root, &files.dir)?;
+    println!("written: {} and report.json, plots {}; consumer output in {}", files.dir.join("report.md").display(), plots.join(", "), files.runs.display());
     if failed > 0 {
         bail!("{failed} runs failed; see \"Failed runs\" in the report");
+    }
+    if options.quick && !generator_ok {
+        bail!("the generator did not create the requested entries; see \"Generator check\" in the report");
     }
     Ok(())
 }
 
-/// Every consumer on every mode at every rate, one at a time; the consumers
-/// of one mode and rate run back to back so their figures compare. A run
-/// that fails is recorded and the others go on; an interruption stops all.
+/// Every consumer on every mode at every rate, `plan.repeats` times, one at
+/// a time; the consumers of one mode and rate run back to back so their
+/// figures compare. A run that fails is recorded and the others go on; an
+/// interruption stops all.
 fn run_all(bench: &Bench, plan: &Plan) -> Result<(Vec<RunResult>, Vec<Failure>)> {
     let (mut runs, mut failures) = (Vec::new(), Vec::new());
     for mode in Mode::ALL {
         for &rate in &plan.rates {
-            for kind in Kind::ALL {
-                let what = format!("{} on {} at {}", kind.name(), mode.label(), rate.label());
-                eprintln!("bench: {what} ({} connections)", plan.connections);
-                match bench.measure(kind, mode, rate) {
-                    Ok(r) => {
-                        eprintln!("bench:   achieved {:.0}/s, delivered {}/{}, CPU {:.3} s", r.achieved_rate, r.delivered, r.expected, r.cpu_s);
-                        runs.push(r);
-                    }
-                    Err(err) => {
-                        interrupt::check()?;
-                        let network = bench.lab.describe_client();
-                        eprintln!("bench:   FAILED: {err:#}\nbench:   client network then:\n{network}");
-                        failures.push(Failure { run: what, error: format!("{err:#}"), client_network: network });
+            for repeat in 1..=plan.repeats {
+                for kind in Kind::ALL {
+                    let what = format!("{} on {} at {} (run {repeat}/{})", kind.name(), mode.label(), rate.label(), plan.repeats);
+                    eprintln!("bench: {what} ({} connections)", plan.connections);
+                    match bench.measure(kind, mode, rate) {
+                        Ok(r) => {
+                            eprintln!("bench:   achieved {:.0}/s, delivered {}/{}, CPU {:.3} s", r.achieved_rate, r.delivered, r.expected, r.cpu_s);
+                            runs.push(r);
+                        }
+                        Err(err) => {
+                            interrupt::check()?;
+                            let network = bench.lab.describe_client();
+                            eprintln!("bench:   FAILED: {err:#}\nbench:   client network then:\n{network}");
+                            failures.push(Failure { run: what, error: format!("{err:#}"), client_network: network });
+                        }
                     }
                 }
             }
@@ -152,12 +195,12 @@ struct Files {
 }
 
 impl Files {
-    fn prepare(root: &Path) -> Result<Self> {
-        let daemon = root.join("target/release/conntrackd");
+    fn prepare(root: &Path, options: &Options) -> Result<Self> {
+        let daemon = options.daemon.clone().unwrap_or_else(|| root.join("target/release/conntrackd"));
         if !daemon.is_file() {
             bail!("{} is missing; run cargo xtask build", daemon.display());
         }
-        let dir = root.join("target/bench");
+        let dir = options.out.clone().unwrap_or_else(|| root.join("target/bench"));
         let runs = dir.join("runs");
         fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
         Ok(Self { daemon, dir, runs })

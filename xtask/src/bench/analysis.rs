@@ -108,6 +108,7 @@ pub(crate) fn targets(runs: &[RunResult], prefilter: &[Pair], rules: &RulesResul
             met: p.ratio <= PREFILTER_TARGET_RATIO,
         });
     }
+    targets.extend(peer_targets(runs));
     targets.push(Target {
         what: format!("rule evaluations per second, {} rules, one core", rules.realistic.rules.len()),
         value: format!("{:.1} M/s", rules.realistic.best_per_s / 1e6),
@@ -116,6 +117,43 @@ pub(crate) fn targets(runs: &[RunResult], prefilter: &[Pair], rules: &RulesResul
     });
     targets
 }
+
+/// conntrackd (eBPF) at most 1/5 of the CPU per 100k kernel events of the
+/// cheaper peer (conntrack -E, ulogd2; the peer's loss is shown beside it:
+/// a peer that loses events is cheaper per kernel event because it lost
+/// them), and the netlink source no costlier than `conntrack -E` at equal
+/// delivered events (CPU per 100k delivered, all-public mode, where both
+/// should deliver every event), at each mode and rate.
+fn peer_targets(runs: &[RunResult]) -> Vec<Target> {
+    let find = |k: Kind, r: &RunResult| runs.iter().find(|o| o.consumer == k.name() && o.mode == r.mode && o.rate == r.rate);
+    let mut targets = Vec::new();
+    for r in runs.iter().filter(|r| r.consumer == Kind::Conntrackd.name()) {
+        let peers = [Kind::ConntrackEvents, Kind::Ulogd].map(|k| find(k, r));
+        let Some(best) = peers.iter().flatten().min_by(|a, b| a.cpu_s_per_100k.total_cmp(&b.cpu_s_per_100k)) else { continue };
+        let ratio = r.cpu_s_per_100k / best.cpu_s_per_100k;
+        targets.push(Target {
+            what: format!("CPU per 100k kernel events, conntrackd ebpf / best peer, {} at {}", r.mode, r.rate),
+            value: format!("{ratio:.3} (best peer {}, {:.1} % loss)", best.consumer, best.loss_pct),
+            target: format!("<= {PEER_TARGET_RATIO} (1/5)"),
+            met: ratio <= PEER_TARGET_RATIO,
+        });
+        if let (Some(netlink), Some(ct)) = (find(Kind::ConntrackdNetlink, r), peers[0]) {
+            if r.mode == Mode::AllPublic.label() {
+                let ratio = netlink.cpu_s_per_100k_delivered / ct.cpu_s_per_100k_delivered;
+                targets.push(Target {
+                    what: format!("CPU per 100k delivered events, conntrackd netlink / conntrack -E, {} at {}", r.mode, r.rate),
+                    value: format!("{ratio:.3} (losses {:.1} % / {:.1} %)", netlink.loss_pct, ct.loss_pct),
+                    target: "<= 1".into(),
+                    met: ratio <= 1.0,
+                });
+            }
+        }
+    }
+    targets
+}
+
+/// conntrackd (eBPF, default rules) CPU / the best peer's must not exceed this.
+pub(crate) const PEER_TARGET_RATIO: f64 = 0.2;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! The consumers under test, each run alone inside the client namespace:
 //! conntrackd with the eBPF source, with the netlink source, and with the
 //! eBPF source but no kernel pre-filter (each with its own config and the
-//! stream sink to a file), and `conntrack -E` from conntrack-tools.
+//! stream sink to a file), `conntrack -E` from conntrack-tools, and ulogd2
+//! (NFCT input, JSON output; [`super::ulogd`]).
 //! A [`Consumer`] is started and awaited until it listens,
 //! left to catch up, stopped with SIGTERM and measured; dropping one that was
 //! not stopped kills it.
@@ -30,7 +31,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(5);
 /// Output-quiescence poll interval.
 const QUIET_POLL: Duration = Duration::from_millis(100);
-const READY_MARKER: &str = "conntrackd ready";
+/// conntrackd's readiness line, and ulogd's once its NFCT socket and filter are set up.
+const READY_MARKERS: [&str; 2] = ["conntrackd ready", "initialization finished, entering main loop"];
 /// Lines of stderr quoted when a consumer fails to start.
 const STDERR_TAIL: usize = 20;
 
@@ -44,10 +46,12 @@ pub(crate) enum Kind {
     /// conntrackd, eBPF source with `kernel_prefilter = false`.
     ConntrackdNoPrefilter,
     ConntrackEvents,
+    /// ulogd2: NFCT input (event mode, `accept_dst_filter` = the public range), JSON output.
+    Ulogd,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Conntrackd, Kind::ConntrackdNetlink, Kind::ConntrackdNoPrefilter, Kind::ConntrackEvents];
+    pub const ALL: [Kind; 5] = [Kind::Conntrackd, Kind::ConntrackdNetlink, Kind::ConntrackdNoPrefilter, Kind::ConntrackEvents, Kind::Ulogd];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +59,7 @@ impl Kind {
             Kind::ConntrackdNetlink => "conntrackd netlink",
             Kind::ConntrackdNoPrefilter => "conntrackd ebpf no-prefilter",
             Kind::ConntrackEvents => "conntrack -E",
+            Kind::Ulogd => "ulogd2",
         }
     }
 
@@ -65,23 +70,21 @@ impl Kind {
             Kind::ConntrackdNetlink => "conntrackd-netlink",
             Kind::ConntrackdNoPrefilter => "conntrackd-noprefilter",
             Kind::ConntrackEvents => "conntrack-E",
+            Kind::Ulogd => "ulogd2",
         }
     }
 
-    pub fn is_conntrackd(self) -> bool {
-        self != Kind::ConntrackEvents
-    }
-
-    /// conntrackd runs the default rules (TCP to PUBLIC only); conntrack -E shows everything.
+    /// conntrackd runs the default rules (TCP to PUBLIC only) and ulogd its
+    /// `accept_dst_filter` (the public range); conntrack -E shows everything.
     pub fn logs_private(self) -> bool {
-        !self.is_conntrackd()
+        self == Kind::ConntrackEvents
     }
 
     pub fn format(self) -> Format {
-        if self.is_conntrackd() {
-            Format::Json
-        } else {
-            Format::Conntrack
+        match self {
+            Kind::ConntrackEvents => Format::Conntrack,
+            Kind::Ulogd => Format::Ulogd,
+            _ => Format::Json,
         }
     }
 }
@@ -95,7 +98,8 @@ pub(crate) struct Daemon<'a> {
 
 impl Daemon<'_> {
     pub fn config(&self, kind: Kind) -> PathBuf {
-        self.config_dir.join(format!("{}.toml", kind.slug()))
+        let ext = if kind == Kind::Ulogd { "conf" } else { "toml" };
+        self.config_dir.join(format!("{}.{ext}", kind.slug()))
     }
 }
 
@@ -130,10 +134,11 @@ impl Consumer {
         let binary = daemon.binary.to_string_lossy();
         let config = daemon.config(kind);
         let config = config.to_string_lossy();
-        let mut cmd = if kind.is_conntrackd() {
-            netns::command_in(netns::CLIENT, &[&binary, "run", "--config", &config])
-        } else {
-            netns::command_in(netns::CLIENT, &["conntrack", "-E", "-o", "timestamp"])
+        let mut cmd = match kind {
+            Kind::ConntrackEvents => netns::command_in(netns::CLIENT, &["conntrack", "-E", "-o", "timestamp"]),
+            // In the foreground; its JSON goes to /dev/stdout, its log to /dev/stderr.
+            Kind::Ulogd => netns::command_in(netns::CLIENT, &["ulogd", "-c", &config]),
+            _ => netns::command_in(netns::CLIENT, &[&binary, "run", "--config", &config]),
         };
         let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
         let mut child =
@@ -148,7 +153,7 @@ impl Consumer {
         Ok(consumer)
     }
 
-    /// conntrackd: its `conntrackd ready` line; conntrack -E: a subscribed ctnetlink socket.
+    /// conntrackd and ulogd: their readiness line; conntrack -E: a subscribed ctnetlink socket.
     fn await_ready(&mut self, ready: &Receiver<()>) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -246,7 +251,7 @@ fn read_stderr(stderr: ChildStderr, ready: Sender<()>) -> Vec<String> {
     for line in BufReader::new(stderr).split(b'\n') {
         let Ok(line) = line else { break };
         let line = parse::strip_ansi(&String::from_utf8_lossy(&line));
-        if line.contains(READY_MARKER) {
+        if READY_MARKERS.iter().any(|m| line.contains(m)) {
             let _ = ready.send(());
         }
         lines.push(line);

@@ -94,8 +94,11 @@ fn result(run: Run, sent: &Sent, table: Table, delivered: parse::Delivered, m: &
     let per_100k = |s: f64| if generated == 0 { 0.0 } else { s * 100_000.0 / generated as f64 };
     let (expected, got) = if kind.logs_private() { (generated, delivered.public() + delivered.private()) } else { (2 * table.public, delivered.public()) };
     let cpu_s = m.cpu_load.as_secs_f64();
-    let counters =
-        if kind.is_conntrackd() { parse::counters(&m.stderr, "conntrackd stopped").unwrap_or_default() } else { parse::conntrack_summary(&m.stderr) };
+    let counters = match kind {
+        Kind::ConntrackEvents => parse::conntrack_summary(&m.stderr),
+        Kind::Ulogd => super::ulogd::summary(&m.stderr),
+        _ => parse::counters(&m.stderr, "conntrackd stopped").unwrap_or_default(),
+    };
     RunResult {
         consumer: kind.name(),
         mode: mode.label(),
@@ -113,6 +116,7 @@ fn result(run: Run, sent: &Sent, table: Table, delivered: parse::Delivered, m: &
         loss_pct: percent(expected.saturating_sub(got), expected),
         cpu_s,
         cpu_s_per_100k: per_100k(cpu_s),
+        cpu_s_per_100k_delivered: if got == 0 { f64::NAN } else { cpu_s * 100_000.0 / got as f64 },
         producer_cpu_s: producer_cpu.as_secs_f64(),
         producer_cpu_s_per_100k: per_100k(producer_cpu.as_secs_f64()),
         startup_cpu_s: m.cpu_startup.as_secs_f64(),
@@ -124,6 +128,9 @@ fn result(run: Run, sent: &Sent, table: Table, delivered: parse::Delivered, m: &
         settled,
         exit: m.exit.describe(),
         send_retries: sent.retries,
+        repeats: 1,
+        spread: super::median::none(),
+        each: Vec::new(),
     }
 }
 

@@ -18,6 +18,8 @@ pub(crate) enum Format {
     Json,
     /// `conntrack -E` text lines.
     Conntrack,
+    /// ulogd's JSON output plugin.
+    Ulogd,
 }
 
 /// Events found in an output file.
@@ -56,6 +58,7 @@ pub(crate) fn delivered(path: &Path, format: Format, public: Ipv4Addr, private: 
         let (public, private) = match format {
             Format::Json => (json_event(&line, &public), json_event(&line, &private)),
             Format::Conntrack => (conntrack_event(&line, &public), conntrack_event(&line, &private)),
+            Format::Ulogd => (ulogd_event(&line, &public), ulogd_event(&line, &private)),
         };
         match (public, private) {
             (Some(Kind::New), _) => counts.new += 1,
@@ -87,6 +90,10 @@ fn json_event(line: &str, dst: &str) -> Option<Kind> {
         "DESTROY" => Some(Kind::Destroy),
         _ => None,
     }
+}
+
+fn ulogd_event(line: &str, dst: &str) -> Option<Kind> {
+    super::ulogd::event(line, dst).map(|new| if new { Kind::New } else { Kind::Destroy })
 }
 
 /// `[1700000000.000001]\t    [NEW] tcp      6 120 SYN_SENT src=... dst=203.0.113.10 ...`

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::{
     analysis::{self, Lossless, Pair, Target, PREFILTER_TARGET_RATIO},
+    check::GeneratorCheck,
     consumer::Kind,
+    median::{show, Each, Spread},
     mode::Mode,
     parse::Delivered,
     rules::{self, RulesResult},
@@ -44,6 +46,9 @@ pub(crate) struct RunResult {
     pub cpu_s: f64,
     /// Per 100k `generated` events (all the kernel emitted).
     pub cpu_s_per_100k: f64,
+    /// Per 100k `delivered` events: the cost of what it did log (a consumer
+    /// that loses events is cheap per kernel event only because it lost them).
+    pub cpu_s_per_100k_delivered: f64,
     /// The generator thread and `conntrack -F`: where the kernel's per-event
     /// work (listeners' socket filters included) is charged.
     pub producer_cpu_s: f64,
@@ -61,6 +66,12 @@ pub(crate) struct RunResult {
     pub settled: bool,
     pub exit: String,
     pub send_retries: u64,
+    /// How many runs the figures are the median of.
+    pub repeats: usize,
+    /// Each figure's minimum and maximum over the runs.
+    pub spread: BTreeMap<String, Spread>,
+    /// Each run's main figures.
+    pub each: Vec<Each>,
 }
 
 /// A run that did not complete.
@@ -83,16 +94,17 @@ pub(crate) struct Report {
     conntrackd_vs_conntrack_e: Vec<Pair>,
     highest_lossless: Vec<Lossless>,
     targets: Vec<Target>,
+    generator_checks: Vec<GeneratorCheck>,
 }
 
 impl Report {
-    pub fn new(settings: Settings, runs: Vec<RunResult>, failures: Vec<Failure>, rules: RulesResult) -> Self {
+    pub fn new(settings: Settings, runs: Vec<RunResult>, failures: Vec<Failure>, rules: RulesResult, generator_checks: Vec<GeneratorCheck>) -> Self {
         let prefilter_on_vs_off = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackdNoPrefilter);
         let ebpf_vs_netlink = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackdNetlink);
         let conntrackd_vs_conntrack_e = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackEvents);
         let highest_lossless = Mode::ALL.iter().flat_map(|&m| Kind::ALL.iter().map(move |&k| (k, m))).map(|(k, m)| analysis::lossless(&runs, k, m)).collect();
         let targets = analysis::targets(&runs, &prefilter_on_vs_off, &rules);
-        Self { settings, runs, failures, rules, prefilter_on_vs_off, ebpf_vs_netlink, conntrackd_vs_conntrack_e, highest_lossless, targets }
+        Self { settings, runs, failures, rules, prefilter_on_vs_off, ebpf_vs_netlink, conntrackd_vs_conntrack_e, highest_lossless, targets, generator_checks }
     }
 
     /// Writes `report.md` and `report.json` into `dir`; returns the Markdown.
@@ -108,7 +120,9 @@ impl Report {
 
     fn markdown(&self) -> String {
         let mut out = String::from("# conntrackd benchmark\n\n");
-        section(&mut out, "Delivery and cost per consumer", &self.results_table());
+        let runs = self.runs.first().map_or(0, |r| r.repeats);
+        let title = format!("Delivery and cost per consumer (median of {runs} runs, min–max in brackets)");
+        section(&mut out, &title, &self.results_table());
         if !self.failures.is_empty() {
             section(&mut out, "Failed runs", &self.failures_list());
         }
@@ -126,6 +140,7 @@ impl Report {
         section(&mut out, "Highest lossless rate (no loss at it or at any lower achieved rate)", &self.lossless_table());
         section(&mut out, "Rule evaluation, one thread (best of the repetitions)", &self.rules_table());
         section(&mut out, "Targets", &self.targets_table());
+        section(&mut out, "Generator check (entries before the flush: conntrack -C, and conntrack -L to the public address)", &self.checks_table());
         section(&mut out, "Settings", &self.settings.markdown());
         out
     }
@@ -142,6 +157,7 @@ impl Report {
             "loss %",
             "CPU s",
             "CPU s/100k ev",
+            "CPU s/100k delivered",
             "producer CPU s/100k ev",
             "peak RSS MiB",
             "notes",
@@ -152,15 +168,16 @@ impl Report {
                 r.mode.into(),
                 r.consumer.into(),
                 r.rate.clone(),
-                format!("{:.0}", r.achieved_rate),
+                show(r, "achieved_rate", r.achieved_rate, 0),
                 r.generated.to_string(),
                 r.expected.to_string(),
-                r.delivered.to_string(),
-                format!("{:.3}", r.loss_pct),
-                format!("{:.3}", r.cpu_s),
-                format!("{:.4}", r.cpu_s_per_100k),
-                format!("{:.4}", r.producer_cpu_s_per_100k),
-                format!("{:.1}", r.peak_rss_mib),
+                show(r, "delivered", r.delivered as f64, 0),
+                show(r, "loss_pct", r.loss_pct, 3),
+                show(r, "cpu_s", r.cpu_s, 3),
+                show(r, "cpu_s_per_100k", r.cpu_s_per_100k, 4),
+                show(r, "cpu_s_per_100k_delivered", r.cpu_s_per_100k_delivered, 4),
+                show(r, "producer_cpu_s_per_100k", r.producer_cpu_s_per_100k, 4),
+                show(r, "peak_rss_mib", r.peak_rss_mib, 1),
                 notes(r),
             ]);
         }
@@ -188,7 +205,7 @@ impl Report {
         let mut header = vec!["mode", "consumer", "rate"];
         header.extend(KEYS);
         let mut t = Table::new(&header);
-        for r in self.runs.iter().filter(|r| r.consumer != Kind::ConntrackEvents.name()) {
+        for r in self.runs.iter().filter(|r| r.consumer != Kind::ConntrackEvents.name() && r.consumer != Kind::Ulogd.name()) {
             let mut row = vec![r.mode.to_string(), r.consumer.to_string(), r.rate.clone()];
             row.extend(KEYS.iter().map(|k| r.counters.get(*k).map_or("-".into(), u64::to_string)));
             t.row(row);
@@ -228,6 +245,21 @@ impl Report {
             r.repeats,
             rules.join(", ")
         )
+    }
+
+    /// Every mismatch, or one line saying all runs matched.
+    fn checks_table(&self) -> String {
+        let bad: Vec<&GeneratorCheck> = self.generator_checks.iter().filter(|c| !c.ok).collect();
+        let Some(first) = self.generator_checks.first() else { return "no runs\n".into() };
+        if bad.is_empty() {
+            return format!("all {} runs: requested = created ({} entries each), public requested = listed\n", self.generator_checks.len(), first.requested);
+        }
+        let mut t = Table::new(&["run", "requested", "created (-C)", "public requested", "public listed (-L)"]);
+        let count = bad.len();
+        for c in bad {
+            t.row(vec![c.run.clone(), c.requested.to_string(), c.created.to_string(), c.requested_public.to_string(), c.listed_public.to_string()]);
+        }
+        format!("MISMATCH in {count} of {} runs:\n\n{}", self.generator_checks.len(), t.render())
     }
 
     fn targets_table(&self) -> String {

@@ -117,7 +117,14 @@ impl Settings {
                 "- conntrackd: rules {:?}; ebpf ring_buffer_bytes={}; netlink receive_buffer_bytes={}; stream sink to a file; conntrack -E -o timestamp to a file",
                 self.daemon_rules, self.ring_buffer_bytes, self.receive_buffer_bytes
             ),
-            "- loss: of the events the consumer should deliver (conntrackd: those to the PUBLIC address; conntrack -E: all); \
+            format!(
+                "- ulogd2: `ulogd -c ulogd2.conf` in the foreground; NFCT input in event mode, hash_enable=0 (every NEW and DESTROY \
+                 reaches the output), accept_dst_filter={} (a kernel socket filter), netlink socket buffer 217088 B growing to {} B; \
+                 IP2STR; JSON output with sync=1 to a file",
+                super::ulogd::PUBLIC_RANGE,
+                self.receive_buffer_bytes
+            ),
+            "- loss: of the events the consumer should deliver (conntrackd and ulogd2: those to the PUBLIC address; conntrack -E: all); \
              CPU per 100k: of all events the kernel generated (NEW + DESTROY of every connection)"
                 .to_string(),
             "- consumer CPU is the consumer process only; the kernel work done as each event is emitted (conntrack, the \

@@ -1,0 +1,34 @@
+//! Runs `cargo xtask bench --quick` once, in-process, so the benchmark keeps
+//! working: every consumer on both modes at one rate, the generator check
+//! (which fails the run on a mismatch), the reports and the plots. It uses
+//! the debug conntrackd that `cargo test --workspace` builds (a release build
+//! would add minutes) and writes to `target/bench-test`, not `target/bench`.
+//! It is the only test that uses the benchmark's namespaces (`ctbench-*`);
+//! do not run `cargo xtask bench` while the tests run.
+use std::path::Path;
+
+use super::{run_with, Options};
+
+#[test]
+fn bench_quick_runs_every_consumer_and_checks_the_generator() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the benchmark creates network namespaces: run as root (cargo xtask test)");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let daemon = root.join("target/debug/conntrackd");
+    assert!(daemon.is_file(), "{} is missing: build it with cargo build -p conntrackd (cargo xtask test does)", daemon.display());
+    let out = root.join("target/bench-test");
+    let _ = std::fs::remove_file(out.join("report.json"));
+    run_with(root, &Options { quick: true, daemon: Some(daemon), out: Some(out.clone()) }).expect("cargo xtask bench --quick");
+
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("JSON");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2 * super::Kind::ALL.len(), "one run per consumer and mode");
+    for r in runs {
+        assert!(r["delivered"].as_u64().unwrap_or(0) > 0, "{} delivered nothing on {}", r["consumer"], r["mode"]);
+    }
+    let checks = report["generator_checks"].as_array().expect("generator_checks");
+    assert!(!checks.is_empty() && checks.iter().all(|c| c["ok"] == true && c["created"] == c["requested"]));
+    for mode in ["all-public", "mixed"] {
+        assert!(out.join(format!("bench-{mode}.png")).is_file(), "plot for {mode}");
+    }
+}
