@@ -46,7 +46,9 @@ pub(crate) struct Process {
 /// Attributes events to processes.
 pub(crate) struct Attributor {
     flows: LruCache<(Option<Arc<str>>, u32), Arc<Process>>,
-    details: LruCache<u32, (Instant, Option<Details>)>,
+    /// The last process built per pid, reused while fresh: a busy process's
+    /// NEW events share one allocation.
+    details: LruCache<u32, (Instant, Option<Arc<Process>>)>,
     users: HashMap<u32, Option<String>>,
     pub attributed: u64,
     pub refused: u64,
@@ -100,7 +102,20 @@ impl Attributor {
 
     /// The process of a task, or None for a kernel thread.
     fn process(&mut self, task: &Task) -> Option<Arc<Process>> {
-        let details = self.details(task.pid);
+        if let Some((at, cached)) = self.details.get(&task.pid) {
+            let same = |p: &Arc<Process>| p.uid == task.uid && p.comm.as_deref() == task.comm();
+            if at.elapsed() < TTL && cached.as_ref().is_none_or(same) {
+                return cached.clone();
+            }
+        }
+        let built = self.build(task);
+        self.details.put(task.pid, (Instant::now(), built.clone()));
+        built
+    }
+
+    /// Reads /proc and the user name for a task; None for a kernel thread.
+    fn build(&mut self, task: &Task) -> Option<Arc<Process>> {
+        let details = read_details(task.pid);
         if details.as_ref().is_some_and(|d| d.kernel_thread) {
             return None;
         }
@@ -116,17 +131,6 @@ impl Attributor {
             unit: cgroup.as_deref().and_then(unit),
             cgroup,
         }))
-    }
-
-    fn details(&mut self, pid: u32) -> Option<Details> {
-        if let Some((at, d)) = self.details.get(&pid) {
-            if at.elapsed() < TTL {
-                return d.clone();
-            }
-        }
-        let d = read_details(pid);
-        self.details.put(pid, (Instant::now(), d.clone()));
-        d
     }
 
     fn user(&mut self, uid: u32) -> Option<String> {
