@@ -5,8 +5,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CONNTRACKD_EBPF_OBJ");
     let obj = match std::env::var_os("CONNTRACKD_EBPF_OBJ") {
         Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ebpf/bpfel-unknown-none/release/conntrackd"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ebpf/bpfel-unknown-none/release/conntrackd"),
     };
     println!("cargo:rerun-if-changed={}", obj.display());
     if !obj.is_file() {

@@ -17,21 +17,18 @@ mod walk;
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_ns, bpf_loop,
-    },
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_loop},
     macros::{map, socket_filter},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf},
     programs::SkBuffContext,
     EbpfContext,
 };
 use conntrackd_common::{
-    present, Counter, EventRecord, Policy, CLASS_TRIE_ENTRIES, COUNTER_COUNT,
-    DEFAULT_RING_BYTES, EVENT_RECORD_SIZE, KIND_DESTROY, KIND_NEW, KIND_UPDATE, MAX_WALK_STEPS,
+    present, Counter, EventRecord, Policy, CLASS_TRIE_ENTRIES, COUNTER_COUNT, DEFAULT_RING_BYTES, EVENT_RECORD_SIZE, KIND_DESTROY, KIND_NEW, KIND_UPDATE,
+    MAX_WALK_STEPS,
 };
 
-use crate::walk::{Scratch, WalkCtx, Outcome};
+use crate::walk::{Outcome, Scratch, WalkCtx};
 
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
@@ -40,12 +37,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
 #[map(name = "DST_CLASSES")]
-pub(crate) static DST_CLASSES: LpmTrie<[u8; 16], u32> =
-    LpmTrie::with_max_entries(CLASS_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+pub(crate) static DST_CLASSES: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(CLASS_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "SRC_CLASSES")]
-pub(crate) static SRC_CLASSES: LpmTrie<[u8; 16], u32> =
-    LpmTrie::with_max_entries(CLASS_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
+pub(crate) static SRC_CLASSES: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(CLASS_TRIE_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map(name = "POLICY")]
 pub(crate) static POLICY: Array<Policy> = Array::with_max_entries(1, 0);
@@ -114,12 +109,7 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
     let mut wctx = WalkCtx { skb: ctx.as_ptr().cast(), scratch: scratch as *mut Scratch };
     // SAFETY: the callback and its context follow bpf_loop's contract.
     unsafe {
-        bpf_loop(
-            MAX_WALK_STEPS,
-            walk::step as *mut core::ffi::c_void,
-            (&mut wctx as *mut WalkCtx).cast(),
-            0,
-        );
+        bpf_loop(MAX_WALK_STEPS, walk::step as *mut core::ffi::c_void, (&mut wctx as *mut WalkCtx).cast(), 0);
     }
     match scratch.outcome() {
         Outcome::Keep => emit(&mut scratch.rec, policy),
@@ -141,9 +131,7 @@ fn parse_header(ctx: &SkBuffContext) -> Result<(u8, u32, u8), Counter> {
     }
     let kind = match nlmsg_type & 0xff {
         IPCTNL_MSG_CT_DELETE => KIND_DESTROY,
-        IPCTNL_MSG_CT_NEW if nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL) == NLM_F_CREATE | NLM_F_EXCL => {
-            KIND_NEW
-        }
+        IPCTNL_MSG_CT_NEW if nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL) == NLM_F_CREATE | NLM_F_EXCL => KIND_NEW,
         IPCTNL_MSG_CT_NEW => KIND_UPDATE,
         _ => return Err(Counter::NotConntrack),
     };
@@ -170,11 +158,7 @@ fn emit(rec: &mut EventRecord, policy: &Policy) -> u32 {
         }
     }
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let flags = if waiting + EVENT_RECORD_SIZE as u64 >= policy.wakeup_bytes as u64 {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+    let flags = if waiting + EVENT_RECORD_SIZE as u64 >= policy.wakeup_bytes as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
     match EVENTS.output::<EventRecord>(&*rec, flags as u64) {
         Ok(()) => Counter::Submitted as u32,
         Err(_) => Counter::RingFull as u32,

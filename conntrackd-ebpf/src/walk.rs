@@ -239,7 +239,6 @@ impl Scratch {
     }
 }
 
-
 /// `CTA_TUPLE_IP` children. `shift` moves ORIG_* bits to REPLY_* bits;
 /// the address attribute must match the message's family.
 #[allow(clippy::too_many_arguments)]

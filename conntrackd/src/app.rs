@@ -291,10 +291,7 @@ fn describe_sinks(stats: &[(&'static str, SinkStats)]) -> String {
     stats
         .iter()
         .map(|(name, s)| {
-            format!(
-                "{name}.written={} {name}.dropped_queue_full={} {name}.dropped_write_error={}",
-                s.written, s.dropped_queue_full, s.dropped_write_error
-            )
+            format!("{name}.written={} {name}.dropped_queue_full={} {name}.dropped_write_error={}", s.written, s.dropped_queue_full, s.dropped_write_error)
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -27,12 +27,19 @@ fn sample_events() -> Vec<Event> {
     let pairs = [("10.0.0.5", "8.8.8.8"), ("192.168.1.2", "10.1.1.1"), ("fd00::1", "2001:db8::7"), ("127.0.0.1", "127.0.0.1"), ("10.2.3.4", "1.1.1.1")];
     for (i, (src, dst)) in pairs.iter().enumerate() {
         for (kind, protocol) in [(EventType::New, Protocol::Tcp), (EventType::Destroy, Protocol::Udp)] {
-            out.push(Event { flow: Some(i as u32), ..Event::bare(kind, protocol, Endpoints {
-                    src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-                    dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-                    src_port: 40000 + i as u16,
-                    dst_port: [443, 53, 22, 80, 8080][i],
-                }) });
+            out.push(Event {
+                flow: Some(i as u32),
+                ..Event::bare(
+                    kind,
+                    protocol,
+                    Endpoints {
+                        src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                        dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                        src_port: 40000 + i as u16,
+                        dst_port: [443, 53, 22, 80, 8080][i],
+                    },
+                )
+            });
         }
     }
     out

@@ -116,9 +116,7 @@ fn with_keys(cmd: Command) -> Command {
 }
 
 fn flag_values(m: &ArgMatches) -> Vec<(&'static str, Vec<String>)> {
-    KEYS.iter()
-        .filter_map(|k| m.get_many::<String>(k.path).map(|v| (k.path, v.cloned().collect())))
-        .collect()
+    KEYS.iter().filter_map(|k| m.get_many::<String>(k.path).map(|v| (k.path, v.cloned().collect()))).collect()
 }
 
 /// Handle to change the log level on reload.

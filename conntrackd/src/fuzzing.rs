@@ -15,7 +15,16 @@ pub fn rules(text: &str) {
     let _ = table.to_string();
     for (src, dst) in [("10.0.0.1", "8.8.8.8"), ("fd00::1", "ff02::1"), ("127.0.0.1", "::ffff:192.168.1.1")] {
         for kind in [EventType::New, EventType::Update, EventType::Destroy] {
-            let ev = Event::bare(kind, Protocol::Tcp, Endpoints { src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), src_port: 1024, dst_port: 443 });
+            let ev = Event::bare(
+                kind,
+                Protocol::Tcp,
+                Endpoints {
+                    src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                    dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                    src_port: 1024,
+                    dst_port: 443,
+                },
+            );
             assert!(!rules.logs(&ev) || table.keeps(&ev), "unsound kernel table for {lines:?}");
         }
     }

@@ -19,7 +19,6 @@ mod time;
 
 use std::process::ExitCode;
 
-
 #[doc(hidden)]
 pub mod bench_support;
 #[doc(hidden)]

@@ -57,7 +57,10 @@ impl Metrics {
         counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_attributed_total", "Events given the process that made the connection.", self.attributed.load(Ordering::Relaxed));
         if let Some(g) = *self.geoip.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = writeln!(out, "# HELP conntrackd_geoip_lookups_total GeoIP lookups of kept events by database and result.\n# TYPE conntrackd_geoip_lookups_total counter");
+            let _ = writeln!(
+                out,
+                "# HELP conntrackd_geoip_lookups_total GeoIP lookups of kept events by database and result.\n# TYPE conntrackd_geoip_lookups_total counter"
+            );
             for (db, s) in [("city", g.city), ("asn", g.asn)] {
                 for (result, n) in [("found", s.found), ("not_found", s.lookups.saturating_sub(s.found + s.decode_errors)), ("decode_error", s.decode_errors)] {
                     let _ = writeln!(out, "conntrackd_geoip_lookups_total{{database=\"{db}\",result=\"{result}\"}} {n}");
@@ -66,7 +69,12 @@ impl Metrics {
             counter(&mut out, "conntrackd_geoip_cache_hits_total", "GeoIP lookups answered by the cache.", g.cache_hits);
         }
         counter(&mut out, "conntrackd_config_reloads_total", "Successful SIGHUP reloads.", self.reloads.load(Ordering::Relaxed));
-        counter(&mut out, "conntrackd_config_reload_failures_total", "SIGHUP reloads rejected (the old config stays).", self.reload_failures.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "conntrackd_config_reload_failures_total",
+            "SIGHUP reloads rejected (the old config stays).",
+            self.reload_failures.load(Ordering::Relaxed),
+        );
         self.render_sinks(&mut out);
         out
     }
@@ -81,7 +89,11 @@ impl Metrics {
             }
         }
         for (name, help, get) in [
-            ("conntrackd_source_decode_errors_total", "Ring buffer records that could not be decoded.", (|r: &crate::source::StopReport| r.decode_errors) as fn(&crate::source::StopReport) -> u64),
+            (
+                "conntrackd_source_decode_errors_total",
+                "Ring buffer records that could not be decoded.",
+                (|r: &crate::source::StopReport| r.decode_errors) as fn(&crate::source::StopReport) -> u64,
+            ),
             ("conntrackd_source_overflows_total", "netlink receive buffer overflows (ENOBUFS).", |r| r.overflow.overflows),
             ("conntrackd_source_lost_total", "Messages the kernel dropped for the netlink socket.", |r| r.overflow.lost),
         ] {
@@ -105,7 +117,10 @@ impl Metrics {
         for (sink, q) in &sinks {
             let _ = writeln!(out, "conntrackd_sink_queued_events{{sink=\"{sink}\"}} {}", q.queued());
         }
-        let _ = writeln!(out, "# HELP conntrackd_sink_pending_bytes Batches a sink holds for retry (Loki's spool), in bytes.\n# TYPE conntrackd_sink_pending_bytes gauge");
+        let _ = writeln!(
+            out,
+            "# HELP conntrackd_sink_pending_bytes Batches a sink holds for retry (Loki's spool), in bytes.\n# TYPE conntrackd_sink_pending_bytes gauge"
+        );
         for (sink, q) in &sinks {
             let _ = writeln!(out, "conntrackd_sink_pending_bytes{{sink=\"{sink}\"}} {}", q.pending_bytes());
         }
@@ -175,9 +190,6 @@ async fn respond(mut stream: TcpStream, metrics: Arc<Metrics>) {
         (true, _) => ("404 Not Found", "not found: try /metrics or /healthz\n".to_string()),
         (false, _) => ("405 Method Not Allowed", "only GET\n".to_string()),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let response = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let _ = stream.write_all(response.as_bytes()).await;
 }

@@ -28,13 +28,7 @@ pub(crate) fn write_rfc3339(out: &mut Vec<u8>, ns: i128) {
     let days = secs.div_euclid(86_400) as i64;
     let sod = secs.rem_euclid(86_400) as i64;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", sod / 3600, sod / 60 % 60, sod % 60);
 }
 
 /// Howard Hinnant's days -> (year, month, day) in the proleptic Gregorian calendar.

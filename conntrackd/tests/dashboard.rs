@@ -70,11 +70,7 @@ fn emitted_fields() -> BTreeSet<String> {
 #[test]
 fn every_logql_expression_parses_and_uses_emitted_names() {
     let npm = tools().join("npm");
-    assert!(
-        npm.join("node_modules/@grafana/lezer-logql").is_dir(),
-        "@grafana/lezer-logql is missing from {}: run `cargo xtask setup`",
-        npm.display()
-    );
+    assert!(npm.join("node_modules/@grafana/lezer-logql").is_dir(), "@grafana/lezer-logql is missing from {}: run `cargo xtask setup`", npm.display());
     let exprs: Vec<String> = expressions(&dashboard()).iter().map(|e| interpolate(e)).collect();
     assert!(exprs.len() >= 9, "panels and variable: {exprs:?}");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dashboard/logql.cjs");
@@ -171,11 +167,7 @@ fn stream_labels_are_the_loki_sinks() {
 #[test]
 fn dashboard_loads_into_grafanas_model() {
     let py = tools().join("python");
-    assert!(
-        py.join("grafana_foundation_sdk").is_dir(),
-        "grafana-foundation-sdk is missing from {}: run `cargo xtask setup`",
-        py.display()
-    );
+    assert!(py.join("grafana_foundation_sdk").is_dir(), "grafana-foundation-sdk is missing from {}: run `cargo xtask setup`", py.display());
     let out = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dashboard/model.py"))
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/grafana-dashboard.json"))

@@ -29,7 +29,27 @@ fn inject(ns: &Netns, src: &str, dst: &str, sport: u16, dport: u16) {
 fn inject_in(ns: &str, src: &str, dst: &str, sport: u16, dport: u16) {
     let (sport, dport) = (sport.to_string(), dport.to_string());
     sh(&[
-        "ip", "netns", "exec", ns, "conntrack", "-I", "-p", "tcp", "-s", src, "-d", dst, "--sport", &sport, "--dport", &dport, "--state", "ESTABLISHED", "-t", "120", "-u",
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "conntrack",
+        "-I",
+        "-p",
+        "tcp",
+        "-s",
+        src,
+        "-d",
+        dst,
+        "--sport",
+        &sport,
+        "--dport",
+        &dport,
+        "--state",
+        "ESTABLISHED",
+        "-t",
+        "120",
+        "-u",
         "SEEN_REPLY",
     ]);
 }
@@ -202,10 +222,7 @@ fn geoip_lookup_prints_what_the_daemon_attaches() {
     let city = maxmind("GeoIP2-City-Test.mmdb");
     let (ok, stdout, stderr) = conntrackd(&["geoip", "lookup", "81.2.69.160", "--geoip.database", &city]);
     assert!(ok, "{stderr}");
-    assert_eq!(
-        stdout,
-        "{\"dst_city\":\"London\",\"dst_country\":\"United Kingdom\",\"dst_lat\":51.5142,\"dst_lon\":-0.0931,\"dst_country_code\":\"GB\"}\n"
-    );
+    assert_eq!(stdout, "{\"dst_city\":\"London\",\"dst_country\":\"United Kingdom\",\"dst_lat\":51.5142,\"dst_lon\":-0.0931,\"dst_country_code\":\"GB\"}\n");
     let (ok, stdout, stderr) = conntrackd(&["geoip", "lookup", "192.168.1.1", "--geoip.database", &city]);
     assert!(ok && stdout == "{}\n" && stderr.contains("PRIVATE"), "{stdout} {stderr}");
     let scratch = Scratch::new("lookup");

@@ -16,12 +16,8 @@ use std::{
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/install.sh");
 const CONTRIB_CONFIG: &str = include_str!("../../contrib/conntrackd.toml");
-const INSTALLED: [&str; 4] = [
-    "usr/local/bin/conntrackd",
-    "etc/systemd/system/conntrackd.service",
-    "usr/local/share/man/man1/conntrackd.1",
-    "usr/local/share/man/man1/conntrackd-run.1",
-];
+const INSTALLED: [&str; 4] =
+    ["usr/local/bin/conntrackd", "etc/systemd/system/conntrackd.service", "usr/local/share/man/man1/conntrackd.1", "usr/local/share/man/man1/conntrackd-run.1"];
 
 /// A directory under the target dir, emptied first.
 fn scratch(name: &str) -> PathBuf {
@@ -71,9 +67,9 @@ fn serve(dir: PathBuf) -> String {
             let name = target.split('?').next().unwrap_or_default().trim_start_matches('/');
             let file = (!name.contains("..")).then(|| std::fs::read(dir.join(name)).ok()).flatten();
             let _ = match file {
-                Some(body) => stream
-                    .write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
-                    .and_then(|()| stream.write_all(&body)),
+                Some(body) => {
+                    stream.write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).and_then(|()| stream.write_all(&body))
+                }
                 None => stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
             };
         }

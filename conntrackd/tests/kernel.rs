@@ -79,14 +79,7 @@ fn injected_entries_log_new_update_destroy_with_every_field() {
     let ns = Netns::new("inject");
     let d = Daemon::start_default(&ns);
     inject_update_delete(&ns, &d, "10.99.0.1", "8.8.8.8", "40002", "TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");
-    inject_update_delete(
-        &ns,
-        &d,
-        "fd00::1",
-        "2001:4860:4860::8888",
-        "40003",
-        "TCP connection from [fd00::1]:40003 to [2001:4860:4860::8888]:443",
-    );
+    inject_update_delete(&ns, &d, "fd00::1", "2001:4860:4860::8888", "40003", "TCP connection from [fd00::1]:40003 to [2001:4860:4860::8888]:443");
     let (stopped, rest) = d.stop();
     assert!(rest.is_empty(), "unexpected extra lines: {rest:?}");
     assert_eq!(stopped.get("submitted"), 6, "{}", stopped.log);
@@ -137,10 +130,11 @@ fn non_public_and_non_tcp_events_are_dropped_in_the_kernel_and_counted() {
     assert_eq!(c.get("dropped_protocol"), 1, "UDP to 8.8.4.4: {}", c.log);
     assert!(c.get("dropped_dst_class") >= 4 + 1, "4 injected + the loopback connection's events: {}", c.log);
     assert_eq!(c.get("parse_error") + c.get("walk_limit") + c.get("ring_full"), 0, "{}", c.log);
-    let outcomes: u64 = ["parse_error", "walk_limit", "not_conntrack", "dropped_kind", "dropped_protocol", "dropped_dst_class", "dropped_src_class", "ring_full", "submitted"]
-        .iter()
-        .map(|k| c.get(k))
-        .sum();
+    let outcomes: u64 =
+        ["parse_error", "walk_limit", "not_conntrack", "dropped_kind", "dropped_protocol", "dropped_dst_class", "dropped_src_class", "ring_full", "submitted"]
+            .iter()
+            .map(|k| c.get(k))
+            .sum();
     assert_eq!(c.get("seen"), outcomes, "every message seen has exactly one outcome: {}", c.log);
 }
 

@@ -19,8 +19,24 @@ use serde_json::Value;
 fn inject(ns: &Netns, sport: u16) {
     let sport = sport.to_string();
     ns.exec(&[
-        "conntrack", "-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--sport", &sport, "--dport", "443", "--state",
-        "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY",
+        "conntrack",
+        "-I",
+        "-p",
+        "tcp",
+        "-s",
+        "10.99.0.1",
+        "-d",
+        "8.8.8.8",
+        "--sport",
+        &sport,
+        "--dport",
+        "443",
+        "--state",
+        "ESTABLISHED",
+        "-t",
+        "120",
+        "-u",
+        "SEEN_REPLY",
     ]);
 }
 

@@ -180,7 +180,10 @@ fn a_sink_that_cannot_start_is_an_error_unless_optional() {
         .expect("run conntrackd");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot start the journal sink: journald's socket /nonexistent/journal.sock does not exist (set sink.journal.optional = true"), "{err}");
+    assert!(
+        err.contains("cannot start the journal sink: journald's socket /nonexistent/journal.sock does not exist (set sink.journal.optional = true"),
+        "{err}"
+    );
     let d = Daemon::start(&ns, &format!("[sink.stream]\nenable = true\n{journal}optional = true\n"));
     assert!(d.logs_so_far().contains("optional sink not started; running without it"), "{}", d.logs_so_far());
     tcp_entry(&ns, "8.8.8.8", 8001);

@@ -100,11 +100,8 @@ fn a_container_cgroup_gives_cgroup_and_container_id() {
     // from here, while it waits for the go-ahead on stdin.
     // It stays alive until the NEW is seen: /proc details come from a live process.
     let script = "read go; exec 3<>/dev/tcp/203.0.113.10/9003; printf hi >&3; head -c 2 <&3 >/dev/null; read done";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &client.name, "bash", "-c", script])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the client");
+    let mut child =
+        Command::new("ip").args(["netns", "exec", &client.name, "bash", "-c", script]).stdin(std::process::Stdio::piped()).spawn().expect("run the client");
     std::fs::write(scope.join("cgroup.procs"), child.id().to_string()).expect("move the client into the cgroup");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"go\n").expect("go");

@@ -42,10 +42,8 @@ fn unit_capabilities() -> Vec<String> {
     let parse = |key: &str| -> Vec<String> {
         let values = unit_values(key);
         assert_eq!(values.len(), 1, "one {key}= line expected, found {values:?}");
-        let mut caps: Vec<String> = values[0]
-            .split_whitespace()
-            .map(|c| c.strip_prefix("CAP_").unwrap_or_else(|| panic!("{key}: {c} is not CAP_*")).to_lowercase())
-            .collect();
+        let mut caps: Vec<String> =
+            values[0].split_whitespace().map(|c| c.strip_prefix("CAP_").unwrap_or_else(|| panic!("{key}: {c} is not CAP_*")).to_lowercase()).collect();
         caps.sort();
         caps
     };
@@ -103,19 +101,11 @@ fn unit_exposure_is_at_most_2_5() {
     tool("systemd-analyze", "systemd");
     let dir = scratch("unit-security");
     let unit = unit_for_test(&dir);
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(&unit)
-        .output()
-        .expect("systemd-analyze");
+    let out = Command::new("systemd-analyze").args(["security", "--offline=true", "--no-pager"]).arg(&unit).output().expect("systemd-analyze");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("no exposure line in:\n{text}"));
-    let figure: f64 = line
-        .split(':')
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no figure in {line:?}"));
+    let figure: f64 =
+        line.split(':').nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no figure in {line:?}"));
     println!("{}", line.trim());
     assert!(figure <= 2.5, "exposure {figure} > 2.5:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -156,7 +146,26 @@ fn binary_attaches_ebpf_as_an_unprivileged_user_with_the_units_capabilities() {
     let eff = u64::from_str_radix(&proc_status(pid, "CapEff"), 16).expect("CapEff hex");
     let bnd = u64::from_str_radix(&proc_status(pid, "CapBnd"), 16).expect("CapBnd hex");
     assert_eq!((eff, bnd), (expected, expected), "effective and bounding sets are the unit's");
-    ns.exec(&["conntrack", "-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--sport", "40002", "--dport", "443", "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY"]);
+    ns.exec(&[
+        "conntrack",
+        "-I",
+        "-p",
+        "tcp",
+        "-s",
+        "10.99.0.1",
+        "-d",
+        "8.8.8.8",
+        "--sport",
+        "40002",
+        "--dport",
+        "443",
+        "--state",
+        "ESTABLISHED",
+        "-t",
+        "120",
+        "-u",
+        "SEEN_REPLY",
+    ]);
     let ev = d.next_event();
     assert_eq!((ev["type"].as_str(), ev["dst_addr"].as_str(), ev["src_port"].as_u64()), (Some("NEW"), Some("8.8.8.8"), Some(40002)), "{ev}");
     assert_eq!(ev["comm"].as_str(), Some("conntrack"), "CAP_PERFMON lets the kernel program read comm: {ev}");
@@ -194,7 +203,26 @@ fn other_namespaces_need_the_drop_ins_cap_sys_admin() {
     caps.push("sys_admin".into());
     let args = setpriv(&caps);
     let d = Daemon::start_with(&home, &config, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    other.exec(&["conntrack", "-I", "-p", "tcp", "-s", "10.99.0.2", "-d", "8.8.4.4", "--sport", "40003", "--dport", "443", "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY"]);
+    other.exec(&[
+        "conntrack",
+        "-I",
+        "-p",
+        "tcp",
+        "-s",
+        "10.99.0.2",
+        "-d",
+        "8.8.4.4",
+        "--sport",
+        "40003",
+        "--dport",
+        "443",
+        "--state",
+        "ESTABLISHED",
+        "-t",
+        "120",
+        "-u",
+        "SEEN_REPLY",
+    ]);
     let ev = d.next_event();
     assert_eq!((ev["netns"].as_str(), ev["src_port"].as_u64()), (Some(other.name.as_str()), Some(40003)), "{ev}");
     d.stop();

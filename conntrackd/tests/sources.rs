@@ -105,7 +105,10 @@ fn burst_with_a_small_receive_buffer_is_counted() {
 fn all_namespaces_including_later_ones_carry_their_name() {
     require_root_and_tools();
     let a = Netns::new("nsa");
-    let d = Daemon::start(&a, "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n[source]\nnetns = [\"all\"]\n[sink.stream]\nenable = true\n");
+    let d = Daemon::start(
+        &a,
+        "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n[source]\nnetns = [\"all\"]\n[sink.stream]\nenable = true\n",
+    );
     let b = Netns::new("nsb");
     d.wait_log(&format!("netns={}", b.name));
     tcp_entry(&a, "10.99.0.1", "8.8.8.8", "4001");
@@ -135,7 +138,14 @@ fn nat_shows_in_the_reply_tuple() {
     connect_as(&client, "ct-nat", "203.0.113.99:80");
     srv.join().expect("server");
     let new = d.next_event();
-    for (key, want) in [("type", json!("NEW")), ("dst_addr", json!("203.0.113.99")), ("dst_port", json!(80)), ("reply_src_addr", json!("203.0.113.10")), ("reply_src_port", json!(8080)), ("reply_dst_addr", json!("203.0.113.1"))] {
+    for (key, want) in [
+        ("type", json!("NEW")),
+        ("dst_addr", json!("203.0.113.99")),
+        ("dst_port", json!(80)),
+        ("reply_src_addr", json!("203.0.113.10")),
+        ("reply_src_port", json!(8080)),
+        ("reply_dst_addr", json!("203.0.113.1")),
+    ] {
         assert_eq!(new[key], want, "{key} in {new}");
     }
     d.stop();

@@ -5,10 +5,7 @@ use std::{path::Path, process::Command};
 use anyhow::Result;
 
 pub(crate) fn run(root: &Path, target: &str, seconds: u64) -> Result<()> {
-    let has_nightly = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let has_nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output().is_ok_and(|o| o.status.success());
     if !has_nightly {
         println!("fuzz: installing rustup's nightly toolchain (cargo-fuzz needs sanitizers)");
         crate::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]), "rustup toolchain install nightly")?;

@@ -11,8 +11,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// Debian packages the build and the tests need.
-const PACKAGES: &[&str] =
-    &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev", "conntrack", "nftables", "iproute2", "libcap2-bin"];
+const PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev", "conntrack", "nftables", "iproute2", "libcap2-bin"];
 
 pub(crate) fn run() -> Result<()> {
     install_packages(PACKAGES)?;

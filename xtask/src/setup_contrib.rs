@@ -22,10 +22,7 @@ pub(crate) fn install() -> Result<()> {
     if !npm_dir.join("node_modules/@grafana/lezer-logql/package.json").is_file() {
         println!("setup: installing {LEZER_LOGQL} into {}", npm_dir.display());
         std::fs::create_dir_all(&npm_dir)?;
-        crate::run(
-            Command::new("npm").args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"]).arg(&npm_dir).arg(LEZER_LOGQL),
-            "npm install",
-        )?;
+        crate::run(Command::new("npm").args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"]).arg(&npm_dir).arg(LEZER_LOGQL), "npm install")?;
     }
     let py_dir = tools.join("python");
     if !Path::new(&py_dir.join("grafana_foundation_sdk")).is_dir() {

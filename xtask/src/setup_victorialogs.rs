@@ -41,18 +41,13 @@ pub(crate) fn install_victorialogs() -> Result<()> {
 
 /// `go mod download` the module, copy it somewhere writable, `go build` there.
 fn build_from_module(dir: &Path) -> Result<()> {
-    let out = Command::new("go")
-        .args(["mod", "download", "-json", &format!("{MODULE}@{VERSION}")])
-        .output()
-        .context("running go mod download")?;
+    let out = Command::new("go").args(["mod", "download", "-json", &format!("{MODULE}@{VERSION}")]).output().context("running go mod download")?;
     if !out.status.success() {
         bail!("go mod download {MODULE}@{VERSION} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let source = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("\"Dir\": \"").and_then(|r| r.strip_suffix("\",")))
-        .context("go mod download printed no Dir")?;
+    let source =
+        text.lines().find_map(|l| l.trim().strip_prefix("\"Dir\": \"").and_then(|r| r.strip_suffix("\","))).context("go mod download printed no Dir")?;
     let work = dir.join("src");
     let _ = std::fs::remove_dir_all(&work);
     crate::run(Command::new("cp").args(["-r", source]).arg(&work), "copying the VictoriaLogs module")?;

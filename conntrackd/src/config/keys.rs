@@ -29,7 +29,11 @@ const fn key(path: &'static str, kind: Kind, help: &'static str) -> Key {
 
 /// Every key of the file (tests check this table against `raw.rs` and the example config).
 pub(crate) const KEYS: &[Key] = &[
-    key("filter", Kind::List, "A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules [default: log protocol tcp and destination network public; drop any]"),
+    key(
+        "filter",
+        Kind::List,
+        "A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules [default: log protocol tcp and destination network public; drop any]",
+    ),
     key("log.level", Kind::Str, "Log level: debug, info, warn, error [default: info]"),
     key("log.format", Kind::Str, "Log format: text or json [default: text on a terminal, json otherwise]"),
     key("source.kind", Kind::Str, "Source: auto, ebpf or netlink [default: auto]"),
@@ -164,8 +168,7 @@ fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
 
 /// A TOML array such as `["log any", "drop any"]`.
 fn parse_array(text: &str) -> Result<Value, String> {
-    let doc: Table = toml::from_str(&format!("v = {text}"))
-        .map_err(|e| format!("expected a TOML array of strings such as [\"a\", \"b\"]: {}", e.message()))?;
+    let doc: Table = toml::from_str(&format!("v = {text}")).map_err(|e| format!("expected a TOML array of strings such as [\"a\", \"b\"]: {}", e.message()))?;
     match doc.get("v") {
         Some(Value::Array(items)) if items.iter().all(Value::is_str) => Ok(Value::Array(items.clone())),
         _ => Err(format!("expected a TOML array of strings such as [\"a\", \"b\"], found {text:?}")),

@@ -295,9 +295,7 @@ fn validate_netns(list: Vec<String>) -> Result<(Vec<Option<PathBuf>>, bool), Con
         match entry.as_str() {
             "self" => out.push(None),
             path if path.starts_with('/') => out.push(Some(PathBuf::from(path))),
-            other => {
-                return invalid("source.netns", format!("expected \"self\", \"all\" or an absolute path such as /run/netns/NAME, found {other:?}"))
-            }
+            other => return invalid("source.netns", format!("expected \"self\", \"all\" or an absolute path such as /run/netns/NAME, found {other:?}")),
         }
     }
     Ok((out, false))

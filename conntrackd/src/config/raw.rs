@@ -100,4 +100,3 @@ pub(crate) struct RawStream {
     #[allow(dead_code)]
     pub(super) optional: Option<bool>,
 }
-

@@ -39,7 +39,9 @@ pub(crate) fn run(config: &GeoipConfig, lookups: usize) -> Result<String, Databa
     }
     let event_s = start.elapsed().as_secs_f64();
 
-    let Some(mut cached) = Enricher::open(&GeoipConfig { cache_entries: config.cache_entries.max(WORKING_SET), ..config.clone() })? else { return Ok(String::new()) };
+    let Some(mut cached) = Enricher::open(&GeoipConfig { cache_entries: config.cache_entries.max(WORKING_SET), ..config.clone() })? else {
+        return Ok(String::new());
+    };
     let start = Instant::now();
     for &ip in addresses.iter().take(WORKING_SET).cycle().take(lookups) {
         ev.orig.dst = ip;

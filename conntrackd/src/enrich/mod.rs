@@ -58,25 +58,11 @@ pub(crate) struct Names {
     as_org: &'static str,
 }
 
-pub(crate) const SRC: Names = Names {
-    city: "src_city",
-    country: "src_country",
-    lat: "src_lat",
-    lon: "src_lon",
-    country_code: "src_country_code",
-    asn: "src_asn",
-    as_org: "src_as_org",
-};
+pub(crate) const SRC: Names =
+    Names { city: "src_city", country: "src_country", lat: "src_lat", lon: "src_lon", country_code: "src_country_code", asn: "src_asn", as_org: "src_as_org" };
 
-pub(crate) const DST: Names = Names {
-    city: "dst_city",
-    country: "dst_country",
-    lat: "dst_lat",
-    lon: "dst_lon",
-    country_code: "dst_country_code",
-    asn: "dst_asn",
-    as_org: "dst_as_org",
-};
+pub(crate) const DST: Names =
+    Names { city: "dst_city", country: "dst_country", lat: "dst_lat", lon: "dst_lon", country_code: "dst_country_code", asn: "dst_asn", as_org: "dst_as_org" };
 
 impl GeoInfo {
     fn is_empty(&self) -> bool {
@@ -195,8 +181,7 @@ impl EnrichStats {
         format!(
             "city.lookups={} city.found={} city.decode_errors={} asn.lookups={} asn.found={} asn.decode_errors={} \
              cache.hits={} cache.misses={} reloads={} reload_failures={}",
-            c.lookups, c.found, c.decode_errors, a.lookups, a.found, a.decode_errors,
-            self.cache_hits, self.cache_misses, self.reloads, self.reload_failures
+            c.lookups, c.found, c.decode_errors, a.lookups, a.found, a.decode_errors, self.cache_hits, self.cache_misses, self.reloads, self.reload_failures
         )
     }
 }

@@ -174,21 +174,14 @@ fn user_name(uid: u32) -> Option<String> {
 pub(crate) fn container_id(cgroup: &str) -> Option<String> {
     cgroup.split('/').rev().find_map(|part| {
         let part = part.strip_suffix(".scope").unwrap_or(part);
-        let id = ["docker-", "cri-containerd-", "crio-", "libpod-", "containerd-"]
-            .iter()
-            .find_map(|p| part.strip_prefix(p))
-            .unwrap_or(part);
+        let id = ["docker-", "cri-containerd-", "crio-", "libpod-", "containerd-"].iter().find_map(|p| part.strip_prefix(p)).unwrap_or(part);
         (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
     })
 }
 
 /// The systemd unit (the innermost `.service` or `.scope`) of a cgroup path.
 pub(crate) fn unit(cgroup: &str) -> Option<String> {
-    cgroup
-        .split('/')
-        .rev()
-        .find(|p| p.ends_with(".service") || (p.ends_with(".scope") && container_id(p).is_none()))
-        .map(str::to_string)
+    cgroup.split('/').rev().find(|p| p.ends_with(".service") || (p.ends_with(".scope") && container_id(p).is_none())).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -7,10 +7,7 @@ use std::{
 };
 
 use super::*;
-use crate::{
-    config::GeoipConfig,
-    sink::json::write_line,
-};
+use crate::{config::GeoipConfig, sink::json::write_line};
 
 #[path = "../../tests/common/mmdb.rs"]
 mod mmdb;
@@ -102,7 +99,21 @@ fn event_fields_in_contract_order() {
     write_line(&mut out, &ev);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).filter(|k| k.starts_with("src_") || k.starts_with("dst_")).collect();
-    let want = ["src_addr", "dst_addr", "src_port", "dst_port", "src_city", "src_country", "src_lat", "src_lon", "dst_country", "dst_lat", "dst_lon", "src_country_code", "dst_country_code"];
+    let want = [
+        "src_addr",
+        "dst_addr",
+        "src_port",
+        "dst_port",
+        "src_city",
+        "src_country",
+        "src_lat",
+        "src_lon",
+        "dst_country",
+        "dst_lat",
+        "dst_lon",
+        "src_country_code",
+        "dst_country_code",
+    ];
     assert_eq!(keys, want, "{v}");
     assert_eq!(v["dst_lon"], 139.75309, "coordinates are JSON numbers");
 }

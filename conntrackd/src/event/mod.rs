@@ -224,12 +224,7 @@ impl Event {
 }
 
 fn endpoints(t: &Tuple, v4: bool) -> Endpoints {
-    Endpoints {
-        src: address(&t.src, v4),
-        dst: address(&t.dst, v4),
-        src_port: u16::from_be(t.src_port),
-        dst_port: u16::from_be(t.dst_port),
-    }
+    Endpoints { src: address(&t.src, v4), dst: address(&t.dst, v4), src_port: u16::from_be(t.src_port), dst_port: u16::from_be(t.dst_port) }
 }
 
 /// IPv4 is stored IPv4-mapped by the kernel program.

@@ -83,7 +83,11 @@ impl Cidr {
 }
 
 fn mask(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 /// An address in the IPv6 space (IPv4 mapped).
@@ -163,10 +167,7 @@ impl Expr {
             Expr::Address(side, cidrs, ports) => match side {
                 Side::Source => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports),
                 Side::Destination => address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
-                Side::Either => {
-                    address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports)
-                        || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports)
-                }
+                Side::Either => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports) || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
             },
             Expr::Process(field, values) => ev.process.as_ref().is_some_and(|p| {
                 let value = match field {

@@ -353,11 +353,7 @@ impl Expr {
     fn intersect_port(self, hi: i64) -> Expr {
         match self {
             Expr::Port(side, PortSet(ranges)) => {
-                let ranges = ranges
-                    .into_iter()
-                    .filter(|&(lo, _)| i64::from(lo) <= hi)
-                    .map(|(lo, h)| (lo, i64::from(h).min(hi) as u16))
-                    .collect();
+                let ranges = ranges.into_iter().filter(|&(lo, _)| i64::from(lo) <= hi).map(|(lo, h)| (lo, i64::from(h).min(hi) as u16)).collect();
                 Expr::Port(side, PortSet(ranges))
             }
             other => other,

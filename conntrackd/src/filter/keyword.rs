@@ -38,8 +38,7 @@ struct Parser<'t, 'a> {
 }
 
 /// Words that start a predicate: after a comma they end a list.
-const STARTS: [&str; 13] =
-    ["any", "type", "protocol", "source", "src", "destination", "dst", "dest", "on", "not", "and", "or", "process"];
+const STARTS: [&str; 13] = ["any", "type", "protocol", "source", "src", "destination", "dst", "dest", "on", "not", "and", "or", "process"];
 
 impl<'a> Parser<'_, 'a> {
     fn peek(&self) -> Option<&Tok<'a>> {
@@ -146,13 +145,9 @@ impl<'a> Parser<'_, 'a> {
                 Ok(Expr::Port(Side::Either, self.ports()?))
             }
             ("process", _) => self.process(),
-            ("port", _) => Err(self.error_here(
-                "found 'port' without a direction: expected 'source port', 'destination port' or 'on port'",
-            )),
+            ("port", _) => Err(self.error_here("found 'port' without a direction: expected 'source port', 'destination port' or 'on port'")),
             (_, Some(side)) => self.sided(side, &keyword),
-            _ => Err(self.expected(&format!(
-                "a condition (any, type, protocol, source/destination address|network|port, on port) after {after}"
-            ))),
+            _ => Err(self.expected(&format!("a condition (any, type, protocol, source/destination address|network|port, on port) after {after}"))),
         }
     }
 
@@ -185,9 +180,9 @@ impl<'a> Parser<'_, 'a> {
                 };
                 Ok(Expr::Address(side, cidrs, port))
             }
-            Some("network") => self
-                .list_after("'network'", "a network class (LOCAL, PRIVATE, PUBLIC, MULTICAST)", network_bit)
-                .map(|bits| Expr::Network(side, bits)),
+            Some("network") => {
+                self.list_after("'network'", "a network class (LOCAL, PRIVATE, PUBLIC, MULTICAST)", network_bit).map(|bits| Expr::Network(side, bits))
+            }
             Some("port") => {
                 self.pos += 1;
                 Ok(Expr::Port(side, self.ports()?))

@@ -139,8 +139,7 @@ fn detect(tokens: &[Token<'_>]) -> Language {
         Tok::Op(_) | Tok::Str(_) => true,
         Tok::Word(w) => {
             let dotted = w.starts_with(|c: char| c.is_ascii_alphabetic()) && w.contains('.') && ast::Cidr::parse(w).is_none();
-            let call = matches!(*w, "is_network" | "in_cidr" | "in_range")
-                && tokens.get(i + 1).is_some_and(|n| n.kind == Tok::LParen);
+            let call = matches!(*w, "is_network" | "in_cidr" | "in_range") && tokens.get(i + 1).is_some_and(|n| n.kind == Tok::LParen);
             dotted || call || matches!(*w, "true" | "false")
         }
         _ => false,

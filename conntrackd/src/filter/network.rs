@@ -45,8 +45,7 @@ pub(crate) const PREFIXES: [ClassPrefix; 10] = [
 ];
 
 impl NetworkClass {
-    pub const ALL: [NetworkClass; 4] =
-        [NetworkClass::Local, NetworkClass::Private, NetworkClass::Public, NetworkClass::Multicast];
+    pub const ALL: [NetworkClass; 4] = [NetworkClass::Local, NetworkClass::Private, NetworkClass::Public, NetworkClass::Multicast];
 
     /// The class of an address.
     pub fn of(ip: IpAddr) -> Self {

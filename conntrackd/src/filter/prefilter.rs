@@ -44,7 +44,11 @@ enum Tri {
 
 impl Tri {
     fn from(b: bool) -> Tri {
-        if b { Tri::True } else { Tri::False }
+        if b {
+            Tri::True
+        } else {
+            Tri::False
+        }
     }
 
     fn not(self) -> Tri {
@@ -166,7 +170,11 @@ fn eval(expr: &Expr, c: &Combo) -> Tri {
                 Side::Destination => possible(c.dst),
                 Side::Either => possible(c.src) || possible(c.dst),
             };
-            if hit { Tri::Unknown } else { Tri::False }
+            if hit {
+                Tri::Unknown
+            } else {
+                Tri::False
+            }
         }
         Expr::Port(_, set) if set.0.is_empty() => Tri::False,
         Expr::Port(_, set) if set.0.iter().any(|&(lo, hi)| lo == 0 && hi == 65535) => Tri::True,

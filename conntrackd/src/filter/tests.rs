@@ -227,8 +227,21 @@ fn kernel_table_and_summary() {
 /// covers every class and the boundaries of the class prefixes.
 fn arb_pred() -> impl Strategy<Value = String> {
     let addrs = prop::sample::select(vec![
-        "8.8.8.8", "10.0.0.0/8", "10.0.0.0/7", "0.0.0.0/0", "127.0.0.1", "169.254.0.0/16", "224.0.0.0/3", "172.16.0.0/11",
-        "fd00::/8", "fe80::1", "::/0", "2001:db8::/32", "::ffff:10.0.0.0/104", "ff02::1", "::1",
+        "8.8.8.8",
+        "10.0.0.0/8",
+        "10.0.0.0/7",
+        "0.0.0.0/0",
+        "127.0.0.1",
+        "169.254.0.0/16",
+        "224.0.0.0/3",
+        "172.16.0.0/11",
+        "fd00::/8",
+        "fe80::1",
+        "::/0",
+        "2001:db8::/32",
+        "::ffff:10.0.0.0/104",
+        "ff02::1",
+        "::1",
     ]);
     prop_oneof![
         Just("any".to_string()),
@@ -237,7 +250,11 @@ fn arb_pred() -> impl Strategy<Value = String> {
         (prop::sample::select(vec!["source", "destination"]), prop::sample::select(vec!["LOCAL", "PRIVATE", "PUBLIC", "MULTICAST", "PUBLIC,PRIVATE"]))
             .prop_map(|(d, c)| format!("{d} network {c}")),
         (prop::sample::select(vec!["src", "dst"]), addrs.clone(), any::<bool>()).prop_map(|(d, a, p)| {
-            if p { format!("{d} address {a} on port 443") } else { format!("{d} address {a}") }
+            if p {
+                format!("{d} address {a} on port 443")
+            } else {
+                format!("{d} address {a}")
+            }
         }),
         (prop::sample::select(vec!["source port", "destination port", "on port"]), prop::sample::select(vec!["443", "0-65535", "1024-65535", "53,80"]))
             .prop_map(|(s, p)| format!("{s} {p}")),
@@ -256,8 +273,25 @@ fn arb_expr() -> impl Strategy<Value = String> {
 
 fn arb_event() -> impl Strategy<Value = Event> {
     let ips = prop::sample::select(vec![
-        "8.8.8.8", "10.1.2.3", "11.0.0.1", "127.0.0.1", "169.254.1.1", "224.0.0.1", "239.1.1.1", "172.16.0.1", "172.32.0.1",
-        "192.168.1.1", "0.0.0.0", "fd00::1", "fe80::1", "2001:db8::1", "::ffff:10.0.0.1", "::ffff:8.8.8.8", "ff02::1", "::1", "::",
+        "8.8.8.8",
+        "10.1.2.3",
+        "11.0.0.1",
+        "127.0.0.1",
+        "169.254.1.1",
+        "224.0.0.1",
+        "239.1.1.1",
+        "172.16.0.1",
+        "172.32.0.1",
+        "192.168.1.1",
+        "0.0.0.0",
+        "fd00::1",
+        "fe80::1",
+        "2001:db8::1",
+        "::ffff:10.0.0.1",
+        "::ffff:8.8.8.8",
+        "ff02::1",
+        "::1",
+        "::",
     ]);
     let kinds = prop::sample::select(vec![EventType::New, EventType::Update, EventType::Destroy]);
     let protos = prop::sample::select(vec![Protocol::Tcp, Protocol::Udp]);

@@ -21,10 +21,7 @@ use std::{
 use serde::Deserialize;
 
 use super::{json, queue::BoundedQueue};
-use crate::{
-    config::ConfigError,
-    event::Event,
-};
+use crate::{config::ConfigError, event::Event};
 
 /// Where journald listens for native-protocol datagrams.
 pub(crate) const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";

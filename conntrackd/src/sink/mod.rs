@@ -106,9 +106,10 @@ impl Sinks {
             running.extend(start_one("syslog", c.optional, c.queue_events, ready, |q| Ok(syslog::spawn(c, q)?))?);
         }
         if let Some(c) = &config.loki {
-            let ready = c.spool_dir.as_deref().map_or(Ok(()), |dir| {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create spool_dir {}: {e}", dir.display()))
-            });
+            let ready = c
+                .spool_dir
+                .as_deref()
+                .map_or(Ok(()), |dir| std::fs::create_dir_all(dir).map_err(|e| format!("cannot create spool_dir {}: {e}", dir.display())));
             running.extend(start_one("loki", c.optional, c.queue_events, ready, |q| Ok(loki::spawn(c.clone(), q)?))?);
         }
         Ok(Self { running })

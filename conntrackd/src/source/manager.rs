@@ -17,7 +17,7 @@ use super::{
     netns::{self, Namespace, NetnsError},
     socket::{self, SocketError},
     sysctl::{self, SysctlError},
-    Kind, KernelCounters,
+    KernelCounters, Kind,
 };
 use crate::{config::SourceConfig, event::Event, filter::Prefilter};
 
@@ -151,7 +151,11 @@ impl Sources {
 
     /// The kind in use ("ebpf" or "netlink") after any fallback.
     pub fn kind(&self) -> &'static str {
-        if self.kind == Kind::Netlink { "netlink" } else { "ebpf" }
+        if self.kind == Kind::Netlink {
+            "netlink"
+        } else {
+            "ebpf"
+        }
     }
 
     pub fn namespaces(&self) -> usize {
@@ -172,8 +176,7 @@ impl Sources {
     /// Watches namespaces that appeared under /run/netns; stops those that vanished.
     pub fn rescan(&mut self) {
         let current = netns::discover();
-        let (gone, keep): (Vec<Running>, Vec<Running>) =
-            std::mem::take(&mut self.running).into_iter().partition(|r| !current.iter().any(|c| c.id == r.ns.id));
+        let (gone, keep): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running).into_iter().partition(|r| !current.iter().any(|c| c.id == r.ns.id));
         self.running = keep;
         for r in gone {
             tracing::info!(netns = %r.ns.label, "network namespace removed; no longer watched");

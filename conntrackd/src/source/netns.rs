@@ -73,9 +73,7 @@ impl Namespace {
 /// Every namespace `all` means right now: self plus /run/netns, without duplicates.
 pub(crate) fn discover() -> Vec<Namespace> {
     let mut found: Vec<Namespace> = Namespace::own().into_iter().collect();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(NETNS_DIR)
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(NETNS_DIR).map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     entries.sort();
     for path in entries {
         match Namespace::at(&path) {

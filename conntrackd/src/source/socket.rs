@@ -38,8 +38,7 @@ pub(crate) fn set_receive_buffer(fd: &OwnedFd, bytes: usize) -> Result<(), Socke
 /// see failed deliveries, so it keeps DESTROY events and re-sends them;
 /// NETLINK_NO_ENOBUFS stops overflow errors from being reported.
 pub(crate) fn set_reliable(fd: &OwnedFd) -> Result<(), SocketError> {
-    setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_BROADCAST_ERROR, 1)
-        .map_err(|source| SocketError::Option { option: "NETLINK_BROADCAST_ERROR", source })?;
+    setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_BROADCAST_ERROR, 1).map_err(|source| SocketError::Option { option: "NETLINK_BROADCAST_ERROR", source })?;
     setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1).map_err(|source| SocketError::Option { option: "NETLINK_NO_ENOBUFS", source })
 }
 
@@ -56,9 +55,8 @@ pub(crate) fn drops(fd: &OwnedFd) -> Option<u64> {
 
 fn setsockopt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> std::io::Result<()> {
     // SAFETY: valid fd; the option value is a c_int.
-    let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
-    };
+    let rc =
+        unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t) };
     if rc < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -69,9 +67,7 @@ fn setsockopt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::
 /// Opens and binds the socket, without joining any group yet.
 pub(crate) fn open() -> Result<OwnedFd, SocketError> {
     // SAFETY: plain socket(2) call; the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, NETLINK_NETFILTER)
-    };
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, NETLINK_NETFILTER) };
     if fd < 0 {
         return Err(SocketError::Open(std::io::Error::last_os_error()));
     }
@@ -81,13 +77,7 @@ pub(crate) fn open() -> Result<OwnedFd, SocketError> {
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
     // SAFETY: valid fd and address of the right size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t) };
     if rc < 0 {
         return Err(SocketError::Bind(std::io::Error::last_os_error()));
     }

@@ -78,12 +78,7 @@ pub fn edge_city_db() -> Vec<u8> {
 
 /// A record as the flat `@ip-location-db` city files store it.
 pub fn flat_record() -> Value {
-    Value::map([
-        ("city", Value::from("London")),
-        ("country_code", Value::from("GB")),
-        ("latitude", Value::from(51.5f64)),
-        ("longitude", Value::from(-0.1f64)),
-    ])
+    Value::map([("city", Value::from("London")), ("country_code", Value::from("GB")), ("latitude", Value::from(51.5f64)), ("longitude", Value::from(-0.1f64))])
 }
 
 /// A GeoLite2-ASN database with 203.0.113.0/24 in AS 64500 and edge cases.

@@ -76,11 +76,7 @@ impl Netns {
     }
 
     pub fn nft(&self, ruleset: &str) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("cannot run nft");
+        let mut child = Command::new("ip").args(["netns", "exec", &self.name, "nft", "-f", "-"]).stdin(Stdio::piped()).spawn().expect("cannot run nft");
         child.stdin.take().expect("stdin").write_all(ruleset.as_bytes()).expect("write nft ruleset");
         assert!(child.wait().expect("nft").success(), "nft rejected: {ruleset}");
     }

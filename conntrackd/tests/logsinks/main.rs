@@ -45,8 +45,28 @@ impl Drop for TempDir {
 /// (no packet is sent).
 fn inject(ns: &Netns, sport: u16) {
     let sport = sport.to_string();
-    ns.exec(&["conntrack", "-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--sport", &sport, "--dport", "443",
-        "--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY", "-m", "42"]);
+    ns.exec(&[
+        "conntrack",
+        "-I",
+        "-p",
+        "tcp",
+        "-s",
+        "10.99.0.1",
+        "-d",
+        "8.8.8.8",
+        "--sport",
+        &sport,
+        "--dport",
+        "443",
+        "--state",
+        "ESTABLISHED",
+        "-t",
+        "120",
+        "-u",
+        "SEEN_REPLY",
+        "-m",
+        "42",
+    ]);
 }
 
 /// The daemon's config: only NEW events, the given sink tables.
@@ -98,14 +118,16 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     let dir = TempDir::new("syslog");
     let rs = Rsyslog::start(&ns, dir.path(), Some(port(0)), Some(port(1)), true);
     let socket = rs.unix_socket.clone().expect("unix socket");
-    let udp = Daemon::start(&ns, &config(&format!(
-        "[sink.stream]\nenable = true\n[sink.syslog]\nenable = true\naddress = \"udp://127.0.0.1:{}\"\n", port(0))));
-    let tcp = Daemon::start(&ns, &config(&format!(
-        "[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"rfc5424\"\nfacility = \"local4\"\n", port(1))));
-    let unix = Daemon::start(&ns, &config(&format!(
-        "[sink.syslog]\nenable = true\naddress = \"unix://{}\"\nformat = \"rfc3164\"\n", socket.display())));
-    let unixgram = Daemon::start(&ns, &config(&format!(
-        "[sink.syslog]\nenable = true\naddress = \"unixgram://{}\"\nfacility = \"local2\"\n", socket.with_extension("5424").display())));
+    let udp = Daemon::start(&ns, &config(&format!("[sink.stream]\nenable = true\n[sink.syslog]\nenable = true\naddress = \"udp://127.0.0.1:{}\"\n", port(0))));
+    let tcp = Daemon::start(
+        &ns,
+        &config(&format!("[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"rfc5424\"\nfacility = \"local4\"\n", port(1))),
+    );
+    let unix = Daemon::start(&ns, &config(&format!("[sink.syslog]\nenable = true\naddress = \"unix://{}\"\nformat = \"rfc3164\"\n", socket.display())));
+    let unixgram = Daemon::start(
+        &ns,
+        &config(&format!("[sink.syslog]\nenable = true\naddress = \"unixgram://{}\"\nfacility = \"local2\"\n", socket.with_extension("5424").display())),
+    );
 
     inject(&ns, 40100);
     let line = udp.next_event();
@@ -115,9 +137,7 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     assert_eq!(names[..11], ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm"]);
     assert_eq!(names.last().map(String::as_str), Some("mark"));
     let wanted = [("imudp", "<30>1 "), ("imtcp", "<166>1 "), ("imuxsock", "<30>"), ("imuxsock", "<150>1 ")];
-    let got = rs.wait_for("one message per transport", |got| {
-        wanted.iter().all(|(input, pri)| from_input(got, input, pri, &flow).is_some())
-    });
+    let got = rs.wait_for("one message per transport", |got| wanted.iter().all(|(input, pri)| from_input(got, input, pri, &flow).is_some()));
     let host = hostname();
 
     // UDP, RFC 5424, facility daemon: the header is the event's, the body carries every field.
@@ -172,10 +192,8 @@ fn syslog_tcp_receiver_outage_queues_and_counts_overflow() {
     let ns = Netns::new("sysout");
     let dir = TempDir::new("sysout");
     let mut rs = Rsyslog::start(&ns, dir.path(), None, Some(port(2)), false);
-    let d = Daemon::start(&ns, &config(&format!(
-        "[sink.stream]\nenable = true\n[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\n", port(2))));
-    let small = Daemon::start(&ns, &config(&format!(
-        "[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nqueue_events = 1\n", port(2))));
+    let d = Daemon::start(&ns, &config(&format!("[sink.stream]\nenable = true\n[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\n", port(2))));
+    let small = Daemon::start(&ns, &config(&format!("[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nqueue_events = 1\n", port(2))));
     inject(&ns, 40200);
     let mut flows = vec![d.next_event()["flow"].clone()];
     rs.wait_for("the first event", |got| from_input(got, "imtcp", "<30>1 ", &flows[0]).is_some());
@@ -218,8 +236,7 @@ fn journald_stores_every_field_as_event_star() {
     let ns = Netns::new("journal");
     let dir = TempDir::new("journal");
     let j = Journald::start(dir.path());
-    let d = Daemon::start(&ns, &config(&format!(
-        "[sink.stream]\nenable = true\n[sink.journal]\nenable = true\nsocket = \"{}\"\n", j.socket.display())));
+    let d = Daemon::start(&ns, &config(&format!("[sink.stream]\nenable = true\n[sink.journal]\nenable = true\nsocket = \"{}\"\n", j.socket.display())));
     inject(&ns, 40300);
     let line = d.next_event();
     assert_eq!(line["mark"], 42, "{line}");
@@ -254,12 +271,8 @@ fn journald_takes_an_oversized_entry_through_a_memfd() {
     // Larger than any datagram the socket can carry (wmem_max is far below 1 MiB
     // by default), with newlines so the binary-safe encoding is used too.
     let pad: Vec<u8> = (0..1_500_000u32).map(|i| b"Llanfairpwllgwyngyll\n"[i as usize % 21]).collect();
-    let fields: [(&str, &[u8]); 4] = [
-        ("MESSAGE", b"oversized test entry"),
-        ("PRIORITY", b"6"),
-        ("SYSLOG_IDENTIFIER", b"conntrackd-memfd-test"),
-        ("EVENT_DST_CITY", &pad),
-    ];
+    let fields: [(&str, &[u8]); 4] =
+        [("MESSAGE", b"oversized test entry"), ("PRIORITY", b"6"), ("SYSLOG_IDENTIFIER", b"conntrackd-memfd-test"), ("EVENT_DST_CITY", &pad)];
     let memfd = conntrackd::testing::journal_send(&j.socket, &fields).expect("send to journald");
     assert!(memfd, "a 1.5 MB entry cannot be one datagram; it must go through a memfd");
     let entries = j.wait_for(&["SYSLOG_IDENTIFIER=conntrackd-memfd-test"], |got| !got.is_empty());

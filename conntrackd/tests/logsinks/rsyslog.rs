@@ -66,10 +66,8 @@ impl Rsyslog {
             // The syslog(3) format (RFC 3164 without hostname), as on /dev/log.
             conf += &format!("input(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\")\n", socket.display());
             // Any format, parsed by rsyslog's regular parsers (RFC 5424 included).
-            conf += &format!(
-                "input(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\" UseSpecialParser=\"off\")\n",
-                socket.with_extension("5424").display()
-            );
+            conf +=
+                &format!("input(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\" UseSpecialParser=\"off\")\n", socket.with_extension("5424").display());
         }
         conf += &format!("*.* action(type=\"omfile\" file=\"{}\" template=\"fields\")\n", dir.join("out.log").display());
         std::fs::write(dir.join("rsyslog.conf"), conf).expect("write rsyslog.conf");
@@ -154,14 +152,5 @@ impl Drop for Rsyslog {
 fn parse_line(line: &str) -> Option<Received> {
     let mut parts = line.splitn(8, '\t');
     let mut next = || parts.next().map(str::to_string);
-    Some(Received {
-        facility: next()?,
-        severity: next()?,
-        hostname: next()?,
-        app_name: next()?,
-        procid: next()?,
-        msgid: next()?,
-        input: next()?,
-        raw: next()?,
-    })
+    Some(Received { facility: next()?, severity: next()?, hostname: next()?, app_name: next()?, procid: next()?, msgid: next()?, input: next()?, raw: next()? })
 }

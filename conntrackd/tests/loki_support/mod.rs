@@ -228,4 +228,3 @@ fn proxy_one(conn: std::net::TcpStream, upstream: u16, script: &Mutex<Vec<Fault>
     let mut conn = conn;
     let _ = write!(conn, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
 }
-

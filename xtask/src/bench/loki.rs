@@ -99,7 +99,15 @@ fn measure_with(bench: &Bench, dir: &Path, tag: &str, config: &str, rate: Rate) 
 fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, baseline: Option<&RunResult>, lat: &Latency) -> String {
     let mut md = String::from("\n## Loki sink\n\n| encoding | events | batches | bytes/event | events per CPU second |\n|---|---|---|---|---|\n");
     for e in encoder {
-        let _ = writeln!(md, "| {} | {} | {} | {} | {} |", e["encoding"].as_str().unwrap_or("?"), e["events"], e["batches"], e["bytes_per_event"], e["events_per_cpu_s"]);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            e["encoding"].as_str().unwrap_or("?"),
+            e["events"],
+            e["batches"],
+            e["bytes_per_event"],
+            e["events_per_cpu_s"]
+        );
     }
     let _ = writeln!(
         md,
@@ -180,11 +188,7 @@ impl VictoriaLogs {
         let until = Instant::now() + Duration::from_secs(60);
         loop {
             let body = get("/select/logsql/query?query=*%20%7C%20stats%20count()%20as%20n")?;
-            let n = body
-                .lines()
-                .find_map(|l| serde_json::from_str::<Value>(l).ok())
-                .and_then(|v| v["n"].as_str().and_then(|n| n.parse().ok()))
-                .unwrap_or(0);
+            let n = body.lines().find_map(|l| serde_json::from_str::<Value>(l).ok()).and_then(|v| v["n"].as_str().and_then(|n| n.parse().ok())).unwrap_or(0);
             if n >= expected || Instant::now() > until {
                 return Ok(n);
             }

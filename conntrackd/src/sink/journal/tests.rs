@@ -85,8 +85,7 @@ fn event_entry_has_every_field_in_order() {
     let ev = crate::event::tests::tcp_v4_event(0);
     let mut out = Vec::new();
     encode(&mut out, &ev);
-    let fields: Vec<(String, String)> =
-        decode(&out).into_iter().map(|(k, v)| (k, String::from_utf8(v).unwrap())).collect();
+    let fields: Vec<(String, String)> = decode(&out).into_iter().map(|(k, v)| (k, String::from_utf8(v).unwrap())).collect();
     let want = [
         ("MESSAGE", "NEW TCP connection from 10.99.0.1:40002 to 8.8.8.8:443"),
         ("PRIORITY", "6"),

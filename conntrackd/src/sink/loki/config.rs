@@ -253,10 +253,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Splits user info off the address; only http and https are accepted.
 fn parse_address(text: &str) -> Result<Endpoint, LokiConfigError> {
     // Never echo the text: it may hold a password.
-    let mut url = url::Url::parse(text).map_err(|err| LokiConfigError::Invalid {
-        key: "address",
-        message: format!("expected a URL such as http://localhost:3100 ({err})"),
-    })?;
+    let mut url = url::Url::parse(text)
+        .map_err(|err| LokiConfigError::Invalid { key: "address", message: format!("expected a URL such as http://localhost:3100 ({err})") })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return invalid("address", "expected an http:// or https:// URL with a host");
     }
@@ -301,9 +299,7 @@ pub(crate) fn base64(input: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);

@@ -77,9 +77,7 @@ impl Encoding {
 /// Encodes a batch as a request body.
 pub(crate) fn encode(batch: &Batch, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
     match encoding {
-        Encoding::Protobuf => {
-            Ok(snap::raw::Encoder::new().compress_vec(&to_proto(batch))?)
-        }
+        Encoding::Protobuf => Ok(snap::raw::Encoder::new().compress_vec(&to_proto(batch))?),
         Encoding::Json => Ok(to_json(batch)),
     }
 }

@@ -15,13 +15,13 @@ pub(crate) mod request;
 pub(crate) mod retry;
 pub(crate) mod service;
 pub(crate) mod spool;
-pub(crate) mod throughput;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_config;
 #[cfg(test)]
 mod tests_tls;
+pub(crate) mod throughput;
 
 use std::{
     sync::Arc,

@@ -46,10 +46,7 @@ pub(crate) struct Service {
 
 impl Service {
     pub fn new(config: &LokiConfig) -> Result<Self, ServiceError> {
-        let mut builder = ureq::AgentBuilder::new().timeout(config.timeout).redirects(0).user_agent(concat!(
-            "conntrackd/",
-            env!("CARGO_PKG_VERSION")
-        ));
+        let mut builder = ureq::AgentBuilder::new().timeout(config.timeout).redirects(0).user_agent(concat!("conntrackd/", env!("CARGO_PKG_VERSION")));
         if config.ca_file.is_some() || config.insecure_skip_verify {
             builder = builder.tls_config(Arc::new(tls_config(config)?));
         }
@@ -147,21 +144,11 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 

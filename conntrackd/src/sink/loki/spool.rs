@@ -52,8 +52,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Opens (creating) the spool directory and lists the batches left in it.
     pub fn open(dir: Option<&Path>, max_bytes: u64) -> Result<Self, SpoolError> {
-        let mut outbox =
-            Self { dir: dir.map(Path::to_path_buf), max_bytes, slots: VecDeque::new(), bytes: 0, next_seq: 1, dropped_events: 0 };
+        let mut outbox = Self { dir: dir.map(Path::to_path_buf), max_bytes, slots: VecDeque::new(), bytes: 0, next_seq: 1, dropped_events: 0 };
         let Some(dir) = dir else { return Ok(outbox) };
         let dir_error = |source| SpoolError::Dir { path: dir.to_path_buf(), source };
         // Event data (addresses, processes): only the daemon's user may read it.

@@ -9,9 +9,9 @@ fn contrib_with_loki() -> String {
     let mut out = String::new();
     for line in text.lines() {
         in_loki |= line.starts_with("# [sink.loki]");
-        let is_key = line.strip_prefix("# ").is_some_and(|rest| {
-            rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-        });
+        let is_key = line
+            .strip_prefix("# ")
+            .is_some_and(|rest| rest.starts_with('[') || rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
         out.push_str(if in_loki && is_key { &line[2..] } else { line });
         out.push('\n');
     }

@@ -65,8 +65,7 @@ pub(crate) struct SyslogConfig {
 pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, ConfigError> {
     let Some(raw) = raw.filter(|r| r.enable == Some(true)) else { return Ok(None) };
     let invalid = |key, message: String| ConfigError::Invalid { key, message };
-    let address = Address::parse(raw.address.as_deref().unwrap_or(DEFAULT_ADDRESS))
-        .map_err(|e| invalid("sink.syslog.address", e.to_string()))?;
+    let address = Address::parse(raw.address.as_deref().unwrap_or(DEFAULT_ADDRESS)).map_err(|e| invalid("sink.syslog.address", e.to_string()))?;
     let format = Format::parse(raw.format.as_deref().unwrap_or("rfc5424")).map_err(|e| invalid("sink.syslog.format", e.to_string()))?;
     let facility = match raw.facility.as_deref() {
         None => Facility::DAEMON,
@@ -82,8 +81,7 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
 /// Starts the sink thread.
 pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Result<JoinHandle<()>> {
     let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
-    let header =
-        Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
+    let header = Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
     tracing::info!(sink = "syslog", address = %config.address, format = ?config.format, "syslog sink started");
     let mut sender = Sender::new(config.address.clone(), header);
     thread::Builder::new().name("sink-syslog".into()).spawn(move || {

@@ -36,8 +36,14 @@ pub(crate) enum AddressError {
 /// A parsed `address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Address {
-    Udp { host: String, port: u16 },
-    Tcp { host: String, port: u16 },
+    Udp {
+        host: String,
+        port: u16,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     /// Datagram, falling back to stream.
     Unix(PathBuf),
     UnixGram(PathBuf),
@@ -251,8 +257,20 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_use() {
-        for bad in ["localhost:514", "http://x", "udp://", "udp://host:0", "udp://host:70000", "tcp://user@host:1",
-                    "tcp://host:1/path", "udp://[::1", "udp://[nothost]:1", "udp://[::1]x", "unix://dev/log", "unixgram://"] {
+        for bad in [
+            "localhost:514",
+            "http://x",
+            "udp://",
+            "udp://host:0",
+            "udp://host:70000",
+            "tcp://user@host:1",
+            "tcp://host:1/path",
+            "udp://[::1",
+            "udp://[nothost]:1",
+            "udp://[::1]x",
+            "unix://dev/log",
+            "unixgram://",
+        ] {
             let err = Address::parse(bad).expect_err(bad);
             assert!(err.to_string().contains("expected"), "{bad}: {err}");
         }

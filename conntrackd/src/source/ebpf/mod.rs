@@ -8,7 +8,10 @@ pub(crate) mod tests_support;
 
 use std::os::fd::OwnedFd;
 
-use aya::{maps::{MapData, RingBuf}, Ebpf};
+use aya::{
+    maps::{MapData, RingBuf},
+    Ebpf,
+};
 use tokio::io::unix::AsyncFd;
 
 use self::program::{decode, Counters, KernelProgram};
@@ -48,8 +51,7 @@ impl EbpfSource {
         tracing::debug!(capture_comm = program.capture_comm, ring_bytes = config.ring_buffer_bytes, "kernel program attached");
         let (ring, counters, logger, ebpf) = program.into_parts();
         // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns it.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .map_err(|e| EbpfSourceError::Poll(e.into()))?;
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }.map_err(|e| EbpfSourceError::Poll(e.into()))?;
         let wakeup_bytes = program::wakeup_bytes(config.ring_buffer_bytes);
         Ok(Self { ring, counters, logger, decode_errors: 0, wakeup_bytes, socket, ebpf })
     }

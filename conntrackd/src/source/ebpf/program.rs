@@ -8,8 +8,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use conntrackd_common::{
-    EventRecord, Policy, COUNTER_COUNT, EVENT_RECORD_SIZE, GLOBAL_CAPTURE_COMM, MAP_COUNTERS, MAP_DST_CLASSES,
-    MAP_EVENTS, MAP_POLICY, MAP_SRC_CLASSES,
+    EventRecord, Policy, COUNTER_COUNT, EVENT_RECORD_SIZE, GLOBAL_CAPTURE_COMM, MAP_COUNTERS, MAP_DST_CLASSES, MAP_EVENTS, MAP_POLICY, MAP_SRC_CLASSES,
 };
 
 use crate::{
@@ -135,8 +134,7 @@ fn fill_maps(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Resul
     for name in [MAP_DST_CLASSES, MAP_SRC_CLASSES] {
         let mut trie: LpmTrie<_, [u8; 16], u32> = LpmTrie::try_from(map(ebpf, name)?).map_err(map_err(name))?;
         for p in PREFIXES {
-            trie.insert(&Key::new(u32::from(p.len), p.addr.octets()), p.class.kernel_value(), 0)
-                .map_err(map_err(name))?;
+            trie.insert(&Key::new(u32::from(p.len), p.addr.octets()), p.class.kernel_value(), 0).map_err(map_err(name))?;
         }
     }
     write_policy(ebpf, prefilter, wakeup_bytes)

@@ -8,7 +8,7 @@ use crate::{
     config::SourceConfig,
     event::Event,
     filter::{Prefilter, Rules},
-    source::{Kind, KernelCounters},
+    source::{KernelCounters, Kind},
 };
 
 /// The program with the default rules' table; fails clearly without root.

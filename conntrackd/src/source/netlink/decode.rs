@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use conntrackd_common::{present, Counter, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIND_UPDATE};
-use netlink_packet_core::{Nla, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, Nla, NlasIterator, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_netfilter::{
     conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Tuple as CtTuple},
     NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
@@ -37,9 +37,7 @@ pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord,
     let NetlinkPayload::InnerMessage(nf) = msg.payload else { return Err(Counter::NotConntrack) };
     let (kind, attrs) = match nf.inner {
         NetfilterMessageInner::Conntrack(ConntrackMessage::Delete(attrs)) => (KIND_DESTROY, attrs),
-        NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) if flags & (NLM_F_CREATE | NLM_F_EXCL) == NLM_F_CREATE | NLM_F_EXCL => {
-            (KIND_NEW, attrs)
-        }
+        NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) if flags & (NLM_F_CREATE | NLM_F_EXCL) == NLM_F_CREATE | NLM_F_EXCL => (KIND_NEW, attrs),
         NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) => (KIND_UPDATE, attrs),
         _ => return Err(Counter::NotConntrack),
     };
@@ -62,7 +60,13 @@ pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord,
     }
     let (src, dst) = (address(&rec.orig.src, family), address(&rec.orig.dst, family));
     prefilter.verdict(event_type, rec.orig.proto, src, dst).map_err(|c| {
-        if c == Counter::DropProtocol { c } else if rec.present & present::ORIG_PORTS == 0 { Counter::ParseError } else { c }
+        if c == Counter::DropProtocol {
+            c
+        } else if rec.present & present::ORIG_PORTS == 0 {
+            Counter::ParseError
+        } else {
+            c
+        }
     })?;
     if rec.present & present::ORIG_PORTS == 0 {
         return Err(Counter::ParseError);
@@ -171,9 +175,7 @@ fn raw(rec: &mut EventRecord, kind: u16, value: Vec<u8>) -> Result<(), Counter> 
 
 /// The children of a nested attribute as (type, value).
 fn nested(value: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, Counter> {
-    NlasIterator::new(value)
-        .map(|nla| nla.map(|n| (n.kind() & 0x3fff, n.value().to_vec())).map_err(|_| Counter::ParseError))
-        .collect()
+    NlasIterator::new(value).map(|nla| nla.map(|n| (n.kind() & 0x3fff, n.value().to_vec())).map_err(|_| Counter::ParseError)).collect()
 }
 
 /// The raw (network-order) bytes of a fixed-size value.

@@ -70,9 +70,7 @@ impl NetlinkSource {
         let mut read = 0;
         loop {
             // SAFETY: valid fd and buffer; MSG_DONTWAIT never blocks.
-            let n = unsafe {
-                libc::recv(self.fd.get_ref().as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT)
-            };
+            let n = unsafe { libc::recv(self.fd.get_ref().as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT) };
             if n < 0 {
                 let err = std::io::Error::last_os_error();
                 match err.raw_os_error() {

@@ -42,9 +42,7 @@ fn outcomes_match_the_kernel_program() {
     assert_eq!(decode(&udp.message(), &p), Err(Counter::DropProtocol));
     assert_eq!(decode(&MsgBuilder::new(2 << 8, 0, 2).attr(1, &[0; 4]).build(), &p), Err(Counter::NotConntrack));
     // Found by the fuzzer: a malformed nftables message panicked inside netlink-packet-netfilter.
-    let nftables = [
-        0x20, 0, 0, 0, 0x0a, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0x01, 0, 0x04, 0x0a, 0, 0x11, 0, 0, 0, 0, 0x02, 0x26, 0, 0, 0,
-    ];
+    let nftables = [0x20, 0, 0, 0, 0x0a, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0x03, 0, 0, 0x01, 0, 0x04, 0x0a, 0, 0x11, 0, 0, 0, 0, 0x02, 0x26, 0, 0, 0];
     assert_eq!(decode(&nftables, &p), Err(Counter::NotConntrack));
     assert_eq!(decode(&[1, 2], &p), Err(Counter::ParseError));
     let mut truncated = Spec::tcp(EventType::New, "10.0.0.1", "8.8.8.8").message();
