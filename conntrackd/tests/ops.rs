@@ -172,14 +172,7 @@ fn a_sink_that_cannot_start_is_an_error_unless_optional() {
     require_root_and_tools();
     let ns = Netns::new("optional");
     let journal = "[sink.journal]\nenable = true\nsocket = \"/nonexistent/journal.sock\"\n";
-    let config = common::tempfile_path::TempPath::with_contents(&format!("[sink.stream]\nenable = true\n{journal}"));
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
-        .arg(config.path())
-        .output()
-        .expect("run conntrackd");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::run_expecting_failure(&ns, &format!("[sink.stream]\nenable = true\n{journal}"));
     assert!(
         err.contains("cannot start the journal sink: journald's socket /nonexistent/journal.sock does not exist (set sink.journal.optional = true"),
         "{err}"

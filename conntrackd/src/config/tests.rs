@@ -64,9 +64,8 @@ fn key_table_matches_the_schema_and_the_example() {
             Kind::List => "x",
         };
         let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
-        match Config::from_text(Path::new("t"), "", &over) {
-            Err(ConfigError::Parse { message, .. }) => panic!("{}: {message}", key.path),
-            _ => {}
+        if let Err(ConfigError::Parse { message, .. }) = Config::from_text(Path::new("t"), "", &over) {
+            panic!("{}: {message}", key.path);
         }
     }
     let doc: toml::Table = toml::from_str(DEFAULT_CONFIG).unwrap();

@@ -44,7 +44,8 @@ pub(crate) enum SourceError {
 
 /// A source of either kind.
 enum AnySource {
-    Ebpf(EbpfSource),
+    /// Boxed: the eBPF source is much larger than the netlink one.
+    Ebpf(Box<EbpfSource>),
     Netlink(NetlinkSource),
 }
 
@@ -246,11 +247,11 @@ impl Sources {
         let socket = self.socket_in(ns, true)?;
         match self.kind {
             Kind::Netlink => Ok(self.netlink(socket)?),
-            Kind::Ebpf => Ok(AnySource::Ebpf(EbpfSource::open(&self.config, &self.prefilter, socket)?)),
+            Kind::Ebpf => Ok(AnySource::Ebpf(Box::new(EbpfSource::open(&self.config, &self.prefilter, socket)?))),
             Kind::Auto => match EbpfSource::open(&self.config, &self.prefilter, socket) {
                 Ok(source) => {
                     self.kind = Kind::Ebpf;
-                    Ok(AnySource::Ebpf(source))
+                    Ok(AnySource::Ebpf(Box::new(source)))
                 }
                 Err(err) => {
                     tracing::warn!(error = %chain(&err), "the eBPF source is unavailable; falling back to the netlink source");

@@ -114,6 +114,19 @@ pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     b.exec(&["ip", "link", "set", ib, "up"]);
 }
 
+/// Runs `conntrackd run` in `ns` with `config`, expecting it to refuse to
+/// start; returns its stderr.
+pub fn run_expecting_failure(ns: &Netns, config: &str) -> String {
+    let config = tempfile_path::TempPath::with_contents(config);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
+        .arg(config.path())
+        .output()
+        .expect("run conntrackd");
+    assert!(!out.status.success(), "conntrackd should have refused to start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// The daemon under test, running in a namespace.
 pub struct Daemon {
     child: Child,
