@@ -100,16 +100,19 @@ impl Prefilter {
         Policy { keep, wakeup_bytes, _pad: 0 }
     }
 
-    /// The kernel program's decision, made in userspace (netlink source), with
-    /// the same outcome counters: protocol, then source class, then destination class.
-    pub fn verdict(&self, kind: EventType, proto: u8, src: IpAddr, dst: IpAddr) -> Result<(), Counter> {
-        let Some(p) = conntrackd_common::protocol_index(proto) else {
-            return Err(Counter::DropProtocol);
-        };
-        let row = self.keep[kind_bit(kind) as usize][p as usize];
-        if row == 0 {
-            return Err(Counter::DropProtocol);
+    /// The kernel program's first check, in userspace (netlink source): the
+    /// class mask kept for this type and protocol, or DropProtocol.
+    pub fn row(&self, kind: EventType, proto: u8) -> Result<u16, Counter> {
+        let p = conntrackd_common::protocol_index(proto).ok_or(Counter::DropProtocol)?;
+        match self.keep[kind_bit(kind) as usize][p as usize] {
+            0 => Err(Counter::DropProtocol),
+            row => Ok(row),
         }
+    }
+
+    /// The kernel program's class checks on a row from [`Prefilter::row`]:
+    /// source class, then destination class, with the same outcome counters.
+    pub fn classes(row: u16, src: IpAddr, dst: IpAddr) -> Result<(), Counter> {
         let dsts = (row >> (class_bit(NetworkClass::of(src)) * 4)) & 0xf;
         if dsts == 0 {
             return Err(Counter::DropSrcClass);

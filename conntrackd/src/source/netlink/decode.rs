@@ -59,18 +59,12 @@ pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord,
         return Err(Counter::ParseError);
     }
     let (src, dst) = (address(&rec.orig.src, family), address(&rec.orig.dst, family));
-    prefilter.verdict(event_type, rec.orig.proto, src, dst).map_err(|c| {
-        if c == Counter::DropProtocol {
-            c
-        } else if rec.present & present::ORIG_PORTS == 0 {
-            Counter::ParseError
-        } else {
-            c
-        }
-    })?;
+    // In the kernel program's order: protocol, ports present, source class, destination class.
+    let row = prefilter.row(event_type, rec.orig.proto)?;
     if rec.present & present::ORIG_PORTS == 0 {
         return Err(Counter::ParseError);
     }
+    Prefilter::classes(row, src, dst)?;
     Ok(rec)
 }
 
