@@ -55,11 +55,9 @@ fn emitted_fields() -> BTreeSet<String> {
         text.split('"').skip(1).step_by(2).filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')).map(str::to_string).collect()
     };
     let mut fields: BTreeSet<String> = literals(&src("event/fields.rs")).into_iter().collect();
+    // The literals inside each `Names { ... }` table, whatever its layout.
     let enrich = src("enrich/mod.rs");
-    let tables = enrich.lines().filter(|l| {
-        let t = l.trim();
-        t.ends_with("\",") && t.split_once(": \"").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-    });
+    let tables = enrich.split("Names {").skip(1).filter_map(|rest| rest.split_once('}').map(|(table, _)| table));
     fields.extend(tables.flat_map(literals));
     for must in ["type", "src_addr", "dst_addr", "dst_city", "dst_country", "dst_lat", "dst_lon", "dst_asn", "dst_as_org"] {
         assert!(fields.contains(must), "the extraction from the source missed {must}: {fields:?}");
