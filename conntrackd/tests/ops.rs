@@ -183,3 +183,23 @@ fn a_sink_that_cannot_start_is_an_error_unless_optional() {
     assert_eq!(d.next_event()["src_port"], 8001);
     d.stop();
 }
+
+/// `writer = "stderr"` shares stderr with the daemon's own log lines: the
+/// event must arrive there and SIGTERM must still stop the daemon (the sink
+/// once held stderr's lock for its thread's life, and the daemon hung before
+/// "conntrackd ready").
+#[test]
+fn stream_writer_stderr_delivers_and_stops() {
+    require_root_and_tools();
+    let ns = Netns::new("stderr");
+    let d = Daemon::start(&ns, "filter = [\"log any\"]\n[sink.stream]\nenable = true\nwriter = \"stderr\"\n");
+    tcp_entry(&ns, "8.8.8.8", 5301);
+    let line = d.wait_log("NEW TCP connection from 10.99.0.1:5301 to 8.8.8.8:443");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
+    assert_eq!(event["dst_port"], 443, "{line}");
+    let started = Instant::now();
+    let (stopped, stdout) = d.stop();
+    assert!(started.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", started.elapsed());
+    assert!(stdout.is_empty(), "nothing on stdout with writer = stderr: {stdout:?}");
+    assert_eq!(stopped.get("stream.written"), 1, "{}", stopped.log);
+}

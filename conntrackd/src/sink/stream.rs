@@ -9,16 +9,16 @@ use super::{json, queue::BoundedQueue};
 use crate::config::Writer;
 
 /// Starts the sink thread; it writes each drained batch with one `write_all`.
+///
+/// stdout and stderr are locked for one batch at a time, never for the
+/// thread's life: the daemon's own diagnostics also go to stderr, and a lock
+/// held while the thread waits for events would block every log line (and
+/// with it the event path and shutdown).
 pub(crate) fn spawn(writer: Writer, queue: Arc<BoundedQueue>) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new().name("sink-stream".into()).spawn(move || run(writer, &queue))
 }
 
 fn run(writer: Writer, queue: &BoundedQueue) {
-    let mut out: Box<dyn Write> = match writer {
-        Writer::Stdout => Box::new(std::io::stdout().lock()),
-        Writer::Stderr => Box::new(std::io::stderr().lock()),
-        Writer::Discard => Box::new(std::io::sink()),
-    };
     let mut events = Vec::with_capacity(1024);
     let mut buf = Vec::with_capacity(256 * 1024);
     let mut failures = 0u64;
@@ -27,7 +27,7 @@ fn run(writer: Writer, queue: &BoundedQueue) {
         for ev in &events {
             json::write_line(&mut buf, ev);
         }
-        match out.write_all(&buf).and_then(|()| out.flush()) {
+        match write_batch(writer, &buf) {
             Ok(()) => queue.record_written(events.len()),
             Err(err) => {
                 queue.record_write_error(events.len());
@@ -38,5 +38,18 @@ fn run(writer: Writer, queue: &BoundedQueue) {
             }
         }
         events.clear();
+    }
+}
+
+/// Writes one batch under the stream's lock, released right after.
+fn write_batch(writer: Writer, buf: &[u8]) -> std::io::Result<()> {
+    fn locked(mut out: impl Write, buf: &[u8]) -> std::io::Result<()> {
+        out.write_all(buf)?;
+        out.flush()
+    }
+    match writer {
+        Writer::Stdout => locked(std::io::stdout().lock(), buf),
+        Writer::Stderr => locked(std::io::stderr().lock(), buf),
+        Writer::Discard => Ok(()),
     }
 }
