@@ -126,7 +126,7 @@ impl SourceConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StreamConfig {
     pub writer: Writer,
     pub queue_events: usize,

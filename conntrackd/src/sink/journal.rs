@@ -51,7 +51,7 @@ pub(crate) struct RawJournal {
 }
 
 /// Validated `[sink.journal]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct JournalConfig {
     pub socket: PathBuf,
     pub queue_events: usize,

@@ -119,6 +119,11 @@ impl BoundedQueue {
         self.ready.notify_all();
     }
 
+    /// True once [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Waits up to `timeout` (without taking events); true once the queue is closed.
     pub fn wait_closed(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;

@@ -97,7 +97,7 @@ impl std::fmt::Debug for Endpoint {
 }
 
 /// Validated `[sink.loki]`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub(crate) struct LokiConfig {
     pub endpoint: Endpoint,
     /// Sorted, deduplicated stream labels besides `type` (and the per-flow ones).

@@ -3,11 +3,17 @@
 //! With `spool_dir` each batch is a file `<seq>.batch` (written to a temporary
 //! name, synced, renamed), so they survive a restart; without it they are
 //! kept in memory only.
+//!
+//! One outbox owns a spool directory: it holds an exclusive `flock` on
+//! `<spool_dir>/.lock` for its life, so a second outbox (another daemon, or
+//! a careless reload) cannot open the same directory and number files from
+//! the same sequence. A reload does not reopen the directory: the retiring
+//! Loki sender hands its `Outbox` (lock included) to its successor.
 use std::{
     collections::VecDeque,
     fs,
     io::Write,
-    os::unix::fs::DirBuilderExt,
+    os::{fd::AsRawFd, unix::fs::DirBuilderExt},
     path::{Path, PathBuf},
 };
 
@@ -19,6 +25,8 @@ const MAGIC: &str = "CTDLOKI1";
 pub(crate) enum SpoolError {
     #[error("sink.loki.spool_dir {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error("sink.loki.spool_dir {path} is in use by another conntrackd (its .lock is held); give each daemon its own spool_dir")]
+    InUse { path: PathBuf },
 }
 
 /// One encoded request body and how many events it carries.
@@ -47,16 +55,24 @@ pub(crate) struct Outbox {
     next_seq: u64,
     /// Events dropped because the bound was reached or a file was unreadable.
     pub dropped_events: u64,
+    /// The directory's `.lock`, held (flock) while this outbox lives.
+    _lock: Option<fs::File>,
 }
 
 impl Outbox {
+    /// An outbox in memory only (no spool_dir).
+    pub fn memory(max_bytes: u64) -> Self {
+        Self { dir: None, max_bytes, slots: VecDeque::new(), bytes: 0, next_seq: 1, dropped_events: 0, _lock: None }
+    }
+
     /// Opens (creating) the spool directory and lists the batches left in it.
     pub fn open(dir: Option<&Path>, max_bytes: u64) -> Result<Self, SpoolError> {
-        let mut outbox = Self { dir: dir.map(Path::to_path_buf), max_bytes, slots: VecDeque::new(), bytes: 0, next_seq: 1, dropped_events: 0 };
-        let Some(dir) = dir else { return Ok(outbox) };
+        let Some(dir) = dir else { return Ok(Self::memory(max_bytes)) };
+        let mut outbox = Self { dir: Some(dir.to_path_buf()), ..Self::memory(max_bytes) };
         let dir_error = |source| SpoolError::Dir { path: dir.to_path_buf(), source };
         // Event data (addresses, processes): only the daemon's user may read it.
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(dir_error)?;
+        outbox._lock = Some(lock(dir)?);
         let mut found = Vec::new();
         for entry in fs::read_dir(dir).map_err(dir_error)? {
             let path = entry.map_err(dir_error)?.path();
@@ -88,6 +104,17 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Moves every pending batch of `other` behind this outbox's own, in order
+    /// (a successor adopting its predecessor's spool keeps what it batched
+    /// while it waited). The bound applies as for any push.
+    pub fn append(&mut self, mut other: Outbox) {
+        while let Some(payload) = other.front() {
+            other.pop_front();
+            self.push(payload);
+        }
+        self.dropped_events += other.dropped_events;
     }
 
     /// Batches and events pending.
@@ -169,6 +196,22 @@ impl Outbox {
     }
 }
 
+/// Takes the directory's exclusive lock, or says who holds it.
+fn lock(dir: &Path) -> Result<fs::File, SpoolError> {
+    let path = dir.join(".lock");
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|source| SpoolError::Dir { path: path.clone(), source })?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+            SpoolError::InUse { path: dir.to_path_buf() }
+        } else {
+            SpoolError::Dir { path, source: err }
+        });
+    }
+    Ok(file)
+}
+
 fn write_file(dir: &Path, seq: u64, payload: &Payload) -> std::io::Result<()> {
     let tmp = dir.join(format!("{seq:020}.tmp"));
     let mut file = fs::File::create(&tmp)?;
@@ -236,7 +279,29 @@ mod tests {
         assert_eq!(out.front(), Some(payload(3, 5)));
         out.pop_front();
         assert!(out.is_empty());
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "files removed, tmp and garbage cleaned");
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [".lock"], "files removed, tmp and garbage cleaned");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn one_outbox_per_directory_and_append_keeps_order() {
+        let dir = temp_dir("lock");
+        let mut first = Outbox::open(Some(&dir), 1 << 20).unwrap();
+        let err = Outbox::open(Some(&dir), 1 << 20).err().expect("a second outbox on the same directory");
+        assert!(matches!(err, SpoolError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("is in use by another conntrackd"), "{err}");
+        first.push(payload(1, 10));
+        let mut waiting = Outbox::open(None, 1 << 20).unwrap();
+        waiting.push(payload(2, 10));
+        first.append(waiting);
+        assert_eq!(first.pending(), (2, 3));
+        assert_eq!(first.front(), Some(payload(1, 10)));
+        first.pop_front();
+        assert_eq!(first.front(), Some(payload(2, 10)));
+        assert!(fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name() == "00000000000000000002.batch"), "appended batches are spooled");
+        drop(first);
+        Outbox::open(Some(&dir), 1 << 20).expect("the lock goes with the outbox");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -52,7 +52,7 @@ pub(crate) struct RawSyslog {
 }
 
 /// Validated `[sink.syslog]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SyslogConfig {
     pub address: Address,
     pub format: Format,
