@@ -71,7 +71,7 @@ pub(crate) enum GeoipCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Configuration file (TOML). [default: /etc/conntrackd/conntrackd.toml if it exists, else the built-in default]
+    /// Configuration file: .toml, .yaml/.yml or .json. [default: /etc/conntrackd/conntrackd.{toml,yaml,yml,json} if one exists, else the built-in default]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[arg(skip)]

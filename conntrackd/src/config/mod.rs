@@ -1,8 +1,10 @@
-//! Configuration: the raw TOML file as parsed (`raw.rs`), overridden by the
-//! environment and flags (`keys.rs`), and validated into [`Config`].
+//! Configuration: the raw file as parsed (`raw.rs`; TOML, YAML or JSON, see
+//! `format.rs`), overridden by the environment and flags (`keys.rs`), and
+//! validated into [`Config`].
 //!
 //! Parsing (serde, `deny_unknown_fields`) only checks shape; validation turns
 //! raw values into checked settings and names the key that is wrong.
+mod format;
 pub(crate) mod keys;
 mod raw;
 use std::path::{Path, PathBuf};
@@ -16,8 +18,7 @@ use crate::{
     sink::{journal::JournalConfig, syslog::SyslogConfig},
 };
 
-/// Where the daemon looks when `--config` is not given; a missing file is fine.
-pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
+pub(crate) use self::format::Format;
 
 /// The built-in default: the configuration the installer writes.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../contrib/conntrackd.toml");
@@ -63,6 +64,8 @@ impl Overrides {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// The file read; None for the built-in default.
+    pub file: Option<PathBuf>,
     /// Things to warn about once logging is up (e.g. unknown CONNTRACKD_* variables).
     pub warnings: Vec<String>,
     pub rules: Rules,
@@ -141,22 +144,37 @@ pub(crate) enum Writer {
 }
 
 impl Config {
-    /// Reads `path` (or the default path if it exists, or the built-in
+    /// Reads `path` (or the default file if one exists, or the built-in
     /// default), applies the command-line overrides and validates.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let (text, file) = match path {
-            Some(path) => (read(path)?, path.to_path_buf()),
-            None if Path::new(DEFAULT_PATH).exists() => (read(Path::new(DEFAULT_PATH))?, PathBuf::from(DEFAULT_PATH)),
-            None => (DEFAULT_CONFIG.to_string(), PathBuf::from("<built-in default>")),
+        let file = match path {
+            Some(path) => Some(path.to_path_buf()),
+            None => format::default_file(Path::new(format::DEFAULT_DIR))?,
         };
-        Self::from_text(&file, &text, overrides)
+        let Some(file) = file else {
+            return Self::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, overrides, true);
+        };
+        let format = Format::of(&file)?;
+        let mut config = Self::from_document(&file, format, &read(&file)?, overrides, false)?;
+        config.file = Some(file);
+        Ok(config)
+    }
+
+    /// A TOML text (tests and `conntrackd check` of the built-in default).
+    pub fn from_text(file: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_document(file, Format::Toml, text, overrides, false)
     }
 
     /// Checks the file's own shape (errors with line and column), applies the
-    /// environment and flags, and validates.
-    pub fn from_text(file: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
-        parse::<RawConfig>(file, text)?;
-        let mut doc: toml::Table = parse(file, text)?;
+    /// environment and flags, and validates. The built-in default's stream
+    /// sink applies only when the environment and flags enable no sink.
+    fn from_document(file: &Path, format: Format, text: &str, overrides: &Overrides, builtin: bool) -> Result<Self, ConfigError> {
+        let mut doc = format::document(format, file, text)?;
+        if builtin && enables_a_sink(overrides)? {
+            if let Some(toml::Value::Table(sinks)) = doc.get_mut("sink") {
+                sinks.remove("stream");
+            }
+        }
         let unknown_env = keys::apply_env(&mut doc, &overrides.env)?;
         keys::apply_flags(&mut doc, &overrides.flags)?;
         let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -220,6 +238,7 @@ impl Config {
         }
         let metrics = validate_metrics(&raw.metrics)?;
         Ok(Self {
+            file: None,
             warnings: Vec::new(),
             rules,
             metrics,
@@ -327,18 +346,13 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
-}
-
-/// "line L, column C: message" from a toml error's span.
-fn describe(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim_end().to_string();
-    let Some(span) = err.span() else { return message };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
-    format!("line {line}, column {column}: {message}")
+/// True when the environment or the flags enable some sink.
+fn enables_a_sink(overrides: &Overrides) -> Result<bool, ConfigError> {
+    let mut doc = toml::Table::new();
+    keys::apply_env(&mut doc, &overrides.env)?;
+    keys::apply_flags(&mut doc, &overrides.flags)?;
+    let sinks = doc.get("sink").and_then(toml::Value::as_table);
+    Ok(sinks.is_some_and(|t| t.values().any(|s| s.get("enable").and_then(toml::Value::as_bool) == Some(true))))
 }
 
 #[cfg(test)]

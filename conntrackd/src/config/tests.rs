@@ -163,3 +163,122 @@ fn bad_ring_size_is_rejected() {
     let err = Config::from_toml("[source]\nring_buffer_bytes = 1000\n[sink.stream]\nenable = true\n").unwrap_err();
     assert!(err.to_string().contains("source.ring_buffer_bytes"), "{err}");
 }
+
+/// The shape of the Go original's contrib/config.yaml (its keys, its comments, a `---` marker).
+const ORIGINAL_YAML: &str = r#"# conntrackd configuration file
+---
+log:
+  level: info
+geoip:
+  database: ""
+filter:
+  - 'drop destination.address == "8.8.8.8"'
+  - 'log protocol == "TCP" && is_network(destination.address, "PUBLIC")'
+  - "drop any"
+sink:
+  journal:
+    enable: false
+  syslog:
+    enable: false
+    address: "udp://localhost:514"
+  loki:
+    enable: false
+    address: "http://localhost:3100"
+    labels:
+      - "env=production"
+      - "host=myhost"
+  stream:
+    enable: true
+    writer: "stdout"  # Options: stdout, stderr, discard
+"#;
+
+fn load_file(name: &str, text: &str) -> Result<Config, ConfigError> {
+    let dir = std::env::temp_dir().join(format!("conntrackd-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let result = Config::load(Some(&path), &Overrides::default());
+    std::fs::remove_dir_all(&dir).unwrap();
+    result
+}
+
+/// What the Go original's installer writes to /etc/conntrackd/conntrackd.yaml (with --with-geoip).
+const INSTALLER_YAML: &str = "log:\n  level: \"info\"\n\nfilter:\n  - 'log protocol == \"TCP\" && is_network(destination.address, \"PUBLIC\")'\n  - 'drop any'\n\nsink:\n  stream:\n    enable: true\n\ngeoip:\n  database: \"\"\n";
+
+#[test]
+fn the_originals_yaml_files_work_unchanged_and_sed_switches_the_sink() {
+    let c = load_file("conntrackd.yaml", ORIGINAL_YAML).unwrap();
+    assert_eq!(c.rules.rules.len(), 3);
+    assert_eq!(c.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
+    assert!(c.loki.is_none() && c.journal.is_none() && c.syslog.is_none());
+    assert_eq!(c.geoip.database, None, "an empty database path means none");
+    let c = load_file("conntrackd.yaml", INSTALLER_YAML).unwrap();
+    assert_eq!(c.rules.rules.len(), 2);
+    assert!(c.stream.is_some() && c.loki.is_none());
+    // The original's documentation: `sed -i s/stream/loki/ /etc/conntrackd/conntrackd.yaml`.
+    let c = load_file("conntrackd.yaml", &INSTALLER_YAML.replace("stream", "loki")).unwrap();
+    assert!(c.stream.is_none(), "{c:?}");
+    assert_eq!(c.loki.map(|l| l.endpoint.base), Some("http://localhost:3100".to_string()));
+}
+
+#[test]
+fn json_and_yaml_errors_name_file_line_column_and_key() {
+    let err = load_file("c.yaml", "sink:\n  stream:\n    enable: true\n    writter: stdout\n").unwrap_err().to_string();
+    assert!(err.contains("c.yaml") && err.contains("line 4") && err.contains("writter"), "{err}");
+    let err = load_file("c.yaml", "sink:\n  stream:\n    enable: [1]\n").unwrap_err().to_string();
+    assert!(err.contains("line 3") && err.contains("column"), "{err}");
+    let err = load_file("c.json", "{\"sink\": {\"stream\": {\"enable\": true, \"writter\": \"x\"}}}").unwrap_err().to_string();
+    assert!(err.contains("c.json: line 1, column") && err.contains("writter"), "{err}");
+    let err = load_file("c.json", "{\"sink\": \n  {\"stream\": {\"enable\": \"yes\"}}}").unwrap_err().to_string();
+    assert!(err.contains("line 2, column"), "{err}");
+    let c =
+        load_file("c.json", "{\"filter\": [\"log any\"], \"sink\": {\"stream\": {\"enable\": true, \"writer\": \"stderr\"}}, \"geoip\": {\"database\": null}}")
+            .unwrap();
+    assert_eq!(c.stream.map(|s| s.writer), Some(Writer::Stderr));
+    let err = load_file("c.conf", "x").unwrap_err().to_string();
+    assert!(err.contains("must end in .toml, .yaml, .yml or .json"), "{err}");
+}
+
+#[test]
+fn yaml_and_json_nesting_is_bounded() {
+    // Deep nesting where the schema expects a string, and under no key at all.
+    for (name, text) in [
+        ("deep.yaml", format!("filter: {}{}", "[".repeat(50_000), "]".repeat(50_000))),
+        ("top.yaml", format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))),
+        ("deep.json", format!("{{\"filter\": {}{}}}", "[".repeat(50_000), "]".repeat(50_000))),
+        ("top.json", format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))),
+    ] {
+        let err = load_file(name, &text).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("line 1, column"), "{name}: {err}");
+    }
+    let err = format::document(Format::Json, Path::new("v.json"), &format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))).unwrap_err().to_string();
+    assert!(err.contains("recursion limit") || err.contains("expected"), "{err}");
+}
+
+#[test]
+fn two_default_files_are_an_error_naming_both() {
+    let dir = std::env::temp_dir().join(format!("conntrackd-defaults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(format::default_file(&dir).unwrap(), None);
+    std::fs::write(dir.join("conntrackd.yaml"), "").unwrap();
+    assert_eq!(format::default_file(&dir).unwrap(), Some(dir.join("conntrackd.yaml")));
+    std::fs::write(dir.join("conntrackd.toml"), "").unwrap();
+    let err = format::default_file(&dir).unwrap_err().to_string();
+    assert!(err.contains("conntrackd.toml") && err.contains("conntrackd.yaml exists too"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_built_in_stream_sink_only_without_another_enabled_sink() {
+    let load = |flags: Vec<(&'static str, Vec<String>)>| {
+        Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &Overrides { flags, ..Overrides::default() }, true).unwrap()
+    };
+    assert!(load(Vec::new()).stream.is_some(), "no sink given: the built-in stream sink");
+    let c = load(vec![("sink.journal.enable", vec!["true".into()])]);
+    assert!(c.journal.is_some() && c.stream.is_none(), "--sink.journal.enable alone: no second copy on stdout");
+    let c = load(vec![("sink.journal.enable", vec!["true".into()]), ("sink.stream.enable", vec!["true".into()])]);
+    assert!(c.journal.is_some() && c.stream.is_some(), "both asked for");
+    let env = Overrides { env: vec![("CONNTRACKD_SINK_LOKI_ENABLE".into(), "true".into())], ..Overrides::default() };
+    let c = Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &env, true).unwrap();
+    assert!(c.loki.is_some() && c.stream.is_none(), "the environment counts as well");
+}
