@@ -342,4 +342,6 @@ fn describe(text: &str, err: &toml::de::Error) -> String {
 }
 
 #[cfg(test)]
+mod keys_tests;
+#[cfg(test)]
 mod tests;
