@@ -79,7 +79,11 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.syslog.optional", Kind::Bool, "Run without the syslog sink (with a warning) if it cannot start [default: false]"),
     key("sink.syslog.queue_events", Kind::Int, "Events queued for the syslog sink before drops [default: 65536]"),
     key("sink.loki.enable", Kind::Bool, "Push events to Grafana Loki [default: false]"),
-    key("sink.loki.address", Kind::Url(&["http", "https"]), "Loki base URL; a path prefix and user:password@ work [default: http://localhost:3100]"),
+    key(
+        "sink.loki.address",
+        Kind::Url(&["http", "https"]),
+        "Loki base URL, http:// or https://; a path prefix and user:password@ work [default: http://localhost:3100]",
+    ),
     key("sink.loki.labels", Kind::List, "Extra stream labels key=value; repeat the flag [default: none]"),
     key("sink.loki.tenant_id", Kind::Str, "Sent as X-Scope-OrgID [default: none]"),
     key("sink.loki.bearer_token", Kind::Str, "Sent as Authorization: Bearer [default: none]"),
