@@ -8,8 +8,8 @@
 //! `cases.rs` fails the test by name, and so does an entry the table lacks.
 //!
 //! Needs root, `cargo xtask setup` (rsyslog, systemd-journald, VictoriaLogs).
-//! `CONNTRACKD_MATRIX_JOBS` sets how many cases run at once (default 4);
-//! `CONNTRACKD_MATRIX_ONLY=text` runs only the cases whose name contains it.
+//! `CTD_MATRIX_JOBS` sets how many cases run at once (default 4);
+//! `CTD_MATRIX_ONLY=text` runs only the cases whose name contains it.
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(dead_code)]
@@ -100,11 +100,11 @@ fn option_matrix_runs_every_value_end_to_end() {
     common::require_root_and_tools();
     receivers::require_all();
     let (entries, problems) = plan();
-    let only = std::env::var("CONNTRACKD_MATRIX_ONLY").ok();
+    let only = std::env::var("CTD_MATRIX_ONLY").ok();
     let total = entries.len();
     let queue: VecDeque<(usize, Entry)> =
         entries.into_iter().enumerate().filter(|(_, e)| only.as_ref().is_none_or(|o| e.name().contains(o.as_str()))).collect();
-    let jobs: usize = std::env::var("CONNTRACKD_MATRIX_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(4).max(1);
+    let jobs: usize = std::env::var("CTD_MATRIX_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(4).max(1);
     eprintln!("option matrix: {} of {total} cases, {jobs} at a time", queue.len());
     let started = Instant::now();
     let queue = Mutex::new(queue);
@@ -132,7 +132,7 @@ fn option_matrix_runs_every_value_end_to_end() {
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     eprintln!("{report}option matrix: {} cases, {failed} failed, wall time {:.1} s", outcomes.len(), wall.as_secs_f64());
     if let Some(only) = &only {
-        eprintln!("option matrix: PARTIAL run, only cases containing {only:?} (CONNTRACKD_MATRIX_ONLY)");
+        eprintln!("option matrix: PARTIAL run, only cases containing {only:?} (CTD_MATRIX_ONLY)");
     }
     assert!(problems.is_empty() && failed == 0, "{}{failed} matrix cases failed:\n{report}", problems.iter().map(|p| format!("{p}\n")).collect::<String>());
 }

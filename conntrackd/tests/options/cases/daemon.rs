@@ -179,6 +179,10 @@ pub fn stream_writer(cx: &Cx, via: Via, writer: &str) -> String {
         }
         other => panic!("no expectation for sink.stream.writer {other}"),
     };
+    // A log line while the sink runs, after it has written: the daemon's
+    // diagnostics share stderr with writer = stderr and must not wait for it.
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded");
     let (stopped, stdout) = cx.stop(d);
     assert_eq!(stopped.get("stream.written"), 1, "{}", stopped.log);
     if writer != "stdout" {
