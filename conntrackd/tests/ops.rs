@@ -197,6 +197,10 @@ fn stream_writer_stderr_delivers_and_stops() {
     let line = d.wait_log("NEW TCP connection from 10.99.0.1:5301 to 8.8.8.8:443");
     let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
     assert_eq!(event["dst_port"], 443, "{line}");
+    // A log line after the sink has written (it once kept stderr locked from
+    // then on; whether "conntrackd ready" came before its lock was a race).
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded");
     let started = Instant::now();
     let (stopped, stdout) = d.stop();
     assert!(started.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", started.elapsed());

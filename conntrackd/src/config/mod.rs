@@ -356,4 +356,6 @@ fn enables_a_sink(overrides: &Overrides) -> Result<bool, ConfigError> {
 }
 
 #[cfg(test)]
+mod keys_tests;
+#[cfg(test)]
 mod tests;

@@ -60,8 +60,8 @@ fn key_table_matches_the_schema_and_the_example() {
         let value = match key.kind {
             Kind::Bool => "true",
             Kind::Int => "1",
-            Kind::Str => "x",
-            Kind::List => "x",
+            Kind::Enum(values) => values[0],
+            Kind::Str | Kind::Url(_) | Kind::List => "x",
         };
         let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
         if let Err(ConfigError::Parse { message, .. }) = Config::from_text(Path::new("t"), "", &over) {
@@ -74,6 +74,57 @@ fn key_table_matches_the_schema_and_the_example() {
     for path in paths {
         assert!(KEYS.iter().any(|k| k.path == path), "{path} is in contrib/conntrackd.toml but not in config/keys.rs");
     }
+}
+
+/// The table's enumerations are validation's: every listed value (and
+/// scheme) is accepted, in the file and as a flag, and an unlisted one is
+/// refused naming the key. A value added to one side only fails here.
+#[test]
+fn enumerations_in_the_table_are_exactly_what_validation_accepts() {
+    use keys::{Kind, KEYS};
+    let mut checked = 0;
+    for key in KEYS {
+        let (good, bad): (Vec<String>, Vec<String>) = match key.kind {
+            Kind::Enum(values) => (values.iter().map(|v| v.to_string()).collect(), vec!["bogus".into(), format!("{}x", values[0])]),
+            Kind::Url(schemes) => (schemes.iter().map(|s| example_url(s)).collect(), vec!["bogus://127.0.0.1:1".into(), "127.0.0.1:514".into()]),
+            Kind::Bool | Kind::Int | Kind::Str | Kind::List => continue,
+        };
+        // The key's own sink must be on for its table to be validated.
+        let section = key.path.strip_prefix("sink.").and_then(|rest| rest.split_once('.')).map(|(sink, _)| sink).unwrap_or("stream");
+        let load = |value: &str| {
+            let flags = vec![(key.path, vec![value.to_string()]), ("sink.stream.enable", vec!["true".into()]), (enable_path(section), vec!["true".into()])];
+            let mut doc = toml::Table::new();
+            keys::apply_flags(&mut doc, &flags).unwrap();
+            let by_file = Config::from_text(Path::new("t"), &toml::to_string(&doc).unwrap(), &Overrides::default()).map(|_| ());
+            let by_flag = Config::from_text(Path::new("t"), "", &Overrides { flags, ..Overrides::default() }).map(|_| ());
+            (by_file, by_flag)
+        };
+        for value in &good {
+            let (file, flag) = load(value);
+            assert!(file.is_ok() && flag.is_ok(), "{} = {value:?} is in the key table but validation refuses it: {file:?} {flag:?}", key.path);
+        }
+        for value in &bad {
+            for result in <[_; 2]>::from(load(value)) {
+                let err = result.expect_err(&format!("{} = {value:?} is not in the key table but validation accepts it", key.path)).to_string();
+                assert!(err.contains(key.path), "{} = {value:?}: the error names another key: {err}", key.path);
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} enumerated keys");
+}
+
+/// A valid address for a URL scheme of the key table.
+fn example_url(scheme: &str) -> String {
+    match scheme {
+        "udp" | "tcp" | "http" | "https" => format!("{scheme}://127.0.0.1:5140"),
+        "unix" | "unixgram" => format!("{scheme}:///run/conntrackd-test.sock"),
+        other => panic!("the key table has a new URL scheme {other:?}: add an example address here"),
+    }
+}
+
+fn enable_path(section: &str) -> &'static str {
+    keys::KEYS.iter().map(|k| k.path).find(|p| *p == format!("sink.{section}.enable")).unwrap_or_else(|| panic!("no key sink.{section}.enable"))
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
