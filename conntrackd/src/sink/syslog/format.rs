@@ -170,15 +170,9 @@ pub(crate) fn clean_hostname(raw: &str) -> String {
     }
 }
 
-/// gethostname(2).
+/// The host's name as a header field (`-` when it has none).
 pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is writable for its length.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "-".into();
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    clean_hostname(&String::from_utf8_lossy(&buf[..len]))
+    clean_hostname(crate::host::hostname().as_deref().unwrap_or(""))
 }
 
 #[cfg(test)]
