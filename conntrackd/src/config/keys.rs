@@ -161,7 +161,12 @@ fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
             _ => Err(format!("expected true or false, found {text:?}")),
         },
-        Kind::Int => text.parse::<i64>().map(Value::Integer).map_err(|_| format!("expected a whole number, found {text:?}")),
+        // Every integer key is a count, size or interval: none is negative.
+        Kind::Int => match text.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Value::Integer(n)),
+            Ok(_) => Err(format!("expected a whole number of at least 0, found {text:?}")),
+            Err(_) => Err(format!("expected a whole number, found {text:?}")),
+        },
         Kind::Str | Kind::List => Ok(Value::String(text.to_string())),
     }
 }
@@ -224,6 +229,10 @@ mod tests {
         assert_eq!(err.to_string(), "--source.reliable: expected true or false, found \"maybe\"");
         let err = apply_flags(&mut doc, &[("source.ring_buffer_bytes", vec!["4M".into()])]).unwrap_err();
         assert_eq!(err.to_string(), "--source.ring_buffer_bytes: expected a whole number, found \"4M\"");
+        let err = apply_flags(&mut doc, &[("sink.stream.queue_events", vec!["-1".into()])]).unwrap_err();
+        assert_eq!(err.to_string(), "--sink.stream.queue_events: expected a whole number of at least 0, found \"-1\"");
+        let err = apply_env(&mut doc, &[("CONNTRACKD_GEOIP_CACHE_ENTRIES".into(), "99999999999999999999".into())]).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable CONNTRACKD_GEOIP_CACHE_ENTRIES: expected a whole number, found \"99999999999999999999\"");
     }
 
     #[test]

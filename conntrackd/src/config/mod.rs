@@ -3,6 +3,12 @@
 //!
 //! Parsing (serde, `deny_unknown_fields`) only checks shape; validation turns
 //! raw values into checked settings and names the key that is wrong.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod keys;
 mod raw;
 use std::path::{Path, PathBuf};
@@ -159,10 +165,8 @@ impl Config {
         let mut doc: toml::Table = parse(file, text)?;
         let unknown_env = keys::apply_env(&mut doc, &overrides.env)?;
         keys::apply_flags(&mut doc, &overrides.flags)?;
-        let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: file.to_path_buf(),
-            message: format!("after applying the environment and flags: {}", e.message().trim_end()),
-        })?;
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(doc))
+            .map_err(|e| ConfigError::Parse { path: file.to_path_buf(), message: format!("after applying the environment and flags: {}", keyed(&e)) })?;
         let mut config = Self::validate(raw, overrides.rules_origin(&format!("config file {}: filter", file.display())))?;
         config.warnings = unknown_env
             .into_iter()
@@ -225,12 +229,14 @@ impl Config {
             metrics,
             log: LogConfig { level, format },
             source: SourceConfig {
-                ring_buffer_bytes: ring as u32,
+                // Cannot fail: checked to be at most 1 GiB above.
+                ring_buffer_bytes: u32::try_from(ring).unwrap_or(conntrackd_common::DEFAULT_RING_BYTES),
                 drain_interval: std::time::Duration::from_millis(drain_ms),
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
                 kind,
                 reliable: raw.source.reliable.unwrap_or(false),
-                receive_buffer_bytes: rcvbuf as usize,
+                // Cannot fail: checked to be at most 1 GiB above.
+                receive_buffer_bytes: usize::try_from(rcvbuf).unwrap_or(8 << 20),
                 set_sysctls: raw.source.set_sysctls.unwrap_or(false),
                 label_events: all_namespaces || netns != [None],
                 netns,
@@ -273,8 +279,8 @@ fn validate_metrics(raw: &raw::RawMetrics) -> Result<MetricsConfig, ConfigError>
         },
     };
     let secs = raw.unhealthy_after_s.unwrap_or(60);
-    if secs == 0 {
-        return invalid("metrics.unhealthy_after_s", "expected at least 1".into());
+    if !(1..=MAX_UNHEALTHY_AFTER_S).contains(&secs) {
+        return invalid("metrics.unhealthy_after_s", format!("expected 1..={MAX_UNHEALTHY_AFTER_S} (a week), found {secs}"));
     }
     Ok(MetricsConfig { listen, unhealthy_after: std::time::Duration::from_secs(secs) })
 }
@@ -312,11 +318,24 @@ fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, Confi
         "discard" => Writer::Discard,
         other => return invalid("sink.stream.writer", format!("expected stdout, stderr or discard, found {other:?}")),
     };
-    let queue_events = raw.queue_events.unwrap_or(65_536);
-    if queue_events == 0 {
-        return invalid("sink.stream.queue_events", "expected at least 1".into());
-    }
+    let queue_events = queue_events(raw.queue_events).or_else(|message| invalid("sink.stream.queue_events", message))?;
     Ok(Some(StreamConfig { writer, queue_events }))
+}
+
+/// Largest `queue_events` of a sink: ten million queued events are gigabytes of memory.
+pub(crate) const MAX_QUEUE_EVENTS: usize = 10_000_000;
+/// Largest `metrics.unhealthy_after_s`: a week.
+const MAX_UNHEALTHY_AFTER_S: u64 = 7 * 86_400;
+
+/// A sink's `queue_events` (default 65536), checked to be 1..=[`MAX_QUEUE_EVENTS`];
+/// the error is the message for the sink's key.
+pub(crate) fn queue_events(value: Option<usize>) -> Result<usize, String> {
+    let n = value.unwrap_or(65_536);
+    if (1..=MAX_QUEUE_EVENTS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("expected 1..={MAX_QUEUE_EVENTS}, found {n}"))
+    }
 }
 
 fn invalid<T>(key: &'static str, message: String) -> Result<T, ConfigError> {
@@ -328,16 +347,27 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
 }
 
-/// "line L, column C: message" from a toml error's span.
-fn describe(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim_end().to_string();
-    let Some(span) = err.span() else { return message };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+/// "key.path: message" (serde_path_to_error tracks where in the document
+/// the value was that did not fit); just the message for a syntax error.
+fn keyed(err: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let message = err.inner().message().trim_end();
+    match err.path().to_string() {
+        root if root == "." => message.to_string(),
+        key => format!("{key}: {message}"),
+    }
+}
+
+/// "line L, column C: key.path: message" from a toml error's span.
+fn describe(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let message = keyed(err);
+    let Some(span) = err.inner().span() else { return message };
+    let before = text.get(..text.floor_char_boundary(span.start)).unwrap_or(text);
+    let line = before.matches('\n').count().saturating_add(1);
+    // `nl` is the index of a byte of `before`, so `before.len() - nl - 1` cannot underflow.
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1).saturating_add(1);
     format!("line {line}, column {column}: {message}")
 }
 

@@ -1,6 +1,12 @@
 //! `[sink.loki]`: the raw keys as written and their validation into a
 //! [`LokiConfig`]. Credentials in the address are split off here, so the
 //! address that is ever shown (logs, errors, `check`) has none.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
@@ -135,6 +141,11 @@ impl std::fmt::Debug for LokiConfig {
     }
 }
 
+/// Longest accepted duration (batch_wait, timeout, backoffs, shutdown_timeout).
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// Largest `batch_bytes`: Loki servers refuse far smaller pushes already.
+const MAX_BATCH_BYTES: usize = 256 << 20;
+
 fn invalid<T>(key: &'static str, message: impl Into<String>) -> Result<T, LokiConfigError> {
     Err(LokiConfigError::Invalid { key, message: message.into() })
 }
@@ -148,7 +159,11 @@ impl RawLoki {
         let endpoint = parse_address(self.address.as_deref().unwrap_or("http://localhost:3100"))?;
         let duration = |key, value: &Option<String>, default| match value {
             None => Ok(default),
-            Some(text) => parse_duration(text).map_err(|message| LokiConfigError::Invalid { key, message }),
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d <= MAX_DURATION => Ok(d),
+                Ok(_) => invalid(key, format!("expected at most 24h, found {text:?}")),
+                Err(message) => invalid(key, message),
+            },
         };
         let min_backoff = duration("min_backoff", &self.min_backoff, Duration::from_millis(500))?;
         let max_backoff = duration("max_backoff", &self.max_backoff, Duration::from_secs(300))?;
@@ -161,13 +176,18 @@ impl RawLoki {
             return invalid("timeout", "expected more than 0s");
         }
         let batch_bytes = self.batch_bytes.unwrap_or(1 << 20);
-        if batch_bytes == 0 {
-            return invalid("batch_bytes", "expected at least 1");
+        if !(1..=MAX_BATCH_BYTES).contains(&batch_bytes) {
+            return invalid("batch_bytes", format!("expected 1..={MAX_BATCH_BYTES}, found {batch_bytes}"));
         }
-        let queue_events = self.queue_events.unwrap_or(65_536);
-        if queue_events == 0 {
-            return invalid("queue_events", "expected at least 1");
+        let spool_max_bytes = self.spool_max_bytes.unwrap_or(256 << 20);
+        // Cannot truncate: usize is at most 64 bits wide.
+        if spool_max_bytes < batch_bytes as u64 {
+            return invalid(
+                "spool_max_bytes",
+                format!("expected at least batch_bytes ({batch_bytes}): a smaller spool drops every full batch, found {spool_max_bytes}"),
+            );
         }
+        let queue_events = crate::config::queue_events(self.queue_events).or_else(|message| invalid("queue_events", message))?;
         let tls = self.tls.unwrap_or_default();
         if let Some(path) = &tls.ca_file {
             if let Err(err) = std::fs::metadata(path) {
@@ -198,7 +218,7 @@ impl RawLoki {
                 other => return invalid("encoding", format!("expected \"protobuf\" or \"json\", found {other:?}")),
             },
             spool_dir: self.spool_dir,
-            spool_max_bytes: self.spool_max_bytes.unwrap_or(256 << 20),
+            spool_max_bytes,
             shutdown_timeout: duration("shutdown_timeout", &self.shutdown_timeout, Duration::from_secs(5))?,
             queue_events,
             optional: self.optional.unwrap_or(false),
@@ -347,6 +367,30 @@ mod tests {
         ] {
             let err = raw(text).validate().unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_and_durations_name_the_key() {
+        let c = raw("batch_wait = \"0s\"\nshutdown_timeout = \"24h\"\nbatch_bytes = 268435456\nspool_max_bytes = 268435456").validate().unwrap().unwrap();
+        assert_eq!((c.batch_wait, c.shutdown_timeout, c.batch_bytes), (Duration::ZERO, Duration::from_secs(86_400), 256 << 20));
+        for (text, want) in [
+            ("batch_wait = \"25h\"", "sink.loki.batch_wait: expected at most 24h, found \"25h\""),
+            ("shutdown_timeout = \"2d\"", "sink.loki.shutdown_timeout: expected at most 24h, found \"2d\""),
+            ("max_backoff = \"9999999999999h\"", "sink.loki.max_backoff: expected at most 24h, found \"9999999999999h\""),
+            ("min_backoff = \"0s\"", "sink.loki.max_backoff: expected 0 < min_backoff <= max_backoff"),
+            ("timeout = \"0ms\"", "sink.loki.timeout: expected more than 0s"),
+            (
+                "timeout = \"99999999999999999999s\"",
+                "sink.loki.timeout: expected a duration such as \"500ms\", \"1s\" or \"5m\", found \"99999999999999999999s\" (number is too large",
+            ),
+            ("batch_bytes = 0", "sink.loki.batch_bytes: expected 1..=268435456, found 0"),
+            ("batch_bytes = 268435457", "sink.loki.batch_bytes: expected 1..=268435456, found 268435457"),
+            ("spool_max_bytes = 0", "sink.loki.spool_max_bytes: expected at least batch_bytes (1048576): a smaller spool drops every full batch, found 0"),
+            ("queue_events = 0", "sink.loki.queue_events: expected 1..=10000000, found 0"),
+        ] {
+            let err = raw(text).validate().unwrap_err().to_string();
+            assert!(err.starts_with(want), "got:  {err}\nwant: {want}");
         }
     }
 }

@@ -147,7 +147,7 @@ pub(crate) fn frame_octet_counting(out: &mut Vec<u8>, message: &[u8]) {
 /// `Mmm dd hh:mm:ss` in local time, day padded with a space (RFC 3164 4.1.2).
 fn write_rfc3164_time(out: &mut Vec<u8>, ns: i128) {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = ns.div_euclid(1_000_000_000) as libc::time_t;
+    let secs = libc::time_t::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(libc::time_t::MAX);
     // SAFETY: all-zero is a valid tm; localtime_r only writes into it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers to a time_t and a tm.
@@ -155,7 +155,7 @@ fn write_rfc3164_time(out: &mut Vec<u8>, ns: i128) {
         out.extend_from_slice(b"Jan  1 00:00:00");
         return;
     }
-    let month = MONTHS[tm.tm_mon.clamp(0, 11) as usize];
+    let month = usize::try_from(tm.tm_mon).ok().and_then(|m| MONTHS.get(m)).unwrap_or(&"Jan");
     let _ = write!(out, "{month} {:>2} {:02}:{:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
