@@ -77,7 +77,7 @@ impl Facility {
         FACILITIES.iter().find(|&&(_, code)| code == self.0).map_or("?", |&(name, _)| name)
     }
 
-    /// PRI = facility * 8 + severity.
+    /// PRI = facility * 8 + severity (at most 23 * 8 + 7 = 191: facilities come from the table).
     pub fn pri(self) -> u8 {
         self.0 * 8 + SEVERITY_INFO
     }

@@ -95,14 +95,8 @@ impl NetlinkSource {
     /// Handles every netlink message in the first `len` bytes of the buffer.
     fn messages(&mut self, len: usize, offset: i128, out: &mut Vec<Event>) -> usize {
         // recv(2) never returns more than the buffer holds; `get` keeps that a fact here.
-        let mut rest = self.buf.get(..len).unwrap_or(&self.buf);
         let mut count = 0;
-        // Each message starts with a 16-byte nlmsghdr whose first u32 is the message length.
-        while let Some(&[l0, l1, l2, l3, ..]) = rest.first_chunk::<16>() {
-            let msg_len = usize::try_from(u32::from_ne_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
-            // A length shorter than the header or past the data: the rest is one malformed message.
-            let end = if msg_len < 16 || msg_len > rest.len() { rest.len() } else { msg_len };
-            let (msg, _) = rest.split_at_checked(end).unwrap_or((rest, &[]));
+        for msg in split_messages(self.buf.get(..len).unwrap_or(&self.buf)) {
             count += 1;
             bump(&mut self.counters, Counter::Seen);
             match decode::decode(msg, &self.prefilter) {
@@ -118,8 +112,6 @@ impl NetlinkSource {
                 }
                 Err(outcome) => bump(&mut self.counters, outcome),
             }
-            // Messages are 4-byte aligned (NLMSG_ALIGN); past the end there is nothing left.
-            rest = rest.get((end.saturating_add(3) & !3)..).unwrap_or_default();
         }
         count
     }
@@ -161,4 +153,19 @@ fn bump(counters: &mut KernelCounters, outcome: Counter) {
     if let Some(n) = counters.0.get_mut(outcome as usize) {
         *n += 1;
     }
+}
+
+/// The netlink messages of one datagram. Each starts with a 16-byte
+/// nlmsghdr whose first u32 is the message length; messages are 4-byte
+/// aligned (NLMSG_ALIGN). A length shorter than the header or past the data
+/// makes the rest one (malformed) message; a tail shorter than a header is ignored.
+pub(crate) fn split_messages(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let &[l0, l1, l2, l3, ..] = rest.first_chunk::<16>()?;
+        let msg_len = usize::try_from(u32::from_ne_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
+        let end = if msg_len < 16 || msg_len > rest.len() { rest.len() } else { msg_len };
+        let (msg, _) = rest.split_at_checked(end)?;
+        rest = rest.get((end.saturating_add(3) & !3)..).unwrap_or_default();
+        Some(msg)
+    })
 }
