@@ -1,6 +1,12 @@
 //! Command line (clap) and logging setup. The flags of `run` and `check` are
 //! generated from the configuration key table (`config/keys.rs`), so every
 //! key has a flag with the original's dotted name and a help text.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{io::IsTerminal, path::PathBuf};
 
 use clap::{builder::PossibleValuesParser, Arg, ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -11,6 +11,7 @@ mod config;
 mod enrich;
 mod event;
 mod filter;
+mod host;
 mod metrics;
 mod notify;
 mod sink;

@@ -72,7 +72,11 @@ pub(crate) fn document(format: Format, file: &Path, text: &str) -> Result<toml::
             table(value).map_err(error)
         }
         Format::Json => {
-            serde_json::from_str::<RawConfig>(text).map_err(|e| error(json_message(&e)))?;
+            serde_path_to_error::deserialize::<_, RawConfig>(&mut serde_json::Deserializer::from_str(text)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = json_message(e.inner());
+                error(if key == "." { message } else { message.replacen(": ", &format!(": {key}: "), 1) })
+            })?;
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| error(json_message(&e)))?;
             table(value).map_err(error)
         }
@@ -80,16 +84,27 @@ pub(crate) fn document(format: Format, file: &Path, text: &str) -> Result<toml::
 }
 
 fn toml_parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    toml::from_str(text).map_err(|err| toml_message(text, &err))
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| toml_message(text, &err))
 }
 
-/// "line L, column C: message" from a toml error's span.
-fn toml_message(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim_end().to_string();
-    let Some(span) = err.span() else { return message };
-    let before = text.get(..span.start.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+/// "key.path: message" (serde_path_to_error tracks where in the document
+/// the value was that did not fit); just the message for a syntax error.
+pub(super) fn keyed(err: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let message = err.inner().message().trim_end();
+    match err.path().to_string() {
+        root if root == "." => message.to_string(),
+        key => format!("{key}: {message}"),
+    }
+}
+
+/// "line L, column C: key.path: message" from a toml error's span.
+fn toml_message(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let message = keyed(err);
+    let Some(span) = err.inner().span() else { return message };
+    let before = text.get(..text.floor_char_boundary(span.start)).unwrap_or(text);
+    let line = before.matches('\n').count().saturating_add(1);
+    // `nl` is the index of a byte of `before`, so `before.len() - nl - 1` cannot underflow.
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1).saturating_add(1);
     format!("line {line}, column {column}: {message}")
 }
 

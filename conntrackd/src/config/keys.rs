@@ -185,7 +185,12 @@ fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
             _ => Err(format!("expected true or false, found {text:?}")),
         },
-        Kind::Int => text.parse::<i64>().map(Value::Integer).map_err(|_| format!("expected a whole number, found {text:?}")),
+        // Every integer key is a count, size or interval: none is negative.
+        Kind::Int => match text.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Value::Integer(n)),
+            Ok(_) => Err(format!("expected a whole number of at least 0, found {text:?}")),
+            Err(_) => Err(format!("expected a whole number, found {text:?}")),
+        },
         Kind::Str | Kind::Enum(_) | Kind::Url(_) | Kind::List => Ok(Value::String(text.to_string())),
     }
 }

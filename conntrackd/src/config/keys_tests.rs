@@ -33,6 +33,10 @@ fn bad_overrides_name_their_origin() {
     assert_eq!(err.to_string(), "--source.reliable: expected true or false, found \"maybe\"");
     let err = apply_flags(&mut doc, &[("source.ring_buffer_bytes", vec!["4M".into()])]).unwrap_err();
     assert_eq!(err.to_string(), "--source.ring_buffer_bytes: expected a whole number, found \"4M\"");
+    let err = apply_flags(&mut doc, &[("sink.stream.queue_events", vec!["-1".into()])]).unwrap_err();
+    assert_eq!(err.to_string(), "--sink.stream.queue_events: expected a whole number of at least 0, found \"-1\"");
+    let err = apply_env(&mut doc, &[("CONNTRACKD_GEOIP_CACHE_ENTRIES".into(), "99999999999999999999".into())]).unwrap_err();
+    assert_eq!(err.to_string(), "environment variable CONNTRACKD_GEOIP_CACHE_ENTRIES: expected a whole number, found \"99999999999999999999\"");
 }
 
 #[test]

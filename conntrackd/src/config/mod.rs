@@ -4,6 +4,12 @@
 //!
 //! Parsing (serde, `deny_unknown_fields`) only checks shape; validation turns
 //! raw values into checked settings and names the key that is wrong.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 mod format;
 pub(crate) mod keys;
 mod raw;
@@ -177,9 +183,9 @@ impl Config {
         }
         let unknown_env = keys::apply_env(&mut doc, &overrides.env)?;
         keys::apply_flags(&mut doc, &overrides.flags)?;
-        let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
             path: file.to_path_buf(),
-            message: format!("after applying the environment and flags: {}", e.message().trim_end()),
+            message: format!("after applying the environment and flags: {}", format::keyed(&e)),
         })?;
         let mut config = Self::validate(raw, overrides.rules_origin(&format!("config file {}: filter", file.display())))?;
         config.warnings = unknown_env
@@ -244,12 +250,14 @@ impl Config {
             metrics,
             log: LogConfig { level, format },
             source: SourceConfig {
-                ring_buffer_bytes: ring as u32,
+                // Cannot fail: checked to be at most 1 GiB above.
+                ring_buffer_bytes: u32::try_from(ring).unwrap_or(conntrackd_common::DEFAULT_RING_BYTES),
                 drain_interval: std::time::Duration::from_millis(drain_ms),
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
                 kind,
                 reliable: raw.source.reliable.unwrap_or(false),
-                receive_buffer_bytes: rcvbuf as usize,
+                // Cannot fail: checked to be at most 1 GiB above.
+                receive_buffer_bytes: usize::try_from(rcvbuf).unwrap_or(8 << 20),
                 set_sysctls: raw.source.set_sysctls.unwrap_or(false),
                 label_events: all_namespaces || netns != [None],
                 netns,
@@ -292,8 +300,8 @@ fn validate_metrics(raw: &raw::RawMetrics) -> Result<MetricsConfig, ConfigError>
         },
     };
     let secs = raw.unhealthy_after_s.unwrap_or(60);
-    if secs == 0 {
-        return invalid("metrics.unhealthy_after_s", "expected at least 1".into());
+    if !(1..=MAX_UNHEALTHY_AFTER_S).contains(&secs) {
+        return invalid("metrics.unhealthy_after_s", format!("expected 1..={MAX_UNHEALTHY_AFTER_S} (a week), found {secs}"));
     }
     Ok(MetricsConfig { listen, unhealthy_after: std::time::Duration::from_secs(secs) })
 }
@@ -331,11 +339,24 @@ fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, Confi
         "discard" => Writer::Discard,
         other => return invalid("sink.stream.writer", format!("expected stdout, stderr or discard, found {other:?}")),
     };
-    let queue_events = raw.queue_events.unwrap_or(65_536);
-    if queue_events == 0 {
-        return invalid("sink.stream.queue_events", "expected at least 1".into());
-    }
+    let queue_events = queue_events(raw.queue_events).or_else(|message| invalid("sink.stream.queue_events", message))?;
     Ok(Some(StreamConfig { writer, queue_events }))
+}
+
+/// Largest `queue_events` of a sink: ten million queued events are gigabytes of memory.
+pub(crate) const MAX_QUEUE_EVENTS: usize = 10_000_000;
+/// Largest `metrics.unhealthy_after_s`: a week.
+const MAX_UNHEALTHY_AFTER_S: u64 = 7 * 86_400;
+
+/// A sink's `queue_events` (default 65536), checked to be 1..=[`MAX_QUEUE_EVENTS`];
+/// the error is the message for the sink's key.
+pub(crate) fn queue_events(value: Option<usize>) -> Result<usize, String> {
+    let n = value.unwrap_or(65_536);
+    if (1..=MAX_QUEUE_EVENTS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("expected 1..={MAX_QUEUE_EVENTS}, found {n}"))
+    }
 }
 
 fn invalid<T>(key: &'static str, message: String) -> Result<T, ConfigError> {

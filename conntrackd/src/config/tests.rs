@@ -164,8 +164,8 @@ fn precedence_defaults_file_env_flags() {
 #[test]
 fn error_messages_name_file_line_column_and_key() {
     let cases = [
-        ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: unknown field `writter`"),
-        ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: invalid type: string \"big\", expected u64"),
+        ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: sink.stream.writter: unknown field `writter`"),
+        ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: source.ring_buffer_bytes: invalid type: string \"big\", expected u64"),
         ("[source]\nkind = \"bpf\"\n[sink.stream]\nenable = true\n", "config source.kind: expected auto, ebpf or netlink, found \"bpf\""),
         ("[log]\nlevel = \"loud\"\n[sink.stream]\nenable = true\n", "config log.level: expected debug, info, warn or error, found \"loud\""),
         ("[metrics]\nlisten = \"localhost\"\n[sink.stream]\nenable = true\n", "config metrics.listen: expected IP:PORT such as 127.0.0.1:9469, found \"localhost\""),
@@ -332,4 +332,52 @@ fn the_built_in_stream_sink_only_without_another_enabled_sink() {
     let env = Overrides { env: vec![("CONNTRACKD_SINK_LOKI_ENABLE".into(), "true".into())], ..Overrides::default() };
     let c = Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &env, true).unwrap();
     assert!(c.loki.is_some() && c.stream.is_none(), "the environment counts as well");
+}
+
+/// Every integer key: 0, -1 and values past any sane bound either work
+/// (where the key says so) or fail with an error that names the key and
+/// what is allowed; none panics or wraps.
+#[test]
+fn integer_keys_reject_out_of_range_values_naming_the_key() {
+    use keys::{Kind, KEYS};
+    let all_sinks = "[sink.stream]\nenable = true\n[sink.journal]\nenable = true\n[sink.syslog]\nenable = true\n[sink.loki]\nenable = true\n";
+    let valid = [("geoip.cache_entries", "0"), ("geoip.watch_interval_ms", "0"), ("sink.loki.spool_max_bytes", "9223372036854775807")];
+    let ints: Vec<_> = KEYS.iter().filter(|k| k.kind == Kind::Int).collect();
+    assert_eq!(ints.len(), 12, "a new integer key: add its edges here");
+    for key in ints {
+        for value in ["0", "-1", "9223372036854775807", "18446744073709551616"] {
+            let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
+            let result = Config::from_text(Path::new("t"), all_sinks, &over);
+            if valid.contains(&(key.path, value)) {
+                assert!(result.is_ok(), "{} = {value}: {:?}", key.path, result.err());
+                continue;
+            }
+            let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(key.path) && err.contains("expected"), "{} = {value} must be refused naming the key: {err:?}", key.path);
+        }
+        let (table, name) = key.path.rsplit_once('.').unwrap();
+        let err = Config::from_toml(&format!("[{table}]\n{name} = -1\n")).unwrap_err().to_string();
+        let want = format!("config file <test>: line 2, column {}: {}: invalid value: integer `-1`, expected ", name.len() + 4, key.path);
+        assert!(err.starts_with(&want), "got:  {err}\nwant: {want}");
+    }
+}
+
+#[test]
+fn edges_of_the_integer_keys() {
+    let c =
+        Config::from_toml("[source]\nring_buffer_bytes = 1073741824\nreceive_buffer_bytes = 65536\n[sink.stream]\nenable = true\nqueue_events = 10000000\n")
+            .unwrap();
+    assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
+    for (text, want) in [
+        ("[source]\nring_buffer_bytes = 98304", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 98304"),
+        ("[source]\nring_buffer_bytes = 2147483648", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 2147483648"),
+        ("[source]\ndrain_interval_ms = 10001", "config source.drain_interval_ms: expected 1..=10000, found 10001"),
+        ("[sink.stream]\nqueue_events = 10000001", "config sink.stream.queue_events: expected 1..=10000000, found 10000001"),
+        ("[metrics]\nunhealthy_after_s = 604801", "config metrics.unhealthy_after_s: expected 1..=604800 (a week), found 604801"),
+        ("[geoip]\ncache_entries = 10000001", "config geoip.cache_entries: expected 0 (no cache) to 10000000, found 10000001"),
+    ] {
+        let text = if text.starts_with("[sink.stream]") { format!("{text}\nenable = true\n") } else { format!("{text}\n[sink.stream]\nenable = true\n") };
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert_eq!(err, want);
+    }
 }

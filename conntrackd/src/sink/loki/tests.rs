@@ -196,7 +196,7 @@ fn credentials_tenant_prefix_and_ready_probe() {
     let push = server.state(|s| s.pushes[0].clone());
     assert_eq!(push.path, "/prefix/loki/api/v1/push");
     let header = |name: &str| push.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(header("authorization"), Some(format!("Basic {}", super::config::base64(b"bob:s@cret"))));
+    assert_eq!(header("authorization"), Some("Basic Ym9iOnNAY3JldA==".to_string()), "base64 of bob:s@cret");
     assert_eq!(header("x-scope-orgid").as_deref(), Some("team-a"));
     assert_eq!(header("content-type").as_deref(), Some("application/x-protobuf"));
     assert_eq!(entries(&push), 2);
