@@ -35,6 +35,8 @@ mod process;
 #[cfg(test)]
 mod quick_test;
 #[cfg(test)]
+mod reload_figures;
+#[cfg(test)]
 mod reload_test;
 mod report;
 mod rules;

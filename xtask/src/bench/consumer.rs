@@ -214,7 +214,8 @@ impl Consumer {
         Ok(fs::metadata(&self.output).with_context(|| format!("reading {}", self.output.display()))?.len())
     }
 
-    /// Sends `signal` (e.g. SIGHUP) to the running consumer.
+    /// Sends `signal` (the reload test's SIGHUPs) to the running consumer.
+    #[cfg(test)]
     pub fn signal(&self, signal: i32) -> Result<()> {
         process::signal(self.pid, signal)
     }

@@ -12,7 +12,6 @@
 //! generated connection's NEW stored exactly once, the spool empty. The
 //! figures are printed whatever the outcome. Holds [`super::LAB`].
 use std::{
-    fmt::Write as _,
     fs,
     path::Path,
     sync::{
@@ -27,10 +26,11 @@ use anyhow::{Context, Result};
 
 use super::{
     consumer::{Consumer, Daemon, Kind},
-    generator::{self, Load, Sent},
+    generator::{self, Load},
     mode::Mode,
     netns::{self, Lab},
     parse,
+    reload_figures::Figures,
     settings::ConntrackMax,
     victorialogs::{self, VictoriaLogs},
 };
@@ -79,118 +79,9 @@ fn reloads_under_load_with_loki_down_stall_nothing_and_store_every_event_once() 
     assert!(failures.is_empty(), "{}\n{}\n(daemon log: {})", failures.join("\n"), figures.describe(), dir.join("daemon.stderr").display());
 }
 
-/// What one run measured.
-#[derive(Debug, Default)]
-struct Figures {
-    sent: Option<Sent>,
-    /// Entries to the load's destination after the load (the generator's self-check).
-    created: u64,
-    /// `conntrackd_events_read_total` once the daemon caught up.
-    read: u64,
-    /// NEW rows for the load's destination, and distinct flows among them.
-    stored: u64,
-    distinct: u64,
-    /// Any other rows (there should be none).
-    other_rows: u64,
-    counters: std::collections::BTreeMap<String, u64>,
-    reloads: u64,
-    reload_failures: u64,
-    /// Longest time `events_read_total` did not grow while the load ran.
-    longest_pause: Duration,
-    spool_left: usize,
-    drain: Duration,
-    wall: Duration,
-}
-
-impl Figures {
-    fn counter(&self, name: &str) -> Option<u64> {
-        self.counters.get(name).copied()
-    }
-
-    fn describe(&self) -> String {
-        let c = |name: &str| self.counter(name).map_or("missing".to_string(), |v| v.to_string());
-        let mut out = String::from("reload test:");
-        if let Some(s) = &self.sent {
-            let _ = write!(out, " generated {} SYNs in {:.1} s ({:.0}/s),", s.packets, s.elapsed.as_secs_f64(), s.rate());
-        }
-        let _ = write!(
-            out,
-            " {} entries created, {} read by the daemon; {} SIGHUPs sent, {} reloads applied ({} failed); longest pause of the event path {} ms;\n  \
-             ring_full={} overflows={} lost={} loki.written={} loki.dropped_queue_full={} loki.dropped_write_error={};\n  \
-             VictoriaLogs: stored={} distinct={} duplicates={} missing={} (read by the daemon but neither stored nor counted as dropped: {}) \
-             other_rows={}; spool files left={}; drain {:.1} s; wall time {:.1} s",
-            self.created,
-            self.read,
-            RELOADS,
-            self.reloads,
-            self.reload_failures,
-            self.longest_pause.as_millis(),
-            c("ring_full"),
-            c("overflows"),
-            c("lost"),
-            c("loki.written"),
-            c("loki.dropped_queue_full"),
-            c("loki.dropped_write_error"),
-            self.stored,
-            self.distinct,
-            self.stored.saturating_sub(self.distinct),
-            self.created.saturating_sub(self.distinct),
-            self.unaccounted(),
-            self.other_rows,
-            self.spool_left,
-            self.drain.as_secs_f64(),
-            self.wall.as_secs_f64()
-        );
-        out
-    }
-
-    /// Events the daemon read (its rules keep all of them) that VictoriaLogs
-    /// does not have and no drop counter accounts for.
-    fn unaccounted(&self) -> u64 {
-        let dropped = self.counter("loki.dropped_queue_full").unwrap_or(0) + self.counter("loki.dropped_write_error").unwrap_or(0);
-        self.read.saturating_sub(self.distinct + dropped)
-    }
-
-    /// Every expectation that does not hold, one line each.
-    fn failures(&self) -> Vec<String> {
-        let mut failed = Vec::new();
-        let mut expect = |ok: bool, what: String| {
-            if !ok {
-                failed.push(what);
-            }
-        };
-        expect(self.created == u64::from(CONNECTIONS), format!("the generator created {} of {CONNECTIONS} entries: the scenario is void", self.created));
-        for (name, what) in [
-            ("ring_full", "events lost in a full ring buffer"),
-            ("overflows", "source overflows"),
-            ("lost", "events the kernel dropped"),
-            ("loki.dropped_queue_full", "events dropped by a full Loki queue"),
-            ("loki.dropped_write_error", "events the Loki sink lost"),
-        ] {
-            let n = self.counter(name);
-            expect(n == Some(0), format!("{name}={}: {what}", n.map_or("missing from the stopped line".into(), |n| n.to_string())));
-        }
-        expect(
-            self.reloads == u64::from(RELOADS) && self.reload_failures == 0,
-            format!("{} of {RELOADS} reloads applied, {} failed", self.reloads, self.reload_failures),
-        );
-        expect(self.stored.saturating_sub(self.distinct) == 0, format!("{} duplicates stored", self.stored.saturating_sub(self.distinct)));
-        expect(
-            self.distinct == self.created,
-            format!("{} of {} events stored ({} missing)", self.distinct, self.created, self.created.saturating_sub(self.distinct)),
-        );
-        expect(
-            self.counter("loki.written") == Some(self.stored),
-            format!("loki.written={:?} but VictoriaLogs stored {}", self.counter("loki.written"), self.stored),
-        );
-        expect(self.spool_left == 0, format!("{} files left in the spool after it drained", self.spool_left));
-        failed
-    }
-}
-
 fn run(binary: &Path, dir: &Path) -> Result<Figures> {
     let started = Instant::now();
-    let mut figures = Figures::default();
+    let mut figures = Figures { requested: CONNECTIONS, sighups: RELOADS, ..Figures::default() };
     let spool = dir.join("spool");
     let sources = generator::sources_for(CONNECTIONS, netns::CLIENT_ADDR);
     let lab = Lab::create(&sources)?;
