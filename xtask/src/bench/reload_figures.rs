@@ -27,6 +27,8 @@ pub(crate) struct Figures {
     /// Longest time `events_read_total` did not grow while the load ran.
     pub longest_pause: Duration,
     pub spool_left: usize,
+    /// Whether the Loki sink went idle before the drain limit.
+    pub drained: bool,
     pub drain: Duration,
     pub wall: Duration,
 }
@@ -114,6 +116,10 @@ impl Figures {
         expect(
             self.counter("loki.written") == Some(self.stored),
             format!("loki.written={:?} but VictoriaLogs stored {}", self.counter("loki.written"), self.stored),
+        );
+        expect(
+            self.drained,
+            format!("the Loki sink was still busy when the test stopped waiting ({:.0} s): the machine is too slow or busy", self.drain.as_secs_f64()),
         );
         expect(self.spool_left == 0, format!("{} files left in the spool after it drained", self.spool_left));
         failed

@@ -51,7 +51,7 @@ const METRICS_PORT: u16 = 19439;
 const READ_QUIET: Duration = Duration::from_secs(3);
 /// Once VictoriaLogs is up: the longest the spool may take to drain, and how
 /// long nothing may change before the test stops waiting.
-const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+const DRAIN_LIMIT: Duration = Duration::from_secs(90);
 const DRAIN_QUIET: Duration = Duration::from_secs(5);
 /// After the drain: time for a late duplicate to arrive (batch_wait 1 s, and
 /// VictoriaLogs makes rows searchable within a second).
@@ -110,7 +110,7 @@ fn run(binary: &Path, dir: &Path) -> Result<Figures> {
 
     let vl = VictoriaLogs::start(&dir.join("victorialogs-data"), VL_PORT)?;
     let drain_start = Instant::now();
-    wait_drained(&vl, figures.created)?;
+    figures.drained = wait_drained(&vl, figures.created)?;
     figures.drain = drain_start.elapsed();
     thread::sleep(SETTLE);
     let metrics = victorialogs::get(METRICS_PORT, "/metrics")?;
@@ -179,12 +179,12 @@ fn wait_read(expected: u64) -> Result<u64> {
     }
 }
 
-/// Waits until VictoriaLogs holds `expected` rows and the Loki sink has
-/// nothing queued or spooled; gives up when the sink is idle but the count has
-/// not moved for [`DRAIN_QUIET`] (what is missing will not come), or after
-/// [`DRAIN_LIMIT`]. A busy sink thread updates its gauges only between
-/// chunks of work, so only an idle one is taken as finished.
-fn wait_drained(vl: &VictoriaLogs, expected: u64) -> Result<()> {
+/// Waits until VictoriaLogs holds `expected` rows and the Loki sink is idle
+/// (nothing queued, nothing spooled): true. Also true once the sink is idle and
+/// the count has not moved for [`DRAIN_QUIET`] (what is missing will not come);
+/// false after [`DRAIN_LIMIT`]. The sink updates its gauges between chunks of
+/// work, but a sink that works makes the count move.
+fn wait_drained(vl: &VictoriaLogs, expected: u64) -> Result<bool> {
     let until = Instant::now() + DRAIN_LIMIT;
     let mut last = (u64::MAX, Instant::now());
     loop {
@@ -194,17 +194,17 @@ fn wait_drained(vl: &VictoriaLogs, expected: u64) -> Result<()> {
         let stored = vl.stat("* | stats count() as n", "n")?;
         let idle = pending == Some(0) && queued == Some(0);
         if stored >= expected && idle {
-            return Ok(());
+            return Ok(true);
         }
         if !idle || stored != last.0 {
             last = (stored, Instant::now());
         } else if last.1.elapsed() >= DRAIN_QUIET {
             eprintln!("reload test: the Loki sink is idle but VictoriaLogs has {stored} of {expected} rows");
-            return Ok(());
+            return Ok(true);
         }
         if Instant::now() > until {
             eprintln!("reload test: not drained after {DRAIN_LIMIT:?}: {stored} rows, pending {pending:?}, queued {queued:?}");
-            return Ok(());
+            return Ok(false);
         }
         thread::sleep(Duration::from_millis(500));
     }
