@@ -126,7 +126,8 @@ fn run(binary: &Path, dir: &Path) -> Result<Figures> {
     figures.stored = vl.stat(&format!("{load_rows} | stats count() as n"), "n")?;
     figures.distinct = vl.stat(&format!("{load_rows} | stats count_uniq(src_addr, src_port) as n"), "n")?;
     figures.other_rows = total.saturating_sub(figures.stored);
-    figures.spool_left = fs::read_dir(&spool).map_or(0, |d| d.count());
+    // Batch files only: the directory keeps its `.lock` (the owner's flock).
+    figures.spool_left = fs::read_dir(&spool).map_or(0, |d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".batch")).count());
     drop(vl);
     drop(lab);
     figures.wall = started.elapsed();

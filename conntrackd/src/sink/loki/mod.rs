@@ -141,7 +141,7 @@ impl Sender {
                 self.submit(&batch);
             }
             self.drain_outbox();
-            self.queue.set_pending_bytes(self.outbox.pending().1);
+            self.queue.set_pending_bytes(self.outbox.bytes());
             // Pending batches: wake at the retry time, or at once if not backing off.
             let retry = (!self.outbox.is_empty()).then(|| self.retry_at.unwrap_or(now));
             let handover = self.awaiting.is_some().then(|| now + HANDOVER_POLL);

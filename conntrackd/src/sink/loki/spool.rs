@@ -117,6 +117,11 @@ impl Outbox {
         self.dropped_events += other.dropped_events;
     }
 
+    /// Bytes of the batches pending (what `spool_max_bytes` bounds).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Batches and events pending.
     pub fn pending(&self) -> (usize, u64) {
         (self.slots.len(), self.slots.iter().map(|s| s.events).sum())
@@ -313,6 +318,7 @@ mod tests {
             out.push(payload(2, 40));
             out.push(payload(3, 40));
             assert_eq!(out.pending(), (2, 5));
+            assert_eq!(out.bytes(), 80, "the gauge behind conntrackd_sink_pending_bytes counts bytes, not events");
             assert_eq!(out.dropped_events, 1);
             out.push(payload(7, 101));
             assert_eq!(out.dropped_events, 8, "a batch over the bound is dropped itself");
