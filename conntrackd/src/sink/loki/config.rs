@@ -207,12 +207,13 @@ impl RawLoki {
             min_backoff,
             max_backoff,
             per_flow_labels: self.per_flow_labels.unwrap_or(false),
-            line_format: match self.line_format.as_deref().unwrap_or("text") {
+            // Case-insensitive, like every other enumerated key.
+            line_format: match self.line_format.as_deref().unwrap_or("text").to_ascii_lowercase().as_str() {
                 "text" => LineFormat::Text,
                 "json" => LineFormat::Json,
                 other => return invalid("line_format", format!("expected \"text\" or \"json\", found {other:?}")),
             },
-            encoding: match self.encoding.as_deref().unwrap_or("protobuf") {
+            encoding: match self.encoding.as_deref().unwrap_or("protobuf").to_ascii_lowercase().as_str() {
                 "protobuf" => Encoding::Protobuf,
                 "json" => Encoding::Json,
                 other => return invalid("encoding", format!("expected \"protobuf\" or \"json\", found {other:?}")),
@@ -357,6 +358,8 @@ mod tests {
     fn labels_and_bad_values_name_the_key() {
         let c = raw("labels = [\"env=prod\", \"host=override\", \"env=staging\"]").validate().unwrap().unwrap();
         assert_eq!(c.labels, vec![("env".into(), "staging".into()), ("host".into(), "override".into())]);
+        let c = raw("encoding = \"JSON\"\nline_format = \"Json\"").validate().unwrap().unwrap();
+        assert_eq!((c.encoding, c.line_format), (Encoding::Json, LineFormat::Json), "case-insensitive like every enumerated key");
         for (text, key) in [
             ("labels = [\"nokey\"]", "sink.loki.labels"),
             ("labels = [\"1x=y\"]", "sink.loki.labels"),
