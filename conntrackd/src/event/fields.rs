@@ -1,4 +1,4 @@
-//! The event's fields in the contract's order (PRODUCT.md "Event record"),
+//! The event's fields in the contract's order (README "Event fields"),
 //! as one visitor every sink encodes from: JSON lines, journald `EVENT_*`,
 //! syslog `@cee`, Loki structured metadata. Add a field here and every sink
 //! carries it.

@@ -18,7 +18,7 @@ use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIN
 
 use crate::enrich::GeoInfo;
 
-/// Conntrack event type (PRODUCT.md field `type`).
+/// Conntrack event type (the event field `type`, README "Event fields").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventType {
     New,
