@@ -221,7 +221,7 @@ fn run(path: &Path, queue: &BoundedQueue) {
             tracing::error!(sink = "journal", error = %err, "journal sink disabled");
             let mut events = Vec::new();
             while queue.pop_all(&mut events) {
-                queue.record_write_error(events.len());
+                queue.record_write_error(events.len() as u64);
                 events.clear();
             }
             return;

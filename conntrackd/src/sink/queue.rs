@@ -146,14 +146,14 @@ impl BoundedQueue {
     }
 
     /// Events delivered; the sink is healthy again.
-    pub fn record_written(&self, n: usize) {
-        self.written.fetch_add(n as u64, Ordering::Relaxed);
+    pub fn record_written(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Relaxed);
         self.failing_since_ms.store(0, Ordering::Relaxed);
     }
 
     /// Events lost to a failed write; the sink is failing from now on, if it was not already.
-    pub fn record_write_error(&self, n: usize) {
-        self.dropped_write_error.fetch_add(n as u64, Ordering::Relaxed);
+    pub fn record_write_error(&self, n: u64) {
+        self.dropped_write_error.fetch_add(n, Ordering::Relaxed);
         self.mark_failing();
     }
 

@@ -123,7 +123,7 @@ impl Sender {
         let mut done = 0;
         while let Some(rest) = events.get(done..).filter(|rest| !rest.is_empty()) {
             if !self.connect(queue) {
-                queue.record_write_error(rest.len());
+                queue.record_write_error(rest.len() as u64);
                 return;
             }
             let Some(conn) = self.conn.as_mut() else { continue };
@@ -136,7 +136,7 @@ impl Sender {
                 Ok(()) => (rest.len(), None),
                 Err((sent, err)) => (sent, Some(err)),
             };
-            queue.record_written(sent);
+            queue.record_written(sent as u64);
             done += sent;
             if sent > 0 || err.is_none() {
                 self.recovered();
@@ -148,7 +148,7 @@ impl Sender {
                 queue.record_write_error(1);
                 done += 1;
             } else if !self.pause(queue) {
-                queue.record_write_error(rest.len().saturating_sub(sent));
+                queue.record_write_error(rest.len().saturating_sub(sent) as u64);
                 return;
             }
         }
