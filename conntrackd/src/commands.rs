@@ -34,7 +34,7 @@ pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!("sink journal: {} ({state})\n", journal.socket.display()));
     }
     if let Some(syslog) = &config.syslog {
-        out.push_str(&format!("sink syslog: {} ({:?}, facility {})\n", syslog.address, syslog.format, syslog.facility.name()));
+        out.push_str(&format!("sink syslog: {} ({:?}, {}.{})\n", syslog.address, syslog.format, syslog.facility.name(), syslog.severity.name()));
     }
     if let Some(loki) = &config.loki {
         // The endpoint's Debug form has no credentials; the token is never shown.

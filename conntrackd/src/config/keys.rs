@@ -56,6 +56,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.syslog.address", Kind::Str, "udp://host[:port], tcp://host[:port], unix:///path or unixgram:///path [default: udp://localhost:514]"),
     key("sink.syslog.format", Kind::Str, "rfc5424 or rfc3164 [default: rfc5424]"),
     key("sink.syslog.facility", Kind::Str, "Syslog facility, e.g. daemon, local0 [default: daemon]"),
+    key("sink.syslog.severity", Kind::Str, "Severity of every message: emerg, alert, crit, err, warning, notice, info, debug [default: info]"),
     key("sink.syslog.optional", Kind::Bool, "Run without the syslog sink (with a warning) if it cannot start [default: false]"),
     key("sink.syslog.queue_events", Kind::Int, "Events queued for the syslog sink before drops [default: 65536]"),
     key("sink.loki.enable", Kind::Bool, "Push events to Grafana Loki [default: false]"),

@@ -21,7 +21,7 @@ use std::{
 use serde::Deserialize;
 
 use self::{
-    format::{Facility, Format, Header},
+    format::{Facility, Format, Header, Severity},
     transport::{Address, Conn},
 };
 use super::queue::BoundedQueue;
@@ -42,8 +42,11 @@ pub(crate) struct RawSyslog {
     pub address: Option<String>,
     /// rfc5424 (default) or rfc3164.
     pub format: Option<String>,
-    /// Facility name (default daemon); the severity is always info.
+    /// Facility name (default daemon).
     pub facility: Option<String>,
+    /// Severity of every message (default info; the original's messages
+    /// were filed by rsyslog as user.notice).
+    pub severity: Option<String>,
     /// Events queued for this sink (also while the receiver is unreachable)
     /// before new ones are dropped (and counted).
     pub queue_events: Option<usize>,
@@ -57,6 +60,7 @@ pub(crate) struct SyslogConfig {
     pub address: Address,
     pub format: Format,
     pub facility: Facility,
+    pub severity: Severity,
     pub queue_events: usize,
     pub optional: bool,
 }
@@ -71,17 +75,22 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
         None => Facility::DAEMON,
         Some(name) => Facility::parse(name).map_err(|e| invalid("sink.syslog.facility", e.to_string()))?,
     };
+    let severity = match raw.severity.as_deref() {
+        None => Severity::INFO,
+        Some(name) => Severity::parse(name).map_err(|e| invalid("sink.syslog.severity", e.to_string()))?,
+    };
     let queue_events = raw.queue_events.unwrap_or(65_536);
     if queue_events == 0 {
         return Err(invalid("sink.syslog.queue_events", "expected at least 1".into()));
     }
-    Ok(Some(SyslogConfig { address, format, facility, queue_events, optional: raw.optional.unwrap_or(false) }))
+    Ok(Some(SyslogConfig { address, format, facility, severity, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 
 /// Starts the sink thread.
 pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Result<JoinHandle<()>> {
     let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
-    let header = Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
+    let header =
+        Header { format: config.format, facility: config.facility, severity: config.severity, hostname: format::hostname(), procid: std::process::id(), local };
     tracing::info!(sink = "syslog", address = %config.address, format = ?config.format, "syslog sink started");
     let mut sender = Sender::new(config.address.clone(), header);
     thread::Builder::new().name("sink-syslog".into()).spawn(move || {
