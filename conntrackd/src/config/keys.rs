@@ -53,7 +53,11 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.journal.optional", Kind::Bool, "Run without the journal sink (with a warning) if it cannot start [default: false]"),
     key("sink.journal.queue_events", Kind::Int, "Events queued for the journal sink before drops [default: 65536]"),
     key("sink.syslog.enable", Kind::Bool, "Write events to syslog [default: false]"),
-    key("sink.syslog.address", Kind::Str, "udp://host[:port], tcp://host[:port], unix:///path or unixgram:///path [default: udp://localhost:514]"),
+    key(
+        "sink.syslog.address",
+        Kind::Str,
+        "udp://host[:port], tcp://host[:port], unix:///path, unixgram:///path or unixpacket:///path [default: udp://localhost:514]",
+    ),
     key("sink.syslog.format", Kind::Str, "rfc5424 or rfc3164 [default: rfc5424]"),
     key("sink.syslog.facility", Kind::Str, "Syslog facility, e.g. daemon, local0 [default: daemon]"),
     key("sink.syslog.severity", Kind::Str, "Severity of every message: emerg, alert, crit, err, warning, notice, info, debug [default: info]"),

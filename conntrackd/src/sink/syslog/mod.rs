@@ -38,7 +38,7 @@ pub(crate) struct RawSyslog {
     /// Send events to a syslog receiver.
     pub enable: Option<bool>,
     /// udp://host:port (default udp://localhost:514), tcp://host:port,
-    /// unix:///dev/log or unixgram:///path.
+    /// unix:///dev/log, unixgram:///path or unixpacket:///path.
     pub address: Option<String>,
     /// rfc5424 (default) or rfc3164.
     pub format: Option<String>,
@@ -88,7 +88,7 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
 
 /// Starts the sink thread.
 pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Result<JoinHandle<()>> {
-    let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
+    let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_) | Address::UnixPacket(_));
     let header =
         Header { format: config.format, facility: config.facility, severity: config.severity, hostname: format::hostname(), procid: std::process::id(), local };
     tracing::info!(sink = "syslog", address = %config.address, format = ?config.format, "syslog sink started");
