@@ -30,8 +30,9 @@ pub(crate) enum CommandKind {
     Geoip(GeoipCommand),
     /// Print the version, git commit, aya version and the eBPF object's hash.
     Version,
-    /// Print shell completions.
-    Completions {
+    /// Print shell completions (`completion bash`, as the original; `completions` works too).
+    #[command(visible_alias = "completions")]
+    Completion {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
@@ -90,7 +91,7 @@ pub(crate) fn parse() -> Cli {
             sub = inner;
             args
         }
-        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::BenchLokiEncoder { .. } | CommandKind::Man { .. } => return cli,
+        CommandKind::Version | CommandKind::Completion { .. } | CommandKind::BenchLokiEncoder { .. } | CommandKind::Man { .. } => return cli,
     };
     args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli
