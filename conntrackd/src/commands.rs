@@ -15,6 +15,9 @@ use crate::{
 pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
     let enricher = Enricher::open(&config.geoip)?;
     let mut out = String::from("configuration is valid\n");
+    for warning in &config.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
     for line in enricher.iter().flat_map(Enricher::describe) {
         out.push_str(&line);
         out.push('\n');

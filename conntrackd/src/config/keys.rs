@@ -34,7 +34,7 @@ pub(crate) const KEYS: &[Key] = &[
         Kind::List,
         "A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules [default: log protocol tcp and destination network public; drop any]",
     ),
-    key("log.level", Kind::Str, "Log level: debug, info, warn, error [default: info]"),
+    key("log.level", Kind::Str, "Log level: debug, info, warn, error, optionally with an offset (info+2) [default: info]"),
     key("log.format", Kind::Str, "Log format: text or json [default: text on a terminal, json otherwise]"),
     key("source.kind", Kind::Str, "Source: auto, ebpf or netlink [default: auto]"),
     key("source.netns", Kind::List, "Network namespaces: self, all, or paths such as /run/netns/NAME [default: self]"),
@@ -89,6 +89,8 @@ pub(crate) const KEYS: &[Key] = &[
     key("geoip.watch_interval_ms", Kind::Int, "How often the GeoIP files are checked for a replacement; 0 = only SIGHUP [default: 10000]"),
     key("metrics.listen", Kind::Str, "Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9469 [default: off]"),
     key("metrics.unhealthy_after_s", Kind::Int, "/healthz fails once a sink has failed this long [default: 60]"),
+    key("profiler.enable", Kind::Bool, "The original's continuous profiling: accepted, not supported (a warning at start) [default: false]"),
+    key("profiler.address", Kind::Str, "The original's Pyroscope server address: accepted and ignored [default: http://localhost:4040]"),
 ];
 
 /// The environment variable of a key: `sink.loki.enable` -> `CONNTRACKD_SINK_LOKI_ENABLE`.
