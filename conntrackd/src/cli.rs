@@ -110,6 +110,8 @@ fn with_keys(cmd: Command) -> Command {
         let arg = Arg::new(k.path).long(k.path).help(k.help).value_name("VALUE");
         match k.kind {
             Kind::Bool => arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL"),
+            // The original's --sink.loki.labels is a comma-separated list (pflag StringSlice).
+            Kind::List if k.path == "sink.loki.labels" => arg.action(ArgAction::Append).value_delimiter(','),
             Kind::List => arg.action(ArgAction::Append),
             Kind::Int | Kind::Str => arg,
         }
@@ -138,4 +140,32 @@ pub(crate) fn init_logging(level: LevelFilter, format: Option<&str>) -> Option<L
         registry.with(fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)).try_init()
     };
     result.ok().map(|()| handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_flags(args: &[&str]) -> Vec<(&'static str, Vec<String>)> {
+        let m = command().try_get_matches_from([&["conntrackd", "run"], args].concat()).unwrap();
+        flag_values(m.subcommand_matches("run").unwrap())
+    }
+
+    #[test]
+    fn loki_labels_split_on_commas_as_the_originals_other_lists_do_not() {
+        let flags = run_flags(&["--sink.loki.labels", "env=prod,dc=fra", "--sink.loki.labels=team=net", "--filter", "log any, drop any"]);
+        let get = |path| flags.iter().find(|(p, _)| *p == path).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(get("sink.loki.labels"), ["env=prod", "dc=fra", "team=net"]);
+        assert_eq!(get("filter"), ["log any, drop any"], "a rule may contain commas");
+    }
+
+    #[test]
+    fn the_originals_command_names_and_profiler_flags_parse() {
+        let flags = run_flags(&["--profiler.enable", "--profiler.address", "http://localhost:4040"]);
+        assert!(flags.iter().any(|(p, v)| *p == "profiler.enable" && v == &["true"]), "{flags:?}");
+        for name in ["completion", "completions"] {
+            let m = command().try_get_matches_from(["conntrackd", name, "bash"]).unwrap();
+            assert_eq!(m.subcommand_name(), Some("completion"), "{name}");
+        }
+    }
 }

@@ -65,7 +65,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.syslog.queue_events", Kind::Int, "Events queued for the syslog sink before drops [default: 65536]"),
     key("sink.loki.enable", Kind::Bool, "Push events to Grafana Loki [default: false]"),
     key("sink.loki.address", Kind::Str, "Loki base URL; a path prefix and user:password@ work [default: http://localhost:3100]"),
-    key("sink.loki.labels", Kind::List, "Extra stream labels key=value; repeat the flag [default: none]"),
+    key("sink.loki.labels", Kind::List, "Extra stream labels key=value; repeat the flag or separate them with commas [default: none]"),
     key("sink.loki.tenant_id", Kind::Str, "Sent as X-Scope-OrgID [default: none]"),
     key("sink.loki.bearer_token", Kind::Str, "Sent as Authorization: Bearer [default: none]"),
     key("sink.loki.tls.ca_file", Kind::Str, "PEM CA bundle to trust [default: the system's]"),
