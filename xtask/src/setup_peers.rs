@@ -3,7 +3,8 @@
 //! the peer the side-by-side tests (`conntrackd/tests/original.rs`) run next
 //! to ours. Each archive's SHA-256 is checked before it is unpacked; the
 //! binary is written under a temporary name and renamed, so an interrupted
-//! build never leaves a binary that looks finished.
+//! build never leaves a binary that looks finished. tzdata too: the tests
+//! run the original in a local time zone.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -40,6 +41,8 @@ pub(crate) fn binary(root: &Path, version: &str) -> PathBuf {
 
 /// Builds every release whose binary is missing.
 pub(crate) fn install() -> Result<()> {
+    // The stream comparison runs the original in a local time zone.
+    crate::setup::install_packages(&["tzdata"])?;
     let root = crate::workspace_root();
     let missing: Vec<&Release> = RELEASES.iter().filter(|r| !binary(&root, r.version).is_file()).collect();
     if missing.is_empty() {
