@@ -36,8 +36,9 @@ pub(crate) enum CommandKind {
     Geoip(GeoipCommand),
     /// Print the version, git commit, aya version and the eBPF object's hash.
     Version,
-    /// Print shell completions.
-    Completions {
+    /// Print shell completions (`completion bash`, as the original; `completions` works too).
+    #[command(visible_alias = "completions")]
+    Completion {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
@@ -96,7 +97,7 @@ pub(crate) fn parse() -> Cli {
             sub = inner;
             args
         }
-        CommandKind::Version | CommandKind::Completions { .. } | CommandKind::BenchLokiEncoder { .. } | CommandKind::Man { .. } => return cli,
+        CommandKind::Version | CommandKind::Completion { .. } | CommandKind::BenchLokiEncoder { .. } | CommandKind::Man { .. } => return cli,
     };
     args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli
@@ -115,12 +116,31 @@ fn with_keys(cmd: Command) -> Command {
         let arg = Arg::new(k.path).long(k.path).help(k.help).value_name("VALUE");
         match k.kind {
             Kind::Bool => arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL"),
+            // The original's --sink.loki.labels is a comma-separated list (pflag StringSlice).
+            Kind::List if k.path == "sink.loki.labels" => arg.action(ArgAction::Append).value_delimiter(','),
             Kind::List => arg.action(ArgAction::Append),
             // Case as the file's validation takes it; help lists the values.
+            // The original's log.level also takes an offset (info+2): the help lists the names.
+            Kind::Enum(values) if k.path == "log.level" => {
+                let listed = format!("[possible values: {}]", values.join(", "));
+                arg.help(format!("{} {listed}", k.help)).value_parser(move |text: &str| level_flag(values, &listed, text))
+            }
             Kind::Enum(values) => arg.value_parser(PossibleValuesParser::new(values)).ignore_case(true),
             Kind::Int | Kind::Str | Kind::Url(_) => arg,
         }
     }))
+}
+
+/// `--log.level`: one of the names in any case, optionally with a signed offset.
+fn level_flag(names: &[&str], listed: &str, text: &str) -> Result<String, String> {
+    let name = text.split(['+', '-']).next().unwrap_or_default();
+    let offset = text.get(name.len()..).unwrap_or_default();
+    let known = names.iter().any(|n| n.eq_ignore_ascii_case(name));
+    if known && (offset.is_empty() || offset.parse::<i64>().is_ok()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{listed}, optionally with an offset such as info+2"))
+    }
 }
 
 fn flag_values(m: &ArgMatches) -> Vec<(&'static str, Vec<String>)> {
@@ -169,6 +189,29 @@ mod tests {
             let flag = format!("--{}=bogus", key.path);
             let err = command().try_get_matches_from(["conntrackd", "run", &flag]).expect_err(&flag).to_string();
             assert!(err.contains("invalid value 'bogus'") && err.contains(&format!("[possible values: {}]", values.join(", "))), "{flag}: {err}");
+        }
+    }
+
+    fn run_flags(args: &[&str]) -> Vec<(&'static str, Vec<String>)> {
+        let m = command().try_get_matches_from([&["conntrackd", "run"], args].concat()).unwrap();
+        flag_values(m.subcommand_matches("run").unwrap())
+    }
+
+    #[test]
+    fn loki_labels_split_on_commas_as_the_originals_other_lists_do_not() {
+        let flags = run_flags(&["--sink.loki.labels", "env=prod,dc=fra", "--sink.loki.labels=team=net", "--filter", "log any, drop any"]);
+        let get = |path| flags.iter().find(|(p, _)| *p == path).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(get("sink.loki.labels"), ["env=prod", "dc=fra", "team=net"]);
+        assert_eq!(get("filter"), ["log any, drop any"], "a rule may contain commas");
+    }
+
+    #[test]
+    fn the_originals_command_names_and_profiler_flags_parse() {
+        let flags = run_flags(&["--profiler.enable", "--profiler.address", "http://localhost:4040"]);
+        assert!(flags.iter().any(|(p, v)| *p == "profiler.enable" && v == &["true"]), "{flags:?}");
+        for name in ["completion", "completions"] {
+            let m = command().try_get_matches_from(["conntrackd", name, "bash"]).unwrap();
+            assert_eq!(m.subcommand_name(), Some("completion"), "{name}");
         }
     }
 }

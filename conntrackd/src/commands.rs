@@ -21,6 +21,9 @@ use crate::{
 pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
     let enricher = Enricher::open(&config.geoip)?;
     let mut out = String::from("configuration is valid\n");
+    for warning in &config.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
     for line in enricher.iter().flat_map(Enricher::describe) {
         out.push_str(&line);
         out.push('\n');
@@ -40,7 +43,7 @@ pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!("sink journal: {} ({state})\n", journal.socket.display()));
     }
     if let Some(syslog) = &config.syslog {
-        out.push_str(&format!("sink syslog: {} ({:?}, facility {})\n", syslog.address, syslog.format, syslog.facility.name()));
+        out.push_str(&format!("sink syslog: {} ({:?}, {}.{})\n", syslog.address, syslog.format, syslog.facility.name(), syslog.severity.name()));
     }
     if let Some(loki) = &config.loki {
         // The endpoint's Debug form has no credentials; the token is never shown.

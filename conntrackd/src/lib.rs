@@ -58,8 +58,11 @@ pub fn main_entry() -> ExitCode {
             ));
             ExitCode::SUCCESS
         }
-        cli::CommandKind::Completions { shell } => {
-            clap_complete::generate(shell, &mut cli::command(), "conntrackd", &mut std::io::stdout());
+        cli::CommandKind::Completion { shell } => {
+            // Into a buffer first: clap_complete panics on a closed pipe (`| head`).
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cli::command(), "conntrackd", &mut out);
+            stdout(&String::from_utf8_lossy(&out));
             ExitCode::SUCCESS
         }
         cli::CommandKind::BenchLokiEncoder { events } => {

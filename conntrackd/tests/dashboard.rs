@@ -16,7 +16,7 @@ use serde_json::Value;
 
 const DASHBOARD: &str = include_str!("../../contrib/grafana-dashboard.json");
 /// The Loki sink's stream labels (README "Loki sink"): the defaults; user labels are the operator's.
-const STREAM_LABELS: [&str; 3] = ["service_name", "host", "type"];
+const STREAM_LABELS: [&str; 4] = ["service_name", "host", "level", "type"];
 
 fn tools() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/contrib-tools")

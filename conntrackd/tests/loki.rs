@@ -91,7 +91,7 @@ fn events_arrive_with_stream_labels_and_fields() {
     assert_eq!(row["_msg"], "NEW TCP connection from 10.99.0.1:41002 to 8.8.8.8:443");
     // Stream labels: exactly the defaults and the user's, no per-flow values.
     let stream = row["_stream"].as_str().expect("_stream");
-    let expected_stream = format!("{{env=\"test\",host=\"{}\",service_name=\"conntrackd\",type=\"NEW\"}}", hostname());
+    let expected_stream = format!("{{env=\"test\",host=\"{}\",level=\"INFO\",service_name=\"conntrackd\",type=\"NEW\"}}", hostname());
     assert_eq!(stream, expected_stream);
     // Structured metadata: every event field.
     for (field, value) in [("prot", "TCP"), ("src_addr", "10.99.0.1"), ("dst_addr", "8.8.8.8"), ("dst_port", "443"), ("tcp_state", "ESTABLISHED")] {

@@ -8,6 +8,7 @@ mod fuzz;
 mod setup;
 mod setup_contrib;
 mod setup_logsinks;
+mod setup_peers;
 mod setup_victorialogs;
 
 use std::{

@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs, only if missing, Debian's toolchain for the
 //! kernel program (rustc-web 1.96 with rust-src, LLVM 22), the tools the tests
-//! drive (conntrack, nft, ip), the `debian-1.96` rustup link and bpf-linker.
+//! drive (conntrack, nft, ip), the `debian-1.96` rustup link and bpf-linker;
+//! then VictoriaLogs and the Go original (the test peers), built with Go.
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -19,7 +20,8 @@ pub(crate) fn run() -> Result<()> {
     crate::setup_contrib::install()?;
     link_toolchain()?;
     install_bpf_linker()?;
-    crate::setup_victorialogs::install_victorialogs()
+    crate::setup_victorialogs::install_victorialogs()?;
+    crate::setup_peers::install()
 }
 
 /// Installs the missing packages from the list; `apt-get update` once, first.

@@ -50,7 +50,7 @@ pub(crate) const KEYS: &[Key] = &[
         Kind::List,
         "A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules [default: log protocol tcp and destination network public; drop any]",
     ),
-    key("log.level", Kind::Enum(&["debug", "info", "warn", "error"]), "Log level [default: info]"),
+    key("log.level", Kind::Enum(&["debug", "info", "warn", "error"]), "Log level, any case, optionally with an offset (info+2) [default: info]"),
     key("log.format", Kind::Enum(&["text", "json"]), "Log format [default: text on a terminal, json otherwise]"),
     key("source.kind", Kind::Enum(&["auto", "ebpf", "netlink"]), "Source: eBPF, netlink, or eBPF with a netlink fallback [default: auto]"),
     key("source.netns", Kind::List, "Network namespaces: self, all, or paths such as /run/netns/NAME [default: self]"),
@@ -71,11 +71,16 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.syslog.enable", Kind::Bool, "Write events to syslog [default: false]"),
     key(
         "sink.syslog.address",
-        Kind::Url(&["udp", "tcp", "unix", "unixgram"]),
-        "udp://host[:port], tcp://host[:port], unix:///path or unixgram:///path [default: udp://localhost:514]",
+        Kind::Url(&["udp", "tcp", "unix", "unixgram", "unixpacket"]),
+        "udp://host[:port], tcp://host[:port], unix:///path, unixgram:///path or unixpacket:///path [default: udp://localhost:514]",
     ),
     key("sink.syslog.format", Kind::Enum(&["rfc5424", "rfc3164"]), "Syslog message format [default: rfc5424]"),
     key("sink.syslog.facility", Kind::Enum(FACILITIES), "Syslog facility [default: daemon]"),
+    key(
+        "sink.syslog.severity",
+        Kind::Enum(&["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]),
+        "Severity of every message [default: info]",
+    ),
     key("sink.syslog.optional", Kind::Bool, "Run without the syslog sink (with a warning) if it cannot start [default: false]"),
     key("sink.syslog.queue_events", Kind::Int, "Events queued for the syslog sink before drops [default: 65536]"),
     key("sink.loki.enable", Kind::Bool, "Push events to Grafana Loki [default: false]"),
@@ -84,7 +89,7 @@ pub(crate) const KEYS: &[Key] = &[
         Kind::Url(&["http", "https"]),
         "Loki base URL, http:// or https://; a path prefix and user:password@ work [default: http://localhost:3100]",
     ),
-    key("sink.loki.labels", Kind::List, "Extra stream labels key=value; repeat the flag [default: none]"),
+    key("sink.loki.labels", Kind::List, "Extra stream labels key=value; repeat the flag or separate them with commas [default: none]"),
     key("sink.loki.tenant_id", Kind::Str, "Sent as X-Scope-OrgID [default: none]"),
     key("sink.loki.bearer_token", Kind::Str, "Sent as Authorization: Bearer [default: none]"),
     key("sink.loki.tls.ca_file", Kind::Str, "PEM CA bundle to trust [default: the system's]"),
@@ -108,6 +113,8 @@ pub(crate) const KEYS: &[Key] = &[
     key("geoip.watch_interval_ms", Kind::Int, "How often the GeoIP files are checked for a replacement; 0 = only SIGHUP [default: 10000]"),
     key("metrics.listen", Kind::Str, "Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9469 [default: off]"),
     key("metrics.unhealthy_after_s", Kind::Int, "/healthz fails once a sink has failed this long [default: 60]"),
+    key("profiler.enable", Kind::Bool, "The original's continuous profiling: accepted, not supported (a warning at start) [default: false]"),
+    key("profiler.address", Kind::Str, "The original's Pyroscope server address: accepted and ignored [default: http://localhost:4040]"),
 ];
 
 /// The environment variable of a key: `sink.loki.enable` -> `CONNTRACKD_SINK_LOKI_ENABLE`.

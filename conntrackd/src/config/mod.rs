@@ -12,6 +12,7 @@
 )]
 mod format;
 pub(crate) mod keys;
+mod level;
 mod raw;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,10 @@ use crate::{
 };
 
 pub(crate) use self::format::Format;
+
+/// Said at start when the original's `profiler.enable` is true.
+pub(crate) const PROFILER_WARNING: &str =
+    "profiler.enable is true: continuous profiling (the original's Pyroscope client) is not supported by conntrackd; running without it";
 
 /// The built-in default: the configuration the installer writes.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../contrib/conntrackd.toml");
@@ -187,11 +192,15 @@ impl Config {
             path: file.to_path_buf(),
             message: format!("after applying the environment and flags: {}", format::keyed(&e)),
         })?;
+        let profiler = raw.profiler.enable == Some(true);
         let mut config = Self::validate(raw, overrides.rules_origin(&format!("config file {}: filter", file.display())))?;
         config.warnings = unknown_env
             .into_iter()
             .map(|v| format!("environment variable {v} is not a configuration key (variables are CONNTRACKD_ + the key path with '_', e.g. CONNTRACKD_SINK_STREAM_ENABLE); ignored"))
             .collect();
+        if profiler {
+            config.warnings.push(PROFILER_WARNING.into());
+        }
         Ok(config)
     }
 
@@ -203,14 +212,7 @@ impl Config {
 
     fn validate(raw: RawConfig, origin: String) -> Result<Self, ConfigError> {
         let rules = Rules::compile(&raw.filter.unwrap_or_default()).map_err(|errors| ConfigError::Rules { origin, errors })?;
-        let level = raw.log.level.as_deref().unwrap_or("info");
-        let level = match level.to_ascii_lowercase().as_str() {
-            "debug" => LevelFilter::DEBUG,
-            "info" => LevelFilter::INFO,
-            "warn" => LevelFilter::WARN,
-            "error" => LevelFilter::ERROR,
-            other => return invalid("log.level", format!("expected debug, info, warn or error, found {other:?}")),
-        };
+        let level = level::parse(raw.log.level.as_deref().unwrap_or("info")).map_err(|message| ConfigError::Invalid { key: "log.level", message })?;
         let format = match raw.log.format.as_deref().map(str::to_ascii_lowercase) {
             None => None,
             Some(f) if f == "text" || f == "json" => Some(f),

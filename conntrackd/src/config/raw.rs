@@ -18,6 +18,21 @@ pub(crate) struct RawConfig {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) geoip: RawGeoip,
+    #[serde(default)]
+    pub(super) profiler: RawProfiler,
+}
+
+/// `[profiler]`: the original's continuous profiling (Pyroscope). Accepted
+/// so its files and flags keep working; conntrackd does not profile and
+/// says so at start when `enable` is true.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProfiler {
+    /// Accepted and ignored (with a warning when true).
+    pub(super) enable: Option<bool>,
+    /// The original's Pyroscope server address; accepted and ignored.
+    #[allow(dead_code)]
+    pub(super) address: Option<String>,
 }
 
 /// `[geoip]`
@@ -48,7 +63,8 @@ pub(crate) struct RawMetrics {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLog {
-    /// debug | info | warn | error (default info).
+    /// debug | info | warn | error (default info), any case, optionally
+    /// with an offset as the original's slog takes it (`info+2`, `DEBUG-4`).
     pub(super) level: Option<String>,
     /// text | json (default: text on a terminal, JSON lines otherwise).
     pub(super) format: Option<String>,

@@ -118,7 +118,7 @@ fn enumerations_in_the_table_are_exactly_what_validation_accepts() {
 fn example_url(scheme: &str) -> String {
     match scheme {
         "udp" | "tcp" | "http" | "https" => format!("{scheme}://127.0.0.1:5140"),
-        "unix" | "unixgram" => format!("{scheme}:///run/conntrackd-test.sock"),
+        "unix" | "unixgram" | "unixpacket" => format!("{scheme}:///run/conntrackd-test.sock"),
         other => panic!("the key table has a new URL scheme {other:?}: add an example address here"),
     }
 }
@@ -167,7 +167,7 @@ fn error_messages_name_file_line_column_and_key() {
         ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: sink.stream.writter: unknown field `writter`"),
         ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: source.ring_buffer_bytes: invalid type: string \"big\", expected u64"),
         ("[source]\nkind = \"bpf\"\n[sink.stream]\nenable = true\n", "config source.kind: expected auto, ebpf or netlink, found \"bpf\""),
-        ("[log]\nlevel = \"loud\"\n[sink.stream]\nenable = true\n", "config log.level: expected debug, info, warn or error, found \"loud\""),
+        ("[log]\nlevel = \"loud\"\n[sink.stream]\nenable = true\n", "config log.level: expected debug, info, warn or error, optionally with an offset such as info+2, found \"loud\""),
         ("[metrics]\nlisten = \"localhost\"\n[sink.stream]\nenable = true\n", "config metrics.listen: expected IP:PORT such as 127.0.0.1:9469, found \"localhost\""),
         ("filter = [\"log port 1\"]\n[sink.stream]\nenable = true\n", "config file <test>: filter:\nrule 1 \"log port 1\", column 5: found 'port' without a direction: expected 'source port', 'destination port' or 'on port'"),
     ];
@@ -380,4 +380,28 @@ fn edges_of_the_integer_keys() {
         let err = Config::from_toml(&text).unwrap_err().to_string();
         assert_eq!(err, want);
     }
+}
+
+/// The original's `[profiler]` table and flags are accepted; enabling it
+/// starts the daemon with a warning instead of failing.
+#[test]
+fn profiler_keys_are_accepted_and_enabling_warns() {
+    let c = Config::from_toml("[profiler]\nenable = false\naddress = \"http://localhost:4040\"\n[sink.stream]\nenable = true\n").unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let over =
+        Overrides { env: vec![("CONNTRACKD_PROFILER_ADDRESS".into(), "http://pyroscope:4040".into())], flags: vec![("profiler.enable", vec!["true".into()])] };
+    let c = Config::from_text(Path::new("x"), "[sink.stream]\nenable = true\n", &over).unwrap();
+    assert_eq!(c.warnings, [PROFILER_WARNING]);
+    let err = Config::from_toml("[profiler]\nenabled = true\n[sink.stream]\nenable = true\n").unwrap_err();
+    assert!(err.to_string().contains("enabled"), "unknown keys stay errors: {err}");
+}
+
+#[test]
+fn log_level_takes_the_originals_spelling() {
+    let c = Config::from_toml("[log]\nlevel = \"WARN\"\n[sink.stream]\nenable = true\n").unwrap();
+    assert_eq!(c.log.level, LevelFilter::WARN);
+    let c = Config::from_toml("[log]\nlevel = \"info+2\"\n[sink.stream]\nenable = true\n").unwrap();
+    assert_eq!(c.log.level, LevelFilter::WARN);
+    let err = Config::from_toml("[log]\nlevel = \"verbose\"\n[sink.stream]\nenable = true\n").unwrap_err().to_string();
+    assert!(err.contains("log.level") && err.contains("\"verbose\""), "{err}");
 }

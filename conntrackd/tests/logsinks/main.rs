@@ -121,7 +121,10 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     let udp = Daemon::start(&ns, &config(&format!("[sink.stream]\nenable = true\n[sink.syslog]\nenable = true\naddress = \"udp://127.0.0.1:{}\"\n", port(0))));
     let tcp = Daemon::start(
         &ns,
-        &config(&format!("[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"rfc5424\"\nfacility = \"local4\"\n", port(1))),
+        &config(&format!(
+            "[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"rfc5424\"\nfacility = \"local4\"\nseverity = \"notice\"\n",
+            port(1)
+        )),
     );
     let unix = Daemon::start(&ns, &config(&format!("[sink.syslog]\nenable = true\naddress = \"unix://{}\"\nformat = \"rfc3164\"\n", socket.display())));
     let unixgram = Daemon::start(
@@ -136,7 +139,7 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     // Process details beyond pid/uid/comm depend on whether conntrack is still running when attributed.
     assert_eq!(names[..11], ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm"]);
     assert_eq!(names.last().map(String::as_str), Some("mark"));
-    let wanted = [("imudp", "<30>1 "), ("imtcp", "<166>1 "), ("imuxsock", "<30>"), ("imuxsock", "<150>1 ")];
+    let wanted = [("imudp", "<30>1 "), ("imtcp", "<165>1 "), ("imuxsock", "<30>"), ("imuxsock", "<150>1 ")];
     let got = rs.wait_for("one message per transport", |got| wanted.iter().all(|(input, pri)| from_input(got, input, pri, &flow).is_some()));
     let host = hostname();
 
@@ -148,16 +151,17 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
     assert_eq!(head[..3], ["<30>1", line["time"].as_str().unwrap(), host.as_str()], "{m:?}");
     assert_eq!((head[3], head[4]), ("conntrackd", m.procid.as_str()));
     assert!(m.procid.parse::<u32>().is_ok(), "{m:?}");
-    assert_eq!(body["msg"], line["msg"]);
-    assert_eq!(body["time"], line["time"]);
+    assert_eq!(body["message"], line["msg"]);
+    assert_eq!(body["timestamp"], line["time"]);
     assert_eq!(body["level"], "INFO");
+    assert_eq!(body["logger.name"], "conntrackd");
     assert_event(&body, &line);
 
-    // TCP (octet counting, which rsyslog's imtcp decodes), facility local4.
-    let m = from_input(&got, "imtcp", "<166>1 ", &flow).expect("tcp");
-    assert_eq!((m.facility.as_str(), m.severity.as_str(), m.app_name.as_str(), m.hostname.as_str()), ("local4", "info", "conntrackd", host.as_str()));
+    // TCP (octet counting, which rsyslog's imtcp decodes), local4.notice.
+    let m = from_input(&got, "imtcp", "<165>1 ", &flow).expect("tcp");
+    assert_eq!((m.facility.as_str(), m.severity.as_str(), m.app_name.as_str(), m.hostname.as_str()), ("local4", "notice", "conntrackd", host.as_str()));
     let (head, body) = split_5424(&m.raw);
-    assert_eq!(head[0], "<166>1");
+    assert_eq!(head[0], "<165>1");
     assert_event(&body, &line);
 
     // unix:// (rsyslog's imuxsock is a datagram socket), RFC 3164 in the

@@ -57,6 +57,8 @@ pub fn entries() -> Vec<Entry> {
         e("sink.stream.writer", "discard", |cx| daemon::stream_writer(cx, Flag, "discard")),
         e("sink.stream.optional", "true", |cx| daemon::stream_optional(cx, File, "true")),
         e("sink.stream.optional", "false", |cx| daemon::stream_optional(cx, Env, "false")),
+        e("profiler.enable", "true", |cx| daemon::profiler_enable(cx, Flag, true)),
+        e("profiler.enable", "false", |cx| daemon::profiler_enable(cx, File, false)),
         slow("sink.journal.enable", "true", |cx| logsinks::journal_enable(cx, File, true)),
         e("sink.journal.enable", "false", |cx| logsinks::journal_enable(cx, Env, false)),
         e("sink.journal.optional", "true", |cx| logsinks::journal_optional(cx, Flag, true)),
@@ -67,6 +69,7 @@ pub fn entries() -> Vec<Entry> {
         e("sink.syslog.address", "tcp", |cx| logsinks::syslog_address(cx, Env, "tcp")),
         e("sink.syslog.address", "unix", |cx| logsinks::syslog_address(cx, Flag, "unix")),
         e("sink.syslog.address", "unixgram", |cx| logsinks::syslog_address(cx, File, "unixgram")),
+        e("sink.syslog.address", "unixpacket", |cx| logsinks::syslog_address(cx, Flag, "unixpacket")),
         e("sink.syslog.format", "rfc5424", |cx| logsinks::syslog_format(cx, File, "rfc5424")),
         e("sink.syslog.format", "rfc3164", |cx| logsinks::syslog_format(cx, Flag, "rfc3164")),
         e("sink.syslog.optional", "true", |cx| logsinks::syslog_optional(cx, File, true)),
@@ -111,6 +114,20 @@ pub fn entries() -> Vec<Entry> {
     ];
     for (name, code, via) in facilities {
         out.push(e("sink.syslog.facility", name, move |cx| logsinks::syslog_facility(cx, via, name, code)));
+    }
+    // Each severity with its RFC 5424 code (facility daemon): rsyslog must name it and the PRI must carry it.
+    let severities: [(&'static str, u8, Via); 8] = [
+        ("emerg", 0, File),
+        ("alert", 1, File),
+        ("crit", 2, Env),
+        ("err", 3, File),
+        ("warning", 4, File),
+        ("notice", 5, Flag),
+        ("info", 6, File),
+        ("debug", 7, File),
+    ];
+    for (name, code, via) in severities {
+        out.push(e("sink.syslog.severity", name, move |cx| logsinks::syslog_severity(cx, via, name, code)));
     }
     out
 }

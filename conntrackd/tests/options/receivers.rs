@@ -56,6 +56,11 @@ impl Syslog {
     /// Waits for the case's event (its source port in the JSON body) and
     /// checks what rsyslog parsed: our app name, the input it came in on.
     pub fn event(&self, cx: &Cx) -> Received {
+        self.event_with_severity(cx, "info")
+    }
+
+    /// Like [`Self::event`], for a `sink.syslog.severity` other than info.
+    pub fn event_with_severity(&self, cx: &Cx, severity: &str) -> Received {
         let needle = format!("\"src_port\":{},", cx.sport);
         let got = self.rs.wait_for(&format!("the event from port {}", cx.sport), |got| got.iter().any(|r| r.raw.contains(&needle)));
         let m = got.into_iter().find(|r| r.raw.contains(&needle)).expect("found");
@@ -64,7 +69,7 @@ impl Syslog {
             Input::Tcp => "imtcp",
             Input::Unix => "imuxsock",
         };
-        assert_eq!((m.input.as_str(), m.app_name.as_str(), m.severity.as_str()), (input, "conntrackd", "info"), "{m:?}");
+        assert_eq!((m.input.as_str(), m.app_name.as_str(), m.severity.as_str()), (input, "conntrackd", severity), "{m:?}");
         let body = &m.raw[m.raw.find(" @cee: ").unwrap_or_else(|| panic!("no @cee body: {m:?}")) + 7..];
         let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("the body is not JSON ({e}): {m:?}"));
         assert_eq!(body["event"]["src_port"], cx.sport, "{body}");

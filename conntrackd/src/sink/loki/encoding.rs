@@ -187,8 +187,8 @@ mod tests {
         let req: PushRequest = prost::Message::decode(raw.as_slice()).unwrap();
         assert_eq!(req.streams.len(), 2);
         let new = &req.streams[1];
-        assert_eq!(new.labels, "{env=\"prod\", host=\"sparrow\", service_name=\"conntrackd\", type=\"NEW\"}");
-        assert_eq!(req.streams[0].labels, "{env=\"prod\", host=\"sparrow\", service_name=\"conntrackd\", type=\"DESTROY\"}");
+        assert_eq!(new.labels, "{env=\"prod\", host=\"sparrow\", level=\"INFO\", service_name=\"conntrackd\", type=\"NEW\"}");
+        assert_eq!(req.streams[0].labels, "{env=\"prod\", host=\"sparrow\", level=\"INFO\", service_name=\"conntrackd\", type=\"DESTROY\"}");
         assert_eq!(new.entries.len(), 2);
         let (first, second) = (&new.entries[0], &new.entries[1]);
         let ns = |e: &EntryAdapter| e.timestamp.as_ref().map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos));
@@ -221,6 +221,7 @@ mod tests {
         let stream = &v["streams"][1];
         assert_eq!(stream["stream"]["service_name"], "conntrackd");
         assert_eq!(stream["stream"]["type"], "NEW");
+        assert_eq!(stream["stream"]["level"], "INFO");
         let entry = &stream["values"][0];
         assert!(entry[0].as_str().unwrap().parse::<u128>().is_ok());
         assert_eq!(entry[1], "NEW TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");

@@ -24,9 +24,13 @@ use crate::{
 /// A label string (`{a="1", ...}`) and its pairs.
 type LabelSet = (String, Vec<(String, String)>);
 
+/// The event fields that `per_flow_labels = true` makes stream labels: the
+/// original's set (`tcp_state` only on events that carry it).
+pub(crate) const PER_FLOW_LABELS: [&str; 7] = ["flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state"];
+
 /// How events map to stream labels and lines.
 pub(crate) struct StreamKeys {
-    /// Labels every stream has (service_name, host, user labels), sorted.
+    /// Labels every stream has (service_name, host, level, user labels), sorted.
     base: Vec<(String, String)>,
     per_flow: bool,
     /// Without per-flow labels a stream depends only on the type: precomputed.
@@ -46,9 +50,11 @@ impl StreamKeys {
         self.by_type.iter().find(|(k, _)| *k == kind).map(|(_, v)| v)
     }
 
-    /// Defaults `service_name="conntrackd"` and `host`, then the user's labels, which win.
+    /// Defaults `service_name="conntrackd"`, `host` and `level="INFO"` (every
+    /// event is logged at INFO, as the original's; Grafana colours lines by
+    /// it), then the user's labels, which win.
     pub fn new(host: String, user: Vec<(String, String)>, per_flow: bool, line_format: LineFormat) -> Self {
-        let mut base = vec![("service_name".to_string(), "conntrackd".to_string()), ("host".to_string(), host)];
+        let mut base = vec![("service_name".to_string(), "conntrackd".to_string()), ("host".to_string(), host), ("level".to_string(), "INFO".to_string())];
         for (k, v) in user {
             base.retain(|(bk, _)| *bk != k);
             base.push((k, v));
@@ -67,7 +73,8 @@ impl StreamKeys {
         keys
     }
 
-    /// The stream labels of one event: `type` (and per-flow values) unless the user set them.
+    /// The stream labels of one event: `type` (and with `per_flow_labels` the
+    /// original's per-flow set, [`PER_FLOW_LABELS`]) unless the user set them.
     fn labels(&self, ev: &Event) -> Vec<(String, String)> {
         self.labels_of(ev.kind, Some(ev))
     }
@@ -82,7 +89,7 @@ impl StreamKeys {
         add("type", kind.as_str().to_string());
         if let Some(ev) = flow.filter(|_| self.per_flow) {
             ev.for_each_field(|name, value| {
-                if matches!(name, "flow" | "prot" | "src_addr" | "dst_addr" | "src_port" | "dst_port") {
+                if PER_FLOW_LABELS.contains(&name) {
                     add(name, value_string(value));
                 }
             });
@@ -273,13 +280,15 @@ mod tests {
     fn labels_defaults_user_override_and_per_flow() {
         let k = StreamKeys::new("h".into(), vec![("host".into(), "mine".into()), ("type".into(), "fixed".into())], false, LineFormat::Text);
         let labels = k.labels(&event());
-        assert_eq!(label_string(&labels), "{host=\"mine\", service_name=\"conntrackd\", type=\"fixed\"}");
+        assert_eq!(label_string(&labels), "{host=\"mine\", level=\"INFO\", service_name=\"conntrackd\", type=\"fixed\"}");
+        let k = StreamKeys::new("h".into(), vec![("level".into(), "info".into())], false, LineFormat::Text);
+        assert_eq!(label_string(&k.labels(&event())), "{host=\"h\", level=\"info\", service_name=\"conntrackd\", type=\"NEW\"}");
         let k = StreamKeys::new("h".into(), Vec::new(), true, LineFormat::Json);
         let text = label_string(&k.labels(&event()));
         assert_eq!(
             text,
-            "{dst_addr=\"8.8.8.8\", dst_port=\"443\", flow=\"305419896\", host=\"h\", prot=\"TCP\", \
-             service_name=\"conntrackd\", src_addr=\"10.99.0.1\", src_port=\"40002\", type=\"NEW\"}"
+            "{dst_addr=\"8.8.8.8\", dst_port=\"443\", flow=\"305419896\", host=\"h\", level=\"INFO\", prot=\"TCP\", \
+             service_name=\"conntrackd\", src_addr=\"10.99.0.1\", src_port=\"40002\", tcp_state=\"ESTABLISHED\", type=\"NEW\"}"
         );
         assert!(k.line(&event()).starts_with("{\"time\":"), "json line format is the whole event");
     }

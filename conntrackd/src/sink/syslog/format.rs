@@ -1,14 +1,15 @@
 //! Syslog message encoding: RFC 5424 or RFC 3164 header, `@cee:` JSON body,
 //! and RFC 6587 octet-counting framing for stream transports.
 //!
-//! Body: `@cee: {"time":"<RFC 3339>","level":"INFO","msg":"<message text>",
-//! "event":{<every event field, contract order>}}`.
+//! Body: the original's keys, `@cee: {"event":{<every event field, contract
+//! order>},"level":"INFO","logger.name":"conntrackd","logger.version":"<version>",
+//! "message":"<message text>","timestamp":"<RFC 3339>"}`.
 use std::io::Write;
 
 use crate::{event::Event, sink::json, time::write_rfc3339};
 
-/// Every message is informational (the stream sink's `level` INFO).
-const SEVERITY_INFO: u8 = 6;
+/// `logger.version` of the body.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// RFC 5424 APP-NAME and RFC 3164 TAG.
 pub(crate) const APP_NAME: &str = "conntrackd";
 
@@ -18,6 +19,8 @@ pub(crate) enum FormatError {
     Format(String),
     #[error("expected a facility name (kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0..local7), found {0:?}")]
     Facility(String),
+    #[error("expected a severity name (emerg, alert, crit, err, warning, notice, info, debug), found {0:?}")]
+    Severity(String),
 }
 
 /// Header format.
@@ -77,9 +80,32 @@ impl Facility {
         FACILITIES.iter().find(|&&(_, code)| code == self.0).map_or("?", |&(name, _)| name)
     }
 
-    /// PRI = facility * 8 + severity (at most 23 * 8 + 7 = 191: facilities come from the table).
-    pub fn pri(self) -> u8 {
-        self.0 * 8 + SEVERITY_INFO
+    /// PRI = facility * 8 + severity (at most 23 * 8 + 7 = 191: both come from tables).
+    pub fn pri(self, severity: Severity) -> u8 {
+        self.0 * 8 + severity.0
+    }
+}
+
+/// RFC 5424 severities (table 2), with rsyslog's aliases `error` and `warn`.
+const SEVERITIES: [(&str, u8); 10] =
+    [("emerg", 0), ("alert", 1), ("crit", 2), ("err", 3), ("error", 3), ("warning", 4), ("warn", 4), ("notice", 5), ("info", 6), ("debug", 7)];
+
+/// The header's severity: every message has the same (events are logged at
+/// INFO; `notice` is what rsyslog gives the original's header-less messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Severity(u8);
+
+impl Severity {
+    pub const INFO: Self = Self(6);
+
+    pub fn parse(text: &str) -> Result<Self, FormatError> {
+        let lower = text.to_ascii_lowercase();
+        SEVERITIES.iter().find(|(name, _)| *name == lower).map(|&(_, code)| Self(code)).ok_or(FormatError::Severity(text.into()))
+    }
+
+    /// The severity's RFC 5424 name.
+    pub fn name(self) -> &'static str {
+        SEVERITIES.iter().find(|&&(_, code)| code == self.0).map_or("?", |&(name, _)| name)
     }
 }
 
@@ -88,6 +114,7 @@ impl Facility {
 pub(crate) struct Header {
     pub format: Format,
     pub facility: Facility,
+    pub severity: Severity,
     /// Printable ASCII without spaces (see [`clean_hostname`]).
     pub hostname: String,
     pub procid: u32,
@@ -101,13 +128,13 @@ impl Header {
     pub fn write_message(&self, out: &mut Vec<u8>, ev: &Event) {
         match self.format {
             Format::Rfc5424 => {
-                let _ = write!(out, "<{}>1 ", self.facility.pri());
+                let _ = write!(out, "<{}>1 ", self.facility.pri(self.severity));
                 write_rfc3339(out, ev.time_ns);
                 // MSGID is the event type, so receivers can filter without parsing JSON.
                 let _ = write!(out, " {} {APP_NAME} {} {} - ", self.hostname, self.procid, ev.kind.as_str());
             }
             Format::Rfc3164 => {
-                let _ = write!(out, "<{}>", self.facility.pri());
+                let _ = write!(out, "<{}>", self.facility.pri(self.severity));
                 write_rfc3164_time(out, ev.time_ns);
                 if !self.local {
                     let _ = write!(out, " {}", self.hostname);
@@ -119,13 +146,10 @@ impl Header {
     }
 }
 
-/// `@cee: {"time":..,"level":"INFO","msg":..,"event":{..}}`.
+/// `@cee: {"event":{..},"level":"INFO","logger.name":..,"logger.version":..,
+/// "message":..,"timestamp":..}`: the original's keys, in its (sorted) order.
 pub(crate) fn write_body(out: &mut Vec<u8>, ev: &Event) {
-    out.extend_from_slice(b"@cee: {\"time\":\"");
-    write_rfc3339(out, ev.time_ns);
-    out.extend_from_slice(b"\",\"level\":\"INFO\",\"msg\":\"");
-    json::write_message(out, ev);
-    out.extend_from_slice(b"\",\"event\":{");
+    out.extend_from_slice(b"@cee: {\"event\":{");
     let mut first = true;
     ev.for_each_field(|name, value| {
         if !first {
@@ -135,7 +159,11 @@ pub(crate) fn write_body(out: &mut Vec<u8>, ev: &Event) {
         let _ = write!(out, "\"{name}\":");
         json::write_value(out, value);
     });
-    out.extend_from_slice(b"}}");
+    let _ = write!(out, "}},\"level\":\"INFO\",\"logger.name\":\"{APP_NAME}\",\"logger.version\":\"{VERSION}\",\"message\":\"");
+    json::write_message(out, ev);
+    out.extend_from_slice(b"\",\"timestamp\":\"");
+    write_rfc3339(out, ev.time_ns);
+    out.extend_from_slice(b"\"}");
 }
 
 /// RFC 6587 octet counting: `<length> <message>`.
@@ -181,7 +209,7 @@ mod tests {
     use crate::event::Event;
 
     fn header(format: Format) -> Header {
-        Header { format, facility: Facility::DAEMON, hostname: "sparrow".into(), procid: 77, local: false }
+        Header { format, facility: Facility::DAEMON, severity: Severity::INFO, hostname: "sparrow".into(), procid: 77, local: false }
     }
 
     fn event() -> Event {
@@ -190,12 +218,18 @@ mod tests {
     }
 
     #[test]
-    fn pri_from_facility_and_info_severity() {
-        assert_eq!(Facility::DAEMON.pri(), 30);
-        assert_eq!(Facility::parse("KERN").unwrap().pri(), 6);
-        assert_eq!(Facility::parse("local7").unwrap().pri(), 190);
-        assert_eq!(Facility::parse("authpriv").unwrap().pri(), 86);
+    fn pri_from_facility_and_severity() {
+        let info = Severity::INFO;
+        assert_eq!(Facility::DAEMON.pri(info), 30);
+        assert_eq!(Facility::parse("KERN").unwrap().pri(info), 6);
+        assert_eq!(Facility::parse("local7").unwrap().pri(info), 190);
+        assert_eq!(Facility::parse("authpriv").unwrap().pri(info), 86);
         assert!(Facility::parse("local8").unwrap_err().to_string().contains("\"local8\""));
+        // user.notice, what rsyslog assigns the original's messages.
+        assert_eq!(Facility::parse("user").unwrap().pri(Severity::parse("NOTICE").unwrap()), 13);
+        assert_eq!(Severity::parse("warn").unwrap(), Severity::parse("warning").unwrap());
+        assert_eq!((Severity::parse("emerg").unwrap().name(), Severity::parse("debug").unwrap().name()), ("emerg", "debug"));
+        assert!(Severity::parse("verbose").unwrap_err().to_string().contains("\"verbose\""));
         assert!(Format::parse("rfc5425").is_err());
         assert_eq!(Format::parse("RFC3164").unwrap(), Format::Rfc3164);
     }
@@ -208,9 +242,12 @@ mod tests {
         let head = "<30>1 2026-11-28T05:03:17.123456Z sparrow conntrackd 77 NEW - @cee: ";
         assert!(text.starts_with(head), "{text}");
         let body: serde_json::Value = serde_json::from_str(&text[head.len()..]).unwrap();
-        assert_eq!(body["msg"], "NEW TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");
-        assert_eq!(body["time"], "2026-11-28T05:03:17.123456Z");
+        let top: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(top, ["event", "level", "logger.name", "logger.version", "message", "timestamp"], "the original's keys");
+        assert_eq!(body["message"], "NEW TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");
+        assert_eq!(body["timestamp"], "2026-11-28T05:03:17.123456Z");
         assert_eq!(body["level"], "INFO");
+        assert_eq!((&body["logger.name"], &body["logger.version"]), (&"conntrackd".into(), &env!("CARGO_PKG_VERSION").into()));
         let keys: Vec<&String> = body["event"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["type", "flow", "prot", "src_addr", "dst_addr", "src_port", "dst_port", "tcp_state", "pid", "uid", "comm", "mark"]);
         assert_eq!(body["event"]["dst_port"], 443);

@@ -27,7 +27,7 @@ use std::{
 use serde::Deserialize;
 
 use self::{
-    format::{Facility, Format, Header},
+    format::{Facility, Format, Header, Severity},
     transport::{Address, Conn},
 };
 use super::queue::BoundedQueue;
@@ -44,12 +44,15 @@ pub(crate) struct RawSyslog {
     /// Send events to a syslog receiver.
     pub enable: Option<bool>,
     /// udp://host:port (default udp://localhost:514), tcp://host:port,
-    /// unix:///dev/log or unixgram:///path.
+    /// unix:///dev/log, unixgram:///path or unixpacket:///path.
     pub address: Option<String>,
     /// rfc5424 (default) or rfc3164.
     pub format: Option<String>,
-    /// Facility name (default daemon); the severity is always info.
+    /// Facility name (default daemon).
     pub facility: Option<String>,
+    /// Severity of every message (default info; the original's messages
+    /// were filed by rsyslog as user.notice).
+    pub severity: Option<String>,
     /// Events queued for this sink (also while the receiver is unreachable)
     /// before new ones are dropped (and counted).
     pub queue_events: Option<usize>,
@@ -63,6 +66,7 @@ pub(crate) struct SyslogConfig {
     pub address: Address,
     pub format: Format,
     pub facility: Facility,
+    pub severity: Severity,
     pub queue_events: usize,
     pub optional: bool,
 }
@@ -77,14 +81,19 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
         None => Facility::DAEMON,
         Some(name) => Facility::parse(name).map_err(|e| invalid("sink.syslog.facility", e.to_string()))?,
     };
+    let severity = match raw.severity.as_deref() {
+        None => Severity::INFO,
+        Some(name) => Severity::parse(name).map_err(|e| invalid("sink.syslog.severity", e.to_string()))?,
+    };
     let queue_events = crate::config::queue_events(raw.queue_events).map_err(|message| invalid("sink.syslog.queue_events", message))?;
-    Ok(Some(SyslogConfig { address, format, facility, queue_events, optional: raw.optional.unwrap_or(false) }))
+    Ok(Some(SyslogConfig { address, format, facility, severity, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 
 /// Starts the sink thread.
 pub(crate) fn spawn(config: &SyslogConfig, queue: Arc<BoundedQueue>) -> io::Result<JoinHandle<()>> {
-    let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_));
-    let header = Header { format: config.format, facility: config.facility, hostname: format::hostname(), procid: std::process::id(), local };
+    let local = matches!(config.address, Address::Unix(_) | Address::UnixGram(_) | Address::UnixPacket(_));
+    let header =
+        Header { format: config.format, facility: config.facility, severity: config.severity, hostname: format::hostname(), procid: std::process::id(), local };
     tracing::info!(sink = "syslog", address = %config.address, format = ?config.format, "syslog sink started");
     let mut sender = Sender::new(config.address.clone(), header);
     thread::Builder::new().name("sink-syslog".into()).spawn(move || {

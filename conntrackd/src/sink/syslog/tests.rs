@@ -10,7 +10,7 @@ use super::*;
 use crate::event::tests::tcp_v4_record;
 
 fn header() -> Header {
-    Header { format: Format::Rfc5424, facility: Facility::DAEMON, hostname: "h".into(), procid: 1, local: false }
+    Header { format: Format::Rfc5424, facility: Facility::DAEMON, severity: Severity::INFO, hostname: "h".into(), procid: 1, local: false }
 }
 
 fn events(n: usize) -> Vec<Event> {
@@ -102,7 +102,9 @@ fn udp_datagrams_carry_one_message_each() {
     for _ in 0..2 {
         let n = rx.recv(&mut buf).unwrap();
         let text = std::str::from_utf8(&buf[..n]).unwrap();
-        assert!(text.starts_with("<30>1 ") && text.ends_with("}}"), "{text}");
+        assert!(text.starts_with("<30>1 ") && text.ends_with("Z\"}"), "{text}");
+        let body: serde_json::Value = serde_json::from_str(text.split_once(" - @cee: ").unwrap().1).unwrap();
+        assert_eq!(body["event"]["flow"], 305_419_896);
     }
     assert_eq!(queue.stats().written, 2);
 }
@@ -112,12 +114,15 @@ fn config_defaults_and_errors() {
     let on = || RawSyslog { enable: Some(true), ..RawSyslog::default() };
     let c = validate(Some(on())).unwrap().unwrap();
     assert_eq!(c.address, Address::Udp { host: "localhost".into(), port: 514 });
-    assert_eq!((c.format, c.facility, c.queue_events), (Format::Rfc5424, Facility::DAEMON, 65_536));
+    assert_eq!((c.format, c.facility, c.severity, c.queue_events), (Format::Rfc5424, Facility::DAEMON, Severity::INFO, 65_536));
+    let c = validate(Some(RawSyslog { facility: Some("user".into()), severity: Some("notice".into()), ..on() })).unwrap().unwrap();
+    assert_eq!(c.facility.pri(c.severity), 13, "user.notice");
     assert!(validate(Some(RawSyslog { enable: Some(false), ..on() })).unwrap().is_none());
     for (raw, key) in [
         (RawSyslog { address: Some("syslog.example.com".into()), ..on() }, "sink.syslog.address"),
         (RawSyslog { format: Some("json".into()), ..on() }, "sink.syslog.format"),
         (RawSyslog { facility: Some("local9".into()), ..on() }, "sink.syslog.facility"),
+        (RawSyslog { severity: Some("verbose".into()), ..on() }, "sink.syslog.severity"),
         (RawSyslog { queue_events: Some(0), ..on() }, "sink.syslog.queue_events"),
     ] {
         let err = validate(Some(raw)).unwrap_err().to_string();

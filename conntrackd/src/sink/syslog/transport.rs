@@ -4,6 +4,8 @@
 //! - `tcp://host[:port]`: a stream, each message framed with RFC 6587 octet
 //!   counting (port 514 by default).
 //! - `unixgram:///path`: one datagram per message to a unix datagram socket.
+//! - `unixpacket:///path`: one record per message on a connected unix
+//!   `SOCK_SEQPACKET` socket (as Go's `net.Dial("unixpacket", …)`).
 //! - `unix:///path`: like glibc's and Go's syslog clients, a datagram socket
 //!   first and, if the path only accepts streams, a stream socket on which
 //!   each message ends with a newline.
@@ -25,7 +27,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AddressError {
-    #[error("expected udp://host:port, tcp://host:port, unix:///path or unixgram:///path, found {0:?}")]
+    #[error("expected udp://host:port, tcp://host:port, unix:///path, unixgram:///path or unixpacket:///path, found {0:?}")]
     Scheme(String),
     #[error("expected host[:port] after {scheme}://, found {rest:?}")]
     HostPort { scheme: &'static str, rest: String },
@@ -47,6 +49,8 @@ pub(crate) enum Address {
     /// Datagram, falling back to stream.
     Unix(PathBuf),
     UnixGram(PathBuf),
+    /// A connected `SOCK_SEQPACKET` socket: one record per message.
+    UnixPacket(PathBuf),
 }
 
 impl Address {
@@ -57,6 +61,7 @@ impl Address {
             "tcp" => host_port("tcp", rest).map(|(host, port)| Self::Tcp { host, port }),
             "unix" => path("unix", rest).map(Self::Unix),
             "unixgram" => path("unixgram", rest).map(Self::UnixGram),
+            "unixpacket" => path("unixpacket", rest).map(Self::UnixPacket),
             _ => Err(AddressError::Scheme(text.into())),
         }
     }
@@ -69,6 +74,7 @@ impl fmt::Display for Address {
             Self::Tcp { host, port } => write!(f, "tcp://{}:{port}", bracket(host)),
             Self::Unix(path) => write!(f, "unix://{}", path.display()),
             Self::UnixGram(path) => write!(f, "unixgram://{}", path.display()),
+            Self::UnixPacket(path) => write!(f, "unixpacket://{}", path.display()),
         }
     }
 }
@@ -117,6 +123,7 @@ pub(crate) enum Conn {
     Tcp(TcpStream),
     UnixGram(UnixDatagram),
     UnixStream(UnixStream),
+    UnixPacket(socket2::Socket),
 }
 
 impl Conn {
@@ -125,6 +132,7 @@ impl Conn {
             Address::Udp { host, port } => open_udp(host, *port),
             Address::Tcp { host, port } => open_tcp(host, *port),
             Address::UnixGram(path) => open_unixgram(path).map(Self::UnixGram),
+            Address::UnixPacket(path) => open_unixpacket(path).map(Self::UnixPacket),
             Address::Unix(path) => match open_unixgram(path) {
                 Ok(sock) => Ok(Self::UnixGram(sock)),
                 Err(err) if err.raw_os_error() == Some(libc::EPROTOTYPE) => {
@@ -150,16 +158,17 @@ impl Conn {
                 out.extend_from_slice(message);
                 out.push(b'\n');
             }
-            Self::Udp(_) | Self::UnixGram(_) => out.extend_from_slice(message),
+            Self::Udp(_) | Self::UnixGram(_) | Self::UnixPacket(_) => out.extend_from_slice(message),
         }
     }
 
-    /// True when a stream's peer has closed (or reset) the connection; a
-    /// receiver never sends, so any readable byte or EOF means it is gone.
+    /// True when a connection's peer has closed (or reset) it; a receiver
+    /// never sends, so any readable byte or EOF means it is gone.
     pub fn peer_gone(&self) -> bool {
         let fd = match self {
             Self::Tcp(s) => s.as_raw_fd(),
             Self::UnixStream(s) => s.as_raw_fd(),
+            Self::UnixPacket(s) => s.as_raw_fd(),
             Self::Udp(_) | Self::UnixGram(_) => return false,
         };
         let mut byte = 0u8;
@@ -168,11 +177,12 @@ impl Conn {
         n == 0 || (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock)
     }
 
-    /// Sends one datagram (datagram connections).
+    /// Sends one datagram (datagram and seqpacket connections).
     pub fn send(&self, message: &[u8]) -> io::Result<()> {
         match self {
             Self::Udp(s) => s.send(message).map(drop),
             Self::UnixGram(s) => s.send(message).map(drop),
+            Self::UnixPacket(s) => s.send_with_flags(message, libc::MSG_NOSIGNAL).map(drop),
             Self::Tcp(_) | Self::UnixStream(_) => Err(io::Error::other("send on a stream connection")),
         }
     }
@@ -185,7 +195,7 @@ impl Conn {
             let res = match self {
                 Self::Tcp(s) => s.write(rest),
                 Self::UnixStream(s) => s.write(rest),
-                Self::Udp(_) | Self::UnixGram(_) => Err(io::Error::other("write on a datagram connection")),
+                Self::Udp(_) | Self::UnixGram(_) | Self::UnixPacket(_) => Err(io::Error::other("write on a datagram connection")),
             };
             match res {
                 Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
@@ -232,6 +242,15 @@ fn open_tcp(host: &str, port: u16) -> io::Result<Conn> {
     Err(last.unwrap_or_else(|| io::ErrorKind::NotFound.into()))
 }
 
+/// std has no `SOCK_SEQPACKET`; socket2 opens it (the type by its libc
+/// value; socket2 sets close-on-exec).
+fn open_unixpacket(path: &std::path::Path) -> io::Result<socket2::Socket> {
+    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::from(libc::SOCK_SEQPACKET), None)?;
+    sock.connect(&socket2::SockAddr::unix(path)?)?;
+    sock.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(sock)
+}
+
 fn open_unixgram(path: &std::path::Path) -> io::Result<UnixDatagram> {
     let sock = UnixDatagram::unbound()?;
     sock.connect(path)?;
@@ -253,6 +272,8 @@ mod tests {
         assert_eq!(Address::parse("tcp://log.example.com:6514").unwrap(), Address::Tcp { host: "log.example.com".into(), port: 6514 });
         assert_eq!(Address::parse("unix:///dev/log").unwrap(), Address::Unix("/dev/log".into()));
         assert_eq!(Address::parse("unixgram:///run/x.sock").unwrap(), Address::UnixGram("/run/x.sock".into()));
+        assert_eq!(Address::parse("unixpacket:///run/p.sock").unwrap(), Address::UnixPacket("/run/p.sock".into()));
+        assert_eq!(Address::parse("unixpacket:///run/p.sock").unwrap().to_string(), "unixpacket:///run/p.sock");
         assert_eq!(Address::parse("tcp://[2001:db8::1]:514").unwrap().to_string(), "tcp://[2001:db8::1]:514");
     }
 
@@ -271,6 +292,7 @@ mod tests {
             "udp://[::1]x",
             "unix://dev/log",
             "unixgram://",
+            "unixpacket://run/p.sock",
         ] {
             let err = Address::parse(bad).expect_err(bad);
             assert!(err.to_string().contains("expected"), "{bad}: {err}");
@@ -310,5 +332,35 @@ mod tests {
         let mut got = vec![0u8; buf.len()];
         std::io::Read::read_exact(&mut peer, &mut got).unwrap();
         assert_eq!(got, b"7 <30>1 a8 <30>1 bc");
+    }
+
+    #[test]
+    fn unixpacket_sends_one_record_per_message_and_notices_a_closed_peer() {
+        let dir = crate::sink::journal::tests::tempdir::Dir::new();
+        let path = dir.path().join("packet.sock");
+        let listener = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::from(libc::SOCK_SEQPACKET), None).unwrap();
+        listener.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+        listener.listen(4).unwrap();
+        let conn = Conn::open(&Address::UnixPacket(path.clone())).unwrap();
+        assert!(!conn.is_stream(), "records, not a byte stream: no framing");
+        let mut framed = Vec::new();
+        conn.frame(&mut framed, b"<30>1 a");
+        assert_eq!(framed, b"<30>1 a");
+        conn.send(b"<30>1 first").unwrap();
+        conn.send(b"<30>1 second message").unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        let peer = std::os::unix::net::UnixDatagram::from(std::os::fd::OwnedFd::from(peer));
+        let mut buf = [0u8; 64];
+        let n = peer.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"<30>1 first", "record boundaries kept");
+        let n = peer.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"<30>1 second message");
+        assert!(!conn.peer_gone());
+        drop(peer);
+        assert!(conn.peer_gone(), "a closed peer is noticed before the next send");
+        assert!(conn.send(b"<30>1 lost").is_err(), "sending to a closed peer fails (EPIPE, no SIGPIPE)");
+        drop(listener);
+        std::fs::remove_file(&path).unwrap();
+        assert!(Conn::open(&Address::UnixPacket(path)).is_err(), "nothing listens");
     }
 }

@@ -203,3 +203,16 @@ pub fn stream_optional(cx: &Cx, via: Via, value: &str) -> String {
     assert_eq!(stopped.get("stream.written"), 1, "{}", stopped.log);
     format!("event on stdout; {}", cx.exit_summary())
 }
+
+/// The original's profiler: accepted; enabled, the daemon says it is not
+/// supported and runs on.
+pub fn profiler_enable(cx: &Cx, via: Via, on: bool) -> String {
+    let d = Setup::stream().via(via, "profiler.enable", &on.to_string()).start(cx);
+    cx.inject();
+    cx.stdout_event(&d);
+    let (stopped, _) = cx.stop(d);
+    let warned = stopped.all_logs.contains("continuous profiling (the original's Pyroscope client) is not supported");
+    assert_eq!(warned, on, "the not-supported warning with profiler.enable={on}:\n{}", stopped.all_logs);
+    assert_eq!(stopped.get("stream.written"), 1, "{}", stopped.log);
+    format!("event on stdout, warning {}; {}", if on { "given" } else { "absent" }, cx.exit_summary())
+}

@@ -81,6 +81,8 @@ pub fn syslog_address(cx: &Cx, via: Via, scheme: &str) -> String {
         "tcp" => Input::Tcp,
         // rsyslog's unix sockets are datagram sockets, as /dev/log is.
         "unix" | "unixgram" => Input::Unix,
+        // rsyslog has no SOCK_SEQPACKET input: a listener of the test's own takes it.
+        "unixpacket" => return syslog_unixpacket(cx, via),
         other => panic!("no receiver for syslog scheme {other}"),
     };
     let rs = Syslog::start(cx, input);
@@ -135,4 +137,50 @@ pub fn syslog_facility(cx: &Cx, via: Via, name: &str, code: u8) -> String {
 pub fn syslog_optional(cx: &Cx, via: Via, optional: bool) -> String {
     let setup = Setup::stream().set("sink.syslog.enable", "true").set("sink.syslog.address", NO_SYSLOG).via(via, "sink.syslog.optional", &optional.to_string());
     cannot_start(cx, setup, "syslog", optional, "cannot start the syslog sink: the syslog socket /nonexistent/conntrackd-matrix/log.sock does not exist")
+}
+
+/// `unixpacket://`: a connected SOCK_SEQPACKET socket, one record per message.
+fn syslog_unixpacket(cx: &Cx, via: Via) -> String {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let path = cx.path("packet.sock");
+    let listener = Socket::new(Domain::UNIX, Type::from(libc::SOCK_SEQPACKET), None).expect("seqpacket socket");
+    listener.bind(&SockAddr::unix(&path).expect("socket path")).expect("bind the seqpacket socket");
+    listener.listen(4).expect("listen");
+    // accept(2) and recv(2) give up after WAIT (SO_RCVTIMEO): the test fails instead of hanging.
+    listener.set_read_timeout(Some(crate::common::WAIT)).expect("SO_RCVTIMEO");
+    let reader = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("the daemon connects");
+        conn.set_read_timeout(Some(crate::common::WAIT)).expect("SO_RCVTIMEO");
+        let mut records = Vec::new();
+        loop {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 65536];
+            match conn.recv(&mut buf).expect("recv a record") {
+                0 => return records,
+                // SAFETY: recv initialised the first n bytes.
+                n => records.push(String::from_utf8_lossy(&buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect::<Vec<u8>>()).into_owned()),
+            }
+        }
+    });
+    let address = format!("unixpacket://{}", path.display());
+    let d = Setup::new().set("sink.syslog.enable", "true").via(via, "sink.syslog.address", &address).start(cx);
+    cx.inject();
+    let (stopped, _) = cx.stop(d);
+    assert_eq!(stopped.get("syslog.written"), 1, "{}", stopped.log);
+    let records = reader.join().expect("reader");
+    let needle = format!("\"src_port\":{},", cx.sport);
+    assert_eq!(records.len(), 1, "one record per message: {records:?}");
+    assert!(records[0].contains(&needle) && records[0].contains(" @cee: "), "{records:?}");
+    format!("a SOCK_SEQPACKET listener got one record from {address}; {}", cx.exit_summary())
+}
+
+pub fn syslog_severity(cx: &Cx, via: Via, name: &str, code: u8) -> String {
+    let rs = Syslog::start(cx, Input::Udp);
+    let setup = Setup::new().set("sink.syslog.enable", "true").set("sink.syslog.address", &rs.address("udp"));
+    let d = setup.via(via, "sink.syslog.severity", name).start(cx);
+    cx.inject();
+    let m = rs.event_with_severity(cx, name);
+    cx.stop(d);
+    let pri = format!("<{}>1 ", 3 * 8 + u32::from(code));
+    assert!(m.raw.starts_with(&pri), "facility daemon (3), severity {name} ({code}): {pri:?} expected: {m:?}");
+    format!("rsyslog got {} with severity {}; {}", pri.trim(), m.severity, cx.exit_summary())
 }
