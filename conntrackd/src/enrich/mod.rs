@@ -7,6 +7,7 @@
 //! about once per database, never fatal. [`Enricher::reload`] (SIGHUP) and
 //! [`Enricher::check_files`] (a replaced file) swap databases in between two
 //! batches, so no event is lost; a broken new file keeps the old database.
+#[cfg(feature = "bench")]
 pub(crate) mod bench;
 pub(crate) mod cache;
 pub(crate) mod geoip;
