@@ -23,9 +23,7 @@ pub(crate) fn run(root: &Path, target: &str, seconds: u64) -> Result<()> {
         .arg(&corpus)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
-        .current_dir(&dir)
-        // The object `cargo xtask build-ebpf` made, not a second eBPF build in fuzz/target.
-        .env("CONNTRACKD_EBPF_OBJ", crate::ebpf_object(root));
+        .current_dir(&dir);
     for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "CARGO", "RUSTFLAGS", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
     }
