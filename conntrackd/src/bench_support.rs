@@ -1,16 +1,33 @@
-//! Entry points for `cargo xtask bench` micro-benchmarks; not an API.
+//! Entry points of the micro-benchmarks in `benches/` (run by `cargo xtask
+//! bench`); only with the feature `bench`, which the benches enable and the
+//! daemon's build does not. Not an API.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
-use std::{hint::black_box, time::Instant};
+use std::{hint::black_box, path::Path, time::Instant};
 
 use crate::{
+    config::{Config, Overrides},
     event::{Endpoints, Event, EventType, Protocol},
     filter::{Rules, RulesError},
+    sink::loki::{config::Encoding, throughput},
 };
+
+/// The Loki encoder's throughput on `events` synthetic events, protobuf
+/// (snappy) then JSON: one JSON object per encoding.
+pub fn loki_encoder(events: usize) -> Vec<String> {
+    [Encoding::Protobuf, Encoding::Json].into_iter().map(|encoding| throughput::measure(events, encoding).json()).collect()
+}
+
+/// GeoIP enrichment cost with the databases of the configuration file
+/// `config`, `lookups` per measurement: one JSON object.
+pub fn geoip(config: &Path, lookups: usize) -> Result<String, String> {
+    let config = Config::load(Some(config), &Overrides::default()).map_err(|e| e.to_string())?;
+    crate::enrich::bench::run(&config.geoip, lookups).map_err(|e| e.to_string())
+}
 
 /// Evaluates `rules` first-match on a fixed mix of events, `rounds` times
 /// over the mix; returns (evaluations, seconds, events logged).

@@ -42,12 +42,6 @@ pub(crate) enum CommandKind {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Benchmark helper: Loki encoder throughput as JSON lines.
-    #[command(name = "bench-loki-encoder", hide = true)]
-    BenchLokiEncoder {
-        #[arg(long, default_value_t = 200_000)]
-        events: usize,
-    },
     /// Write the manual pages (conntrackd.1, conntrackd-run.1, ...) into a directory (used by `cargo xtask dist`).
     #[command(hide = true)]
     Man {
@@ -62,15 +56,6 @@ pub(crate) enum GeoipCommand {
     Lookup {
         /// The address to look up.
         ip: std::net::IpAddr,
-        #[command(flatten)]
-        args: RunArgs,
-    },
-    /// Measure lookup and per-event enrichment cost on one core (used by `cargo xtask bench`).
-    #[command(hide = true)]
-    Bench {
-        /// Lookups per measurement.
-        #[arg(long, default_value_t = 2_000_000)]
-        lookups: usize,
         #[command(flatten)]
         args: RunArgs,
     },
@@ -92,12 +77,12 @@ pub(crate) fn parse() -> Cli {
     let Some((_, mut sub)) = matches.subcommand() else { return cli };
     let args = match &mut cli.command {
         CommandKind::Run(args) | CommandKind::Check(args) => args,
-        CommandKind::Geoip(GeoipCommand::Lookup { args, .. } | GeoipCommand::Bench { args, .. }) => {
+        CommandKind::Geoip(GeoipCommand::Lookup { args, .. }) => {
             let Some((_, inner)) = sub.subcommand() else { return cli };
             sub = inner;
             args
         }
-        CommandKind::Version | CommandKind::Completion { .. } | CommandKind::BenchLokiEncoder { .. } | CommandKind::Man { .. } => return cli,
+        CommandKind::Version | CommandKind::Completion { .. } | CommandKind::Man { .. } => return cli,
     };
     args.overrides = Overrides { env: std::env::vars().collect(), flags: flag_values(sub) };
     cli
@@ -105,10 +90,7 @@ pub(crate) fn parse() -> Cli {
 
 /// The clap command with the key flags added to `run` and `check`.
 pub(crate) fn command() -> Command {
-    Cli::command()
-        .mut_subcommand("run", with_keys)
-        .mut_subcommand("check", with_keys)
-        .mut_subcommand("geoip", |g| g.mut_subcommand("lookup", with_keys).mut_subcommand("bench", with_keys))
+    Cli::command().mut_subcommand("run", with_keys).mut_subcommand("check", with_keys).mut_subcommand("geoip", |g| g.mut_subcommand("lookup", with_keys))
 }
 
 fn with_keys(cmd: Command) -> Command {

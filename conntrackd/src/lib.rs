@@ -2,8 +2,10 @@
 //!
 //! The data flows `source/ -> filter/ -> sink/`, wired together in `app.rs`.
 //! [`main_entry`] is the command line; [`fuzzing`] exposes the parsers to
-//! the cargo-fuzz targets, [`testing`] the journal transport to the tests
-//! against the real journald; nothing else is public.
+//! the cargo-fuzz targets; with the features `bench` and `testing` (which the
+//! benches and tests enable, the daemon's build does not), `bench_support`
+//! holds the micro-benchmarks of `benches/` and `testing` the journal
+//! transport for the tests against the real journald; nothing else is public.
 mod app;
 mod cli;
 mod commands;
@@ -20,6 +22,7 @@ mod time;
 
 use std::process::ExitCode;
 
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench_support;
 #[doc(hidden)]
@@ -27,6 +30,7 @@ pub mod fuzzing;
 
 /// For `tests/logsinks`: the journal sink's transport, so an entry larger
 /// than any event the kernel can produce today can be sent to the real journald.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
     use std::path::Path;
@@ -65,22 +69,12 @@ pub fn main_entry() -> ExitCode {
             stdout(&String::from_utf8_lossy(&out));
             ExitCode::SUCCESS
         }
-        cli::CommandKind::BenchLokiEncoder { events } => {
-            use sink::loki::{config::Encoding, throughput};
-            for encoding in [Encoding::Protobuf, Encoding::Json] {
-                stdout(&format!("{}\n", throughput::measure(events, encoding).json()));
-            }
-            ExitCode::SUCCESS
-        }
         cli::CommandKind::Man { dir } => print_or_fail(write_man_pages(&dir)),
         cli::CommandKind::Check(args) => print_or_fail(load(&args).and_then(|config| commands::check_report(&config))),
         cli::CommandKind::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
             cli::init_logging(config.log.level, config.log.format.as_deref());
             commands::geoip_lookup(&config, ip)
         })),
-        cli::CommandKind::Geoip(cli::GeoipCommand::Bench { lookups, args }) => {
-            print_or_fail(load(&args).and_then(|config| Ok(enrich::bench::run(&config.geoip, lookups)?)))
-        }
         cli::CommandKind::Run(args) => match run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

@@ -12,6 +12,7 @@
 //! `target/bench/report.{md,json}` ([`report`], [`analysis`]).
 //! First, [`geoip`] measures the GeoIP enrichment cost on a real-sized database;
 //! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
+//! The rule, encoder and GeoIP figures come from conntrackd's benches ([`micro`]).
 //! Peers: `conntrack -E` and ulogd2 ([`ulogd`]). Every run is repeated; the
 //! report shows medians with their spread ([`median`], [`schedule`]), checks
 //! the generator ([`check`]) and draws PNG plots ([`plot`]).
@@ -26,6 +27,7 @@ mod loki;
 mod loki_latency;
 mod measure;
 mod median;
+mod micro;
 mod mode;
 mod netns;
 mod packet;
@@ -118,7 +120,7 @@ pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
     crate::setup::install_packages(&PACKAGES)?;
     let plan = Plan::new(options.quick);
     let files = Files::prepare(root, options)?;
-    println!("{}", geoip::run(&files.daemon, &files.dir, options.quick)?);
+    println!("{}", geoip::run(root, &files.dir, options.quick)?);
     interrupt::install();
     eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
     let rules = rules::run(root, plan.rules)?;
@@ -144,7 +146,7 @@ pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
     let checks = check::generator(&samples, plan.connections);
     let runs = schedule::fold_all(&samples);
     settings.finish();
-    let loki = loki::run(&bench, &files.dir, plan.rates[0], &runs)?;
+    let loki = loki::run(root, &bench, &files.dir, plan.rates[0], &runs)?;
     drop(bench);
     drop(max);
     drop(lab);

@@ -34,6 +34,7 @@ pub(crate) struct Options {
 /// Builds every artifact into `opts.out`.
 pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
     let dist = &opts.out;
+    crate::setup::install_packages(&["binutils"])?;
     fs::create_dir_all(dist).with_context(|| format!("creating {}", dist.display()))?;
     let amd64 = match &opts.binary {
         Some(path) => path.clone(),

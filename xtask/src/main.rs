@@ -1,9 +1,14 @@
 //! Project tasks: `cargo xtask setup | build-ebpf | build | run | test | fuzz | bench | dist`.
 //!
-//! Every task that builds runs `setup` first, which installs only what is
-//! missing and says what it installs.
+//! Every task that builds first installs what is missing of what it needs,
+//! and says what it installs: the build toolchain for `build-ebpf`, `build`,
+//! `run` and `dist`; that and the test tools for `test` and `bench`.
 mod bench;
 mod dist;
+/// The kernel program's build command, shared with `conntrackd/build.rs`
+/// (xtask does not depend on the conntrackd crate).
+#[path = "../../conntrackd/build/ebpf.rs"]
+mod ebpf_build;
 mod fuzz;
 mod setup;
 mod setup_contrib;
@@ -28,18 +33,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the toolchain and test tools that are missing (idempotent).
-    Setup,
-    /// Build the kernel program for bpfel-unknown-none with Debian's rustc 1.96.
+    /// Install what is missing (idempotent): the build toolchain, then what the tests drive.
+    Setup {
+        /// Only what building needs (Debian's rustc-web 1.96, LLVM 22, the debian-1.96 link, bpf-linker).
+        #[arg(long)]
+        build_only: bool,
+    },
+    /// Build the kernel program for bpfel-unknown-none with Debian's rustc 1.96 (`cargo build` does it too).
     BuildEbpf,
-    /// Build target/release/conntrackd with the kernel program embedded.
+    /// Build target/release/conntrackd with the kernel program embedded (installs only the build toolchain).
     Build,
     /// Build and run the daemon (as root); extra arguments go to `conntrackd run`.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build and run every test (as root: the kernel tests use network namespaces).
+    /// Install the test tools, build and run every test (as root: the kernel tests use network namespaces).
     Test,
     /// Run a cargo-fuzz target of conntrackd/fuzz (rules) with nightly.
     Fuzz {
@@ -72,17 +81,18 @@ enum Task {
 fn main() -> Result<()> {
     let root = workspace_root();
     match Cli::parse().task {
-        Task::Setup => setup::run(),
+        Task::Setup { build_only: true } => setup::build_tools(),
+        Task::Setup { build_only: false } => setup::run(),
         Task::BuildEbpf => {
-            setup::run()?;
+            setup::build_tools()?;
             build_ebpf(&root)
         }
         Task::Build => {
-            setup::run()?;
+            setup::build_tools()?;
             build(&root)
         }
         Task::Run { args } => {
-            setup::run()?;
+            setup::build_tools()?;
             build(&root)?;
             let bin = root.join("target/release/conntrackd");
             let status = Command::new(&bin).arg("run").args(&args).status().with_context(|| format!("running {}", bin.display()))?;
@@ -93,7 +103,6 @@ fn main() -> Result<()> {
         }
         Task::Test => {
             setup::run()?;
-            build_ebpf(&root)?;
             require_root("the kernel tests create network namespaces")?;
             cargo(&root, &["test", "--workspace", "--all-targets"])
         }
@@ -110,8 +119,7 @@ fn main() -> Result<()> {
         Task::Dist { arm64, binary, out } => {
             let out = out.unwrap_or_else(|| root.join("target/dist"));
             if binary.is_none() {
-                setup::run()?;
-                build_ebpf(&root)?;
+                setup::build_tools()?;
             }
             dist::run(&root, &dist::Options { arm64, binary, out })
         }
@@ -120,20 +128,15 @@ fn main() -> Result<()> {
 
 /// The kernel object, where `conntrackd/build.rs` expects it.
 pub(crate) fn ebpf_object(root: &Path) -> PathBuf {
-    root.join("target/ebpf/bpfel-unknown-none/release/conntrackd")
+    ebpf_build::object(&root.join("target/ebpf"))
 }
 
+/// The same build as `conntrackd/build.rs` runs, into the same directory.
 fn build_ebpf(root: &Path) -> Result<()> {
-    let mut cmd = Command::new("rustup");
-    cmd.args(["run", setup::DEBIAN_TOOLCHAIN, "cargo", "build", "--release", "--target-dir"])
-        .arg(root.join("target/ebpf"))
-        .current_dir(root.join("conntrackd-ebpf"))
-        .env("RUSTC_BOOTSTRAP", "1");
-    // The outer cargo (stable) exports these; they must not leak into the 1.96 build.
-    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR"] {
-        cmd.env_remove(var);
+    if let Some(missing) = ebpf_build::missing_tools() {
+        bail!("cannot build the eBPF program: {missing}");
     }
-    run(&mut cmd, "building the eBPF program")?;
+    run(&mut ebpf_build::command(&root.join("conntrackd-ebpf"), &root.join("target/ebpf")), "building the eBPF program")?;
     let obj = ebpf_object(root);
     if !obj.is_file() {
         bail!("the eBPF build succeeded but {} is missing", obj.display());
@@ -141,8 +144,8 @@ fn build_ebpf(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The release binary; its build script builds the kernel program.
 fn build(root: &Path) -> Result<()> {
-    build_ebpf(root)?;
     cargo(root, &["build", "--release", "--package", "conntrackd"])
 }
 

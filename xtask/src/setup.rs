@@ -1,25 +1,41 @@
-//! `cargo xtask setup`: installs, only if missing, Debian's toolchain for the
-//! kernel program (rustc-web 1.96 with rust-src, LLVM 22), the tools the tests
-//! drive (conntrack, nft, ip), the `debian-1.96` rustup link and bpf-linker;
-//! then VictoriaLogs and the Go original (the test peers), built with Go.
+//! `cargo xtask setup`: installs, only if missing, what building needs
+//! ([`build_tools`]: Debian's rustc-web 1.96 with rust-src and LLVM 22, the
+//! `debian-1.96` rustup link, bpf-linker) and what the tests and the
+//! benchmark drive ([`test_tools`]: conntrack, nft, ip, setcap, the journald
+//! and syslog receivers, the contrib tools, VictoriaLogs, the Go original).
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
 /// The rustup name of Debian's rustc-web toolchain (sysroot /usr).
-pub(crate) const DEBIAN_TOOLCHAIN: &str = "debian-1.96";
+pub(crate) const DEBIAN_TOOLCHAIN: &str = crate::ebpf_build::TOOLCHAIN;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
-/// Debian packages the build and the tests need.
-const PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev", "conntrack", "nftables", "iproute2", "libcap2-bin"];
+/// Debian packages the build needs: the kernel program's compiler with
+/// rust-src, and the LLVM bpf-linker is built against.
+const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev"];
+/// Debian packages the kernel tests and the benchmark drive.
+const TEST_PACKAGES: &[&str] = &["conntrack", "nftables", "iproute2", "libcap2-bin"];
 
+/// Everything: what building needs, then what the tests need.
 pub(crate) fn run() -> Result<()> {
-    install_packages(PACKAGES)?;
+    build_tools()?;
+    test_tools()
+}
+
+/// What `cargo build` of the workspace needs (conntrackd/build.rs builds the kernel program).
+pub(crate) fn build_tools() -> Result<()> {
+    install_packages(BUILD_PACKAGES)?;
+    link_toolchain()?;
+    install_bpf_linker()
+}
+
+/// What `cargo xtask test` and `cargo xtask bench` drive besides the build.
+pub(crate) fn test_tools() -> Result<()> {
+    install_packages(TEST_PACKAGES)?;
     crate::setup_logsinks::install()?;
     crate::setup_contrib::install()?;
-    link_toolchain()?;
-    install_bpf_linker()?;
     crate::setup_victorialogs::install_victorialogs()?;
     crate::setup_peers::install()
 }

@@ -1,5 +1,5 @@
-//! Setup for the contrib tests (unit, install script, dashboard) and
-//! `cargo xtask dist`: shellcheck, strip (binutils), setpriv (util-linux),
+//! Setup for the contrib tests (unit, install script, dashboard):
+//! shellcheck, strip (binutils, the install tests run `dist`), setpriv (util-linux),
 //! python3 + pip, node + npm from Debian when missing; Grafana's LogQL parser
 //! (npm `@grafana/lezer-logql`) and dashboard model (PyPI
 //! `grafana-foundation-sdk`) into `target/contrib-tools`, where the tests look.

@@ -1,7 +1,8 @@
-//! `conntrackd geoip bench` (hidden; run by `cargo xtask bench`): the cost of
-//! enrichment on one core with the configured databases — uncached address
-//! lookups, whole events (private source, public destination) without and
-//! with the cache — and the process's RSS with the databases open.
+//! GeoIP enrichment cost for `cargo xtask bench` (`benches/geoip.rs`, through
+//! `bench_support`; feature `bench`): on one core with the configured
+//! databases — uncached address lookups, whole events (private source, public
+//! destination) without and with the cache — and the process's RSS with the
+//! databases open.
 use std::{
     hint::black_box,
     net::{IpAddr, Ipv4Addr},

@@ -13,6 +13,7 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
+#[cfg(feature = "bench")]
 pub(crate) mod bench;
 pub(crate) mod cache;
 pub(crate) mod geoip;

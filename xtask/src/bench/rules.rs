@@ -1,18 +1,13 @@
 //! Rule-evaluation throughput on one thread: runs conntrackd's `rules` bench
-//! binary (`cargo bench -p conntrackd --bench rules`, built after the eBPF
-//! object exists, so xtask itself never depends on the conntrackd crate) on a
+//! binary ([`micro`]: `cargo bench -p conntrackd --bench rules`) on a
 //! realistic 10-rule list and on the single rule `log any`, interleaved in
 //! the same invocation, and parses its `rules set=...` lines.
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::interrupt;
+use super::micro;
 
 /// A realistic list: drops for addresses, CIDRs and ports, type, protocol
 /// and network conditions, a CEL rule, the default log rule, `drop any`.
@@ -71,19 +66,12 @@ impl RulesResult {
 
 /// Builds and runs the bench binary from the workspace at `root`.
 pub(crate) fn run(root: &Path, effort: Effort) -> Result<RulesResult> {
-    interrupt::check()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["bench", "-p", "conntrackd", "--bench", "rules", "--"]).arg(effort.rounds.to_string()).arg(effort.repeats.to_string()).current_dir(root);
+    let mut args = vec![effort.rounds.to_string(), effort.repeats.to_string()];
     for (name, rules) in [("realistic", &REALISTIC[..]), ("baseline", &BASELINE[..])] {
-        cmd.args(["--set", name]).args(rules);
+        args.extend(["--set".to_string(), name.to_string()]);
+        args.extend(rules.iter().map(ToString::to_string));
     }
-    // Build progress and the binary's errors go to our stderr; its figures come on stdout.
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output().context("running cargo bench -p conntrackd --bench rules")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("cargo bench -p conntrackd --bench rules failed ({}); its errors are above", out.status);
-    }
+    let stdout = micro::run(root, "rules", &args)?;
     let mut sets = parse(&stdout)?;
     let mut take = |name: &str, rules: &[&str]| -> Result<SetResult> {
         let runs = sets.remove(name).with_context(|| format!("the rules bench printed no line for set {name}:\n{stdout}"))?;

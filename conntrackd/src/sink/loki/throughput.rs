@@ -1,6 +1,8 @@
-//! Encoder throughput for `cargo xtask bench` (hidden command
-//! `conntrackd bench-loki-encoder`): synthetic events through the batcher and
-//! the encoder, as the sink thread runs them, timed in thread CPU time.
+//! Encoder throughput for `cargo xtask bench` (`benches/loki_encoder.rs`,
+//! through `bench_support`): synthetic events through the batcher and the
+//! encoder, as the sink thread runs them, timed in thread CPU time. Only in
+//! builds with the feature `bench` (the benches and tests), not the daemon's.
+#![cfg(feature = "bench")]
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
