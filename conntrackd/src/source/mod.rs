@@ -1,20 +1,27 @@
-//! Sources of conntrack events, one per watched network namespace: `ebpf`
-//! (the kernel program parses and pre-filters, records arrive through a ring
-//! buffer) or `netlink` (the same socket read and decoded in userspace).
-//! `auto` tries eBPF and falls back to netlink, saying why. Each namespace's
-//! source runs as its own task and sends batches to the pipeline.
+//! Sources of conntrack events from a ctnetlink socket in every watched
+//! network namespace: `ebpf` (one kernel program, attached to all of them,
+//! parses and pre-filters; records arrive through one ring buffer) or
+//! `netlink` (each socket read and decoded in userspace, one task per
+//! namespace). `auto` tries eBPF and falls back to netlink, saying why. The
+//! namespace worker (`worker.rs`) opens the sockets and, with
+//! `netns = ["all"]`, finds namespaces as they come and go (`discover.rs`).
+pub(crate) mod discover;
 pub(crate) mod ebpf;
 pub(crate) mod local_addrs;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod socket;
+pub(crate) mod stats;
 pub(crate) mod sysctl;
 #[cfg(test)]
 pub(crate) mod testmsg;
 
 mod manager;
+mod tasks;
+mod worker;
 
-pub(crate) use manager::{Snapshots, Sources, StopReport};
+pub(crate) use manager::Sources;
+pub(crate) use stats::{Snapshots, StopReport};
 
 use conntrackd_common::{Counter, COUNTER_COUNT};
 
