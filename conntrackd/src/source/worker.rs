@@ -1,8 +1,9 @@
 //! The namespace worker: one thread that does everything that enters a
 //! namespace or walks /proc, off the event path. At start it opens the
 //! configured namespaces (with `all`: every namespace found) and hands the
-//! sockets back; then, with `all`, it scans every second for namespaces that
-//! appeared or vanished, and every 5 s it reads each watched namespace's
+//! sockets back; then, with `all`, it scans twice a second for namespaces
+//! that appeared or vanished (so one is watched within a second of its first
+//! process), and every 5 s it reads each watched namespace's
 //! addresses again. It enters a namespace with setns and returns to the
 //! daemon's own right after, so one thread serves them all. New sockets,
 //! removals and address changes reach the source through a channel.
@@ -28,7 +29,7 @@ use super::{
 };
 
 /// How often `netns = ["all"]` looks for namespaces that appeared or vanished.
-pub(crate) const RESCAN: Duration = Duration::from_secs(1);
+const RESCAN: Duration = Duration::from_millis(500);
 /// How long a namespace that could not be opened is left alone.
 const RETRY_FAILED: Duration = Duration::from_secs(30);
 
@@ -168,7 +169,12 @@ impl Worker {
             if self.failed.get(&ino).is_some_and(|at| at.elapsed() < RETRY_FAILED) {
                 continue;
             }
-            let label = discover::label(ino, f);
+            let mut label = discover::label(ino, f);
+            // Two namespaces may share a container's id (a container that
+            // creates namespaces itself): the later one is known by its inode.
+            if self.watched.values().any(|w| w.label == label) {
+                label = ino.to_string().into();
+            }
             match self.open_found(ino, f, &label, startup) {
                 Ok(opened) => added.push(opened),
                 Err(err) => {
