@@ -318,3 +318,35 @@ fn raise_fd_limit() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_opens_a_socket_in_our_own_namespace_and_counts_the_scan() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "opening sockets in other namespaces needs root: run `sudo cargo xtask test`");
+        let own = Namespace::own().expect("own namespace");
+        let stats = Snapshots::default();
+        let (opened, _updates, _worker) = start(Plan { all: true, explicit: Vec::new(), set_sysctls: false }, Arc::clone(&stats)).expect("start the worker");
+        let ours = opened.iter().find(|o| o.ino == own.ino).expect("our namespace is opened");
+        assert!(ours.local.contains("127.0.0.1".parse().expect("address")), "its addresses are read inside it");
+        assert!(socket::cookie(&ours.socket).expect("SO_COOKIE") != 0);
+        let mut inodes: Vec<u64> = opened.iter().map(|o| o.ino).collect();
+        inodes.sort_unstable();
+        inodes.dedup();
+        assert_eq!(inodes.len(), opened.len(), "each namespace once");
+        assert_eq!(stats::with(&stats, |s| s.rescans), 1);
+    }
+
+    #[test]
+    fn an_explicit_namespace_that_does_not_exist_is_a_fatal_error_naming_it() {
+        let plan = Plan { all: false, explicit: vec![Namespace::own().expect("own")], set_sysctls: false };
+        let mut plan_missing = plan.clone();
+        plan_missing.explicit[0].path = Some(PathBuf::from("/run/netns/ctd-does-not-exist"));
+        plan_missing.explicit[0].ino = 1;
+        let Err(err) = start(plan_missing, Snapshots::default()) else { panic!("a missing namespace must not start") };
+        assert!(err.to_string().contains("/run/netns/ctd-does-not-exist"), "{err}");
+    }
+}
