@@ -78,16 +78,17 @@ impl Holder {
     pub fn spawn() -> Self {
         let own = link_inode(&std::fs::read_link("/proc/self/ns/net").expect("own namespace"));
         let child = Command::new("unshare").args(["--net", "sleep", "600"]).stdin(Stdio::null()).spawn().expect("run unshare (util-linux)");
+        // Owned right away, so a failure below still kills it.
+        let mut holder = Self { child, created: Instant::now(), ino: own };
         let deadline = Instant::now() + Duration::from_secs(10);
         // Until unshare has made the namespace (then it execs sleep in it).
-        loop {
-            let ino = std::fs::read_link(format!("/proc/{}/ns/net", child.id())).map(|l| link_inode(&l)).unwrap_or(own);
-            if ino != own {
-                return Self { child, created: Instant::now(), ino };
-            }
+        while holder.ino == own {
             assert!(Instant::now() < deadline, "unshare --net never left our namespace");
             std::thread::sleep(Duration::from_millis(2));
+            holder.ino = std::fs::read_link(format!("/proc/{}/ns/net", holder.child.id())).map(|l| link_inode(&l)).unwrap_or(own);
         }
+        holder.created = Instant::now();
+        holder
     }
 
     pub fn netns_path(&self) -> PathBuf {
