@@ -7,6 +7,11 @@
 //! bytes, the daemon converts. Fields the program computes itself (`ktime_ns`,
 //! `pid_tgid`, `uid_gid`, `present`, `cookie`) are in host order.
 #![no_std]
+// Nothing here may panic on what the kernel wrote (the daemon decodes records with these types).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 
 /// Name of the `BPF_MAP_TYPE_RINGBUF` carrying [`EventRecord`]s to userspace.
 pub const MAP_EVENTS: &str = "EVENTS";

@@ -3,6 +3,19 @@
 //! -> sinks, plus signals (SIGTERM/SIGINT stop, SIGHUP reloads), GeoIP file
 //! watching, metrics, systemd notifications and loss reporting. Namespace
 //! discovery runs on the sources' own worker thread.
+//!
+//! SIGHUP never stalls the event path: the new configuration is loaded and
+//! the sinks it adds or changes are started on a blocking thread
+//! ([`prepare_reload`]); the event task then swaps rules, kernel table and
+//! sinks between two batches ([`apply_reload`]) without waiting for anything.
+//! Replaced sinks drain on their own threads. SIGHUPs that arrive while a
+//! reload is being prepared are folded into one more reload after it.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{
     path::PathBuf,
     sync::{atomic::Ordering, Arc},
@@ -23,7 +36,7 @@ use crate::{
     filter::{Prefilter, Rules},
     metrics::Metrics,
     notify,
-    sink::{SinkStats, Sinks},
+    sink::{self, Retiring, SinkError, SinkStats, Sinks},
     source::{Sources, StopReport},
 };
 
@@ -72,7 +85,9 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let mut pipeline = Pipeline { rules: config.rules.clone(), attributor: Attributor::default(), enricher, metrics: Arc::clone(&metrics) };
     let mut running = config;
     let mut reporter = SinkLossReporter::default();
-    let mut retired: Vec<(&'static str, SinkStats)> = Vec::new();
+    let mut retiring: Vec<Retiring> = Vec::new();
+    let mut reloading: Option<tokio::task::JoinHandle<Result<ReloadReady, ReloadError>>> = None;
+    let mut reload_again = false;
     tracing::info!(source = sources.kind(), namespaces = sources.namespaces(), prefilter = %prefilter, "conntrackd ready");
     notify::notify("READY=1");
     loop {
@@ -84,22 +99,45 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
             _ = ticks.report.tick() => reporter.report(&sinks.stats()),
             _ = ticks.watchdog.tick(), if ticks.watchdog_on => notify::notify("WATCHDOG=1"),
             _ = ticks.geoip.tick(), if ticks.geoip_on => pipeline.check_geoip_files(),
-            _ = signals.hup.recv() => {
-                let geoip_before = running.geoip.clone();
-                if let Some(old) = reload_config(&reload, &mut running, &mut pipeline, &mut sources, &mut sinks, &metrics) {
-                    retired.extend(old);
+            _ = signals.hup.recv() => match reloading {
+                Some(_) => reload_again = true,
+                None => reloading = Some(prepare_reload(&reload, &sinks, &running)),
+            },
+            done = async { match reloading.as_mut() { Some(task) => task.await, None => std::future::pending().await } } => {
+                reloading = None;
+                match done {
+                    Ok(Ok(ready)) => {
+                        let mut live = Live { running: &mut running, pipeline: &mut pipeline, sources: &mut sources, sinks: &mut sinks, metrics: &metrics };
+                        retiring.push(apply_reload(ready, &mut live, &reload));
+                    }
+                    Ok(Err(err)) => {
+                        metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %err, "reload failed: keeping the running configuration");
+                    }
+                    Err(err) => {
+                        metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %err, "reload failed (the preparing thread ended abnormally): keeping the running configuration");
+                    }
                 }
-                pipeline.reload_geoip(&geoip_before, &running.geoip);
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(prepare_reload(&reload, &sinks, &running));
+                }
             }
             _ = signals.term.recv() => break,
             _ = signals.int.recv() => break,
         }
     }
     notify::notify("STOPPING=1");
+    if let Some(task) = reloading {
+        // A reload still being prepared: stop what it started.
+        if let Ok(Ok(ready)) = task.await {
+            ready.sinks.abandon();
+        }
+    }
     let report = sources.stop(&mut rx, |batch| pipeline.handle(batch, &sinks)).await;
     reporter.report(&sinks.stats());
     let mut sink_stats = sinks.shutdown();
-    for (name, old) in retired {
+    for (name, old) in retiring.into_iter().flat_map(Retiring::finish) {
         match sink_stats.iter_mut().find(|(n, _)| *n == name) {
             Some((_, s)) => s.add(&old),
             None => sink_stats.push((name, old)),
@@ -147,49 +185,69 @@ impl Ticks {
     }
 }
 
-/// SIGHUP: load and validate the config again; on success swap the kernel
-/// table, then the rules, then the sinks (the old ones drain their queues);
-/// on failure keep everything and say why. Returns the retired sinks' final counters.
-fn reload_config(
-    reload: &Reload,
-    running: &mut Config,
-    pipeline: &mut Pipeline,
-    sources: &mut Sources,
-    sinks: &mut Sinks,
-    metrics: &Metrics,
-) -> Option<Vec<(&'static str, SinkStats)>> {
-    let new = match Config::load(reload.path.as_deref(), &reload.overrides) {
-        Ok(new) => new,
-        Err(err) => {
-            metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %err, "reload failed: keeping the running configuration");
-            return None;
-        }
-    };
-    let new_sinks = match Sinks::start(&new) {
-        Ok(s) => s,
-        Err(err) => {
-            metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %err, "reload failed: a sink does not start; keeping the running configuration");
-            return None;
-        }
-    };
-    if new.source != running.source || new.metrics != running.metrics {
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("a sink does not start: {0}")]
+    Sink(#[from] SinkError),
+}
+
+/// A reload loaded, validated and started, ready to swap in.
+struct ReloadReady {
+    config: Config,
+    sinks: sink::Prepared,
+    /// Opened when the `[geoip]` settings changed (a failure keeps the old databases).
+    enricher: Option<Result<Option<Enricher>, crate::enrich::DatabaseError>>,
+}
+
+/// SIGHUP: loads the configuration again and starts the sinks it adds or
+/// changes, on a blocking thread (file reads, sockets, spool directories).
+fn prepare_reload(reload: &Reload, sinks: &Sinks, running: &Config) -> tokio::task::JoinHandle<Result<ReloadReady, ReloadError>> {
+    let (path, overrides, specs, geoip) = (reload.path.clone(), reload.overrides.clone(), sinks.specs(), running.geoip.clone());
+    tokio::task::spawn_blocking(move || {
+        let config = Config::load(path.as_deref(), &overrides)?;
+        let sinks = sink::prepare(&config, &specs)?;
+        let enricher = (config.geoip != geoip).then(|| Enricher::open(&config.geoip));
+        Ok(ReloadReady { config, sinks, enricher })
+    })
+}
+
+/// What a reload swaps, on the event task.
+struct Live<'a> {
+    running: &'a mut Config,
+    pipeline: &'a mut Pipeline,
+    sources: &'a mut Sources,
+    sinks: &'a mut Sinks,
+    metrics: &'a Metrics,
+}
+
+/// Swaps a prepared reload in between two batches: kernel table, rules,
+/// sinks (unchanged ones keep running untouched), GeoIP, log level. Never blocks.
+fn apply_reload(ready: ReloadReady, live: &mut Live<'_>, reload: &Reload) -> Retiring {
+    let ReloadReady { config: new, sinks: prepared, enricher } = ready;
+    if new.source != live.running.source || new.metrics != live.running.metrics {
         tracing::warn!("source and metrics settings changed: they apply at the next restart");
     }
     let table = prefilter(&new);
-    sources.update_prefilter(table);
-    pipeline.rules = new.rules.clone();
-    let old = std::mem::replace(sinks, new_sinks);
-    *metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = sinks.queues();
-    let retired = old.shutdown();
+    live.sources.update_prefilter(table);
+    live.pipeline.rules = new.rules.clone();
+    let started = prepared.started();
+    let retiring = live.sinks.apply(prepared);
+    *live.metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = live.sinks.queues();
+    match enricher {
+        Some(Ok(enricher)) => live.pipeline.enricher = enricher,
+        Some(Err(err)) => tracing::error!(error = %err, "GeoIP settings changed but the databases do not open; keeping the old ones"),
+        None => live.pipeline.reload_geoip(),
+    }
     if let Some(handle) = &reload.level {
         let _ = handle.modify(|level| *level = new.log.level);
     }
-    metrics.reloads.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(rules = new.rules.rules.len(), prefilter = %table, "configuration reloaded");
-    *running = new;
-    Some(retired)
+    live.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(rules = new.rules.rules.len(), prefilter = %table, restarted_sinks = ?started, "configuration reloaded");
+    *live.running = new;
+    retiring
 }
 
 fn log_stopped(report: &StopReport, metrics: &Metrics, sinks: &[(&'static str, SinkStats)], pipeline: &Pipeline) {
@@ -236,16 +294,9 @@ impl Pipeline {
         sinks.send(&batch);
     }
 
-    /// SIGHUP: reopen the GeoIP databases between two batches; new settings
-    /// open new readers, a failure keeps the old ones.
-    fn reload_geoip(&mut self, before: &crate::config::GeoipConfig, now: &crate::config::GeoipConfig) {
-        if before != now {
-            match Enricher::open(now) {
-                Ok(enricher) => self.enricher = enricher,
-                Err(err) => tracing::error!(error = %err, "GeoIP settings changed but the databases do not open; keeping the old ones"),
-            }
-            return;
-        }
+    /// SIGHUP with unchanged `[geoip]` settings: reopen the databases
+    /// (a replaced file is read anew; a failure keeps the old reader).
+    fn reload_geoip(&mut self) {
         match &mut self.enricher {
             Some(enricher) => enricher.reload("SIGHUP"),
             None => tracing::debug!("SIGHUP: no GeoIP database is configured"),

@@ -1,4 +1,10 @@
 //! Entry points for `cargo xtask bench` micro-benchmarks; not an API.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{hint::black_box, time::Instant};
 
 use crate::{
@@ -24,19 +30,25 @@ pub fn rule_evaluations<S: AsRef<str>>(rules: &[S], rounds: u32) -> Result<(u64,
 
 fn sample_events() -> Vec<Event> {
     let mut out = Vec::new();
-    let pairs = [("10.0.0.5", "8.8.8.8"), ("192.168.1.2", "10.1.1.1"), ("fd00::1", "2001:db8::7"), ("127.0.0.1", "127.0.0.1"), ("10.2.3.4", "1.1.1.1")];
-    for (i, (src, dst)) in pairs.iter().enumerate() {
+    let flows = [
+        ("10.0.0.5", "8.8.8.8", 443),
+        ("192.168.1.2", "10.1.1.1", 53),
+        ("fd00::1", "2001:db8::7", 22),
+        ("127.0.0.1", "127.0.0.1", 80),
+        ("10.2.3.4", "1.1.1.1", 8080),
+    ];
+    for ((src, dst, dst_port), i) in flows.into_iter().zip(0u16..) {
         for (kind, protocol) in [(EventType::New, Protocol::Tcp), (EventType::Destroy, Protocol::Udp)] {
             out.push(Event {
-                flow: Some(i as u32),
+                flow: Some(u32::from(i)),
                 ..Event::bare(
                     kind,
                     protocol,
                     Endpoints {
                         src: src.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
                         dst: dst.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
-                        src_port: 40000 + i as u16,
-                        dst_port: [443, 53, 22, 80, 8080][i],
+                        src_port: 40000 + i,
+                        dst_port,
                     },
                 )
             });

@@ -1,9 +1,15 @@
 //! Command line (clap) and logging setup. The flags of `run` and `check` are
 //! generated from the configuration key table (`config/keys.rs`), so every
 //! key has a flag with the original's dotted name and a help text.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{io::IsTerminal, path::PathBuf};
 
-use clap::{Arg, ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{builder::PossibleValuesParser, Arg, ArgAction, ArgMatches, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*, reload};
 
 use crate::config::{
@@ -71,7 +77,7 @@ pub(crate) enum GeoipCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// Configuration file (TOML). [default: /etc/conntrackd/conntrackd.toml if it exists, else the built-in default]
+    /// Configuration file: .toml, .yaml/.yml or .json. [default: /etc/conntrackd/conntrackd.{toml,yaml,yml,json} if one exists, else the built-in default]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[arg(skip)]
@@ -110,7 +116,9 @@ fn with_keys(cmd: Command) -> Command {
         match k.kind {
             Kind::Bool => arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL"),
             Kind::List => arg.action(ArgAction::Append),
-            Kind::Int | Kind::Str => arg,
+            // Case as the file's validation takes it; help lists the values.
+            Kind::Enum(values) => arg.value_parser(PossibleValuesParser::new(values)).ignore_case(true),
+            Kind::Int | Kind::Str | Kind::Url(_) => arg,
         }
     }))
 }
@@ -137,4 +145,30 @@ pub(crate) fn init_logging(level: LevelFilter, format: Option<&str>) -> Option<L
         registry.with(fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)).try_init()
     };
     result.ok().map(|()| handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An enumerated key's flag offers exactly the table's values and refuses others by name.
+    #[test]
+    fn enum_flags_list_and_check_their_values() {
+        let mut cmd = command();
+        let help = cmd.find_subcommand_mut("run").expect("run").render_long_help().to_string();
+        for key in KEYS {
+            let Kind::Enum(values) = key.kind else { continue };
+            let listed = format!("[possible values: {}]", values.join(", "));
+            assert!(help.contains(&listed), "--{} help lacks {listed}:\n{help}", key.path);
+            for value in values {
+                let flag = format!("--{}={}", key.path, value.to_ascii_uppercase());
+                let m = command().try_get_matches_from(["conntrackd", "run", &flag]).unwrap_or_else(|e| panic!("{flag}: {e}"));
+                let (_, run) = m.subcommand().expect("run");
+                assert_eq!(flag_values(run), vec![(key.path, vec![value.to_ascii_uppercase()])], "{flag}");
+            }
+            let flag = format!("--{}=bogus", key.path);
+            let err = command().try_get_matches_from(["conntrackd", "run", &flag]).expect_err(&flag).to_string();
+            assert!(err.contains("invalid value 'bogus'") && err.contains(&format!("[possible values: {}]", values.join(", "))), "{flag}: {err}");
+        }
+    }
 }

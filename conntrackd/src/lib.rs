@@ -11,6 +11,7 @@ mod config;
 mod enrich;
 mod event;
 mod filter;
+mod host;
 mod metrics;
 mod notify;
 mod sink;
@@ -125,10 +126,8 @@ fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args.config.as_deref(), &args.overrides)?;
     let level = cli::init_logging(config.log.level, config.log.format.as_deref());
-    if let Some(loki) = &config.loki {
-        let default = std::path::Path::new(config::DEFAULT_PATH);
-        let file = args.config.as_deref().or(default.exists().then_some(default));
-        file.into_iter().for_each(|f| loki.warn_if_secrets_readable(f));
+    if let (Some(loki), Some(file)) = (&config.loki, &config.file) {
+        loki.warn_if_secrets_readable(file);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(app::run(config, app::Reload { path: args.config, overrides: args.overrides, level }))

@@ -2,6 +2,12 @@
 //! it to loopback): `GET /metrics` (text format 0.0.4) and `GET /healthz`
 //! (200 while a source is attached and no sink has failed for longer than
 //! `unhealthy_after_s`, else 503). Nothing else is served.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{
     fmt::Write as _,
     net::SocketAddr,
@@ -60,7 +66,9 @@ impl Metrics {
                 "# HELP conntrackd_geoip_lookups_total GeoIP lookups of kept events by database and result.\n# TYPE conntrackd_geoip_lookups_total counter"
             );
             for (db, s) in [("city", g.city), ("asn", g.asn)] {
-                for (result, n) in [("found", s.found), ("not_found", s.lookups.saturating_sub(s.found + s.decode_errors)), ("decode_error", s.decode_errors)] {
+                for (result, n) in
+                    [("found", s.found), ("not_found", s.lookups.saturating_sub(s.found.saturating_add(s.decode_errors))), ("decode_error", s.decode_errors)]
+                {
                     let _ = writeln!(out, "conntrackd_geoip_lookups_total{{database=\"{db}\",result=\"{result}\"}} {n}");
                 }
             }
@@ -138,11 +146,13 @@ impl Metrics {
         if crate::source::stats::with(&self.sources, |s| s.namespaces.is_empty()) {
             return Err("no source is attached".into());
         }
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::time::unix_ms();
+        let limit_ms = u64::try_from(self.unhealthy_after.as_millis()).unwrap_or(u64::MAX);
         for (sink, q) in self.sinks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if let Some(since) = q.failing_since_ms() {
-                if now_ms.saturating_sub(since) > self.unhealthy_after.as_millis() as u64 {
-                    return Err(format!("sink {sink} has been failing for {} s", (now_ms - since) / 1000));
+                let failing_ms = now_ms.saturating_sub(since);
+                if failing_ms > limit_ms {
+                    return Err(format!("sink {sink} has been failing for {} s", failing_ms / 1000));
                 }
             }
         }
@@ -184,7 +194,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 4096 {
         match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&chunk)),
         }
     }
     (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())

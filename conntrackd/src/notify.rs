@@ -1,5 +1,11 @@
 //! systemd notification protocol (sd_notify): READY=1, STOPPING=1 and
 //! watchdog pings to `$NOTIFY_SOCKET`, when the service manager set it.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{os::unix::net::UnixDatagram, time::Duration};
 
 /// Sends `state` (e.g. "READY=1") if `$NOTIFY_SOCKET` is set; failures are logged, not fatal.
@@ -26,13 +32,18 @@ fn send(path: &str, state: &str) -> std::io::Result<()> {
 /// Half the watchdog interval when systemd asked for pings (`WATCHDOG_USEC`,
 /// and `WATCHDOG_PID` unset or ours).
 pub(crate) fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.parse::<u32>().ok()? != std::process::id() {
+    interval_of(std::env::var("WATCHDOG_USEC").ok().as_deref(), std::env::var("WATCHDOG_PID").ok().as_deref(), std::process::id())
+}
+
+fn interval_of(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    let usec: u64 = usec?.parse().ok()?;
+    if let Some(pid) = pid {
+        if pid.parse::<u32>().ok()? != own_pid {
             return None;
         }
     }
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
+    // At least 1 us: a zero period would make the timer panic (WATCHDOG_USEC=1).
+    (usec > 0).then(|| Duration::from_micros((usec / 2).max(1)))
 }
 
 #[cfg(test)]
@@ -51,5 +62,17 @@ mod tests {
         let n = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn watchdog_interval_from_the_environment() {
+        assert_eq!(interval_of(Some("10000000"), None, 7), Some(Duration::from_secs(5)));
+        assert_eq!(interval_of(Some("10000000"), Some("7"), 7), Some(Duration::from_secs(5)));
+        assert_eq!(interval_of(Some("10000000"), Some("8"), 7), None, "another process's watchdog");
+        assert_eq!(interval_of(Some("1"), None, 7), Some(Duration::from_micros(1)), "never a zero period");
+        assert_eq!(interval_of(Some("18446744073709551615"), None, 7), Some(Duration::from_micros(u64::MAX / 2)));
+        for bad in [None, Some("0"), Some("-1"), Some("soon"), Some("18446744073709551616")] {
+            assert_eq!(interval_of(bad, None, 7), None, "{bad:?}");
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! Clocks and RFC 3339 timestamps, without allocation.
-use std::io::Write;
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
+use ::time::{format_description::BorrowedFormatItem, macros::format_description, OffsetDateTime, PrimitiveDateTime};
 
 /// Nanoseconds to add to a CLOCK_MONOTONIC stamp (what `bpf_ktime_get_ns`
 /// returns) to get wall-clock time since the Unix epoch.
@@ -9,7 +15,13 @@ pub(crate) fn monotonic_to_realtime_offset_ns() -> i128 {
 
 /// CLOCK_MONOTONIC now, in ns (the clock of kernel program records).
 pub(crate) fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) as u64
+    // Cannot fail for 584 years of uptime: the monotonic clock starts at boot.
+    u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(u64::MAX)
+}
+
+/// Wall-clock ms since the Unix epoch (0 if the clock is set before 1970).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -19,30 +31,19 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
-/// Writes `ns` (since the Unix epoch) as RFC 3339 UTC with microseconds,
-/// e.g. `2026-11-28T05:03:17.123456Z`.
-pub(crate) fn write_rfc3339(out: &mut Vec<u8>, ns: i128) {
-    let micros = ns.div_euclid(1_000);
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400) as i64;
-    let sod = secs.rem_euclid(86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", sod / 3600, sod / 60 % 60, sod % 60);
-}
+/// `2026-11-28T05:03:17.123456Z`: RFC 3339 in UTC, always six fractional digits.
+const RFC3339_MICROS: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
-/// Howard Hinnant's days -> (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Writes `ns` (since the Unix epoch) as RFC 3339 UTC with microseconds
+/// (truncated), e.g. `2026-11-28T05:03:17.123456Z`. Instants outside years
+/// -9999..=9999 (never a kernel stamp: a u64 of ns ends in 2554) are written
+/// as the nearest representable one.
+pub(crate) fn write_rfc3339(out: &mut Vec<u8>, ns: i128) {
+    let limit = if ns < 0 { PrimitiveDateTime::MIN } else { PrimitiveDateTime::MAX };
+    let at = OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or_else(|_| limit.assume_utc());
+    // Cannot fail: every component of the description exists in a UTC date-time
+    // and writing into a Vec does not fail.
+    let _ = at.format_into(out, RFC3339_MICROS);
 }
 
 #[cfg(test)]
@@ -63,5 +64,8 @@ mod tests {
         // leap day
         assert_eq!(fmt(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
         assert_eq!(fmt(-1_000), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(fmt(i128::from(u64::MAX)), "2554-07-21T23:34:33.709551Z", "the latest kernel stamp");
+        assert_eq!(fmt(i128::MAX), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(fmt(i128::MIN), "-9999-01-01T00:00:00.000000Z");
     }
 }

@@ -197,9 +197,89 @@ fn stream_writer_stderr_delivers_and_stops() {
     let line = d.wait_log("NEW TCP connection from 10.99.0.1:5301 to 8.8.8.8:443");
     let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
     assert_eq!(event["dst_port"], 443, "{line}");
+    // A log line after the sink has written (it once kept stderr locked from
+    // then on; whether "conntrackd ready" came before its lock was a race).
+    d.signal(libc::SIGHUP);
+    d.wait_log("configuration reloaded");
     let started = Instant::now();
     let (stopped, stdout) = d.stop();
     assert!(started.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", started.elapsed());
     assert!(stdout.is_empty(), "nothing on stdout with writer = stderr: {stdout:?}");
     assert_eq!(stopped.get("stream.written"), 1, "{}", stopped.log);
+}
+
+/// Thread ids of the daemon's threads called `name`.
+fn threads(pid: u32, name: &str) -> Vec<String> {
+    let mut tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's /proc/PID/task")
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    tids.sort();
+    tids
+}
+
+fn spool_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".batch")).collect();
+    names.sort();
+    names
+}
+
+/// SIGHUP is a diff: changing only the rules leaves each sink's thread and
+/// spool as they are; changing the Loki section replaces that sink only, and
+/// the new one takes over the spool.
+#[test]
+fn sighup_changing_only_the_rules_leaves_every_sink_untouched() {
+    require_root_and_tools();
+    let ns = Netns::new("diff");
+    let spool = std::env::temp_dir().join(format!("conntrackd-ops-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    // Nothing listens on port 9 in the namespace: every push fails and is spooled.
+    let config = |rules: &str, label: &str| {
+        format!(
+            "filter = [{rules}]\n[sink.stream]\nenable = true\n[sink.loki]\nenable = true\naddress = \"http://127.0.0.1:9\"\n\
+             labels = [\"{label}\"]\nspool_dir = {:?}\nbatch_wait = \"50ms\"\nmin_backoff = \"100ms\"\nmax_backoff = \"200ms\"\nshutdown_timeout = \"200ms\"\n",
+            spool.display().to_string()
+        )
+    };
+    let d = Daemon::start(&ns, &config("\"log any\"", "gen=1"));
+    tcp_entry(&ns, "8.8.8.8", 5401);
+    assert_eq!(d.next_event()["src_port"], 5401);
+    let deadline = Instant::now() + WAIT;
+    while spool_files(&spool).is_empty() {
+        assert!(Instant::now() < deadline, "the failed push was never spooled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (stream, loki, files) = (threads(d.pid(), "sink-stream"), threads(d.pid(), "sink-loki"), spool_files(&spool));
+    assert_eq!((stream.len(), loki.len()), (1, 1), "one thread per sink");
+
+    std::fs::write(d.config_path(), config("\"log destination address 8.8.4.4\", \"drop any\"", "gen=1")).unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.wait_log("configuration reloaded");
+    assert!(line.contains("restarted_sinks=[]"), "{line}");
+    assert_eq!(threads(d.pid(), "sink-stream"), stream, "the stream sink's thread is untouched");
+    assert_eq!(threads(d.pid(), "sink-loki"), loki, "the Loki sink's thread is untouched");
+    assert_eq!(spool_files(&spool), files, "the spool is untouched");
+    tcp_entry(&ns, "8.8.8.8", 5402);
+    tcp_entry(&ns, "8.8.4.4", 5403);
+    assert_eq!(d.next_event()["src_port"], 5403, "the new rules apply");
+
+    std::fs::write(d.config_path(), config("\"log destination address 8.8.4.4\", \"drop any\"", "gen=2")).unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.wait_log("configuration reloaded");
+    assert!(line.contains("restarted_sinks=[\"loki\"]"), "{line}");
+    d.wait_log("took over the previous loki sink's pending batches");
+    assert_eq!(threads(d.pid(), "sink-stream"), stream, "the stream sink's thread is untouched");
+    let deadline = Instant::now() + WAIT;
+    while threads(d.pid(), "sink-loki") == loki || threads(d.pid(), "sink-loki").len() != 1 {
+        assert!(Instant::now() < deadline, "the Loki sink was not replaced: {:?}", threads(d.pid(), "sink-loki"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (stopped, _) = d.stop();
+    assert!(stopped.all_logs.contains("they stay spooled for the next start"), "{}", stopped.all_logs);
+    assert_eq!(stopped.get("loki.dropped_write_error"), 0, "{}", stopped.log);
+    assert!(!spool_files(&spool).is_empty(), "both events wait in the spool");
+    std::fs::remove_dir_all(&spool).unwrap();
 }

@@ -35,6 +35,10 @@ mod plot;
 mod process;
 #[cfg(test)]
 mod quick_test;
+#[cfg(test)]
+mod reload_figures;
+#[cfg(test)]
+mod reload_test;
 mod report;
 mod rules;
 mod scale;
@@ -42,6 +46,7 @@ mod schedule;
 mod settings;
 mod table;
 mod ulogd;
+mod victorialogs;
 
 use std::{
     fs,
@@ -88,6 +93,11 @@ impl Plan {
         }
     }
 }
+
+/// The benchmark's namespaces and `nf_conntrack_max` exist once per machine:
+/// the tests that use them ([`quick_test`], [`reload_test`]) hold this lock.
+#[cfg(test)]
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Connections per run in the full benchmark (5 consumers x 2 modes x 4
 /// rates x 3 repetitions = 120 runs, about 12 minutes on 2 cores).

@@ -11,10 +11,15 @@ use anyhow::{bail, Context, Result};
 const MODULE: &str = "github.com/VictoriaMetrics/VictoriaLogs";
 const VERSION: &str = "v1.52.1";
 
+/// Where [`install_victorialogs`] puts the binary.
+pub(crate) fn binary() -> Result<PathBuf> {
+    Ok(tools_dir()?.join(format!("victorialogs-{VERSION}")).join("victoria-logs"))
+}
+
 /// Installs the binary unless the cached one is there.
 pub(crate) fn install_victorialogs() -> Result<()> {
-    let dir = tools_dir()?.join(format!("victorialogs-{VERSION}"));
-    let binary = dir.join("victoria-logs");
+    let binary = binary()?;
+    let dir = binary.parent().context("the VictoriaLogs binary has no directory")?.to_path_buf();
     if binary.is_file() {
         return Ok(());
     }

@@ -3,6 +3,12 @@
 //! original's dotted names) and their help texts. Overrides are applied to
 //! the parsed TOML document before it is deserialized, so precedence is
 //! defaults < file < environment < flags for every key alike.
+//!
+//! Enumerations list their values here (`Kind::Enum`, and the schemes of a
+//! `Kind::Url`): clap offers and checks them, and tests derive their cases
+//! from them (a unit test proves validation accepts exactly these). The file
+//! is self-contained (toml and thiserror only) so that integration tests can
+//! compile it with `#[path]` and iterate the same table.
 use toml::{Table, Value};
 
 /// How a key's value is written on the command line or in the environment.
@@ -11,9 +17,19 @@ pub(crate) enum Kind {
     Bool,
     Int,
     Str,
+    /// One of these values (lower case, as documented).
+    Enum(&'static [&'static str]),
+    /// A URL whose scheme, the transport, is one of these.
+    Url(&'static [&'static str]),
     /// A list of strings: repeat the flag; the environment takes a TOML array.
     List,
 }
+
+/// The syslog facilities by name (RFC 5424 codes 0-11 and 16-23).
+pub(crate) const FACILITIES: &[&str] = &[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
 
 /// One key: its dotted path, kind and help text (with the default).
 #[derive(Debug, Clone, Copy)]
@@ -34,9 +50,9 @@ pub(crate) const KEYS: &[Key] = &[
         Kind::List,
         "A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules [default: log protocol tcp and destination network public; drop any]",
     ),
-    key("log.level", Kind::Str, "Log level: debug, info, warn, error [default: info]"),
-    key("log.format", Kind::Str, "Log format: text or json [default: text on a terminal, json otherwise]"),
-    key("source.kind", Kind::Str, "Source: auto, ebpf or netlink [default: auto]"),
+    key("log.level", Kind::Enum(&["debug", "info", "warn", "error"]), "Log level [default: info]"),
+    key("log.format", Kind::Enum(&["text", "json"]), "Log format [default: text on a terminal, json otherwise]"),
+    key("source.kind", Kind::Enum(&["auto", "ebpf", "netlink"]), "Source: eBPF, netlink, or eBPF with a netlink fallback [default: auto]"),
     key("source.netns", Kind::List, "Network namespaces: self, all, or paths such as /run/netns/NAME [default: self]"),
     key("source.set_sysctls", Kind::Bool, "Set nf_conntrack_events/_acct/_timestamp to 1 in watched namespaces [default: false]"),
     key("source.ring_buffer_bytes", Kind::Int, "eBPF ring buffer size, a power of two [default: 4194304]"),
@@ -45,7 +61,7 @@ pub(crate) const KEYS: &[Key] = &[
     key("source.receive_buffer_bytes", Kind::Int, "netlink source receive buffer [default: 8388608]"),
     key("source.reliable", Kind::Bool, "netlink source reliable mode (kernel re-sends DESTROY) [default: false]"),
     key("sink.stream.enable", Kind::Bool, "Write events as JSON lines [default: true without a config file]"),
-    key("sink.stream.writer", Kind::Str, "Where the stream sink writes: stdout, stderr, discard [default: stdout]"),
+    key("sink.stream.writer", Kind::Enum(&["stdout", "stderr", "discard"]), "Where the stream sink writes [default: stdout]"),
     key("sink.stream.optional", Kind::Bool, "Run without the stream sink (with a warning) if it cannot start [default: false]"),
     key("sink.stream.queue_events", Kind::Int, "Events queued for the stream sink before drops [default: 65536]"),
     key("sink.journal.enable", Kind::Bool, "Write events to the systemd journal (native protocol) [default: false]"),
@@ -53,13 +69,21 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.journal.optional", Kind::Bool, "Run without the journal sink (with a warning) if it cannot start [default: false]"),
     key("sink.journal.queue_events", Kind::Int, "Events queued for the journal sink before drops [default: 65536]"),
     key("sink.syslog.enable", Kind::Bool, "Write events to syslog [default: false]"),
-    key("sink.syslog.address", Kind::Str, "udp://host[:port], tcp://host[:port], unix:///path or unixgram:///path [default: udp://localhost:514]"),
-    key("sink.syslog.format", Kind::Str, "rfc5424 or rfc3164 [default: rfc5424]"),
-    key("sink.syslog.facility", Kind::Str, "Syslog facility, e.g. daemon, local0 [default: daemon]"),
+    key(
+        "sink.syslog.address",
+        Kind::Url(&["udp", "tcp", "unix", "unixgram"]),
+        "udp://host[:port], tcp://host[:port], unix:///path or unixgram:///path [default: udp://localhost:514]",
+    ),
+    key("sink.syslog.format", Kind::Enum(&["rfc5424", "rfc3164"]), "Syslog message format [default: rfc5424]"),
+    key("sink.syslog.facility", Kind::Enum(FACILITIES), "Syslog facility [default: daemon]"),
     key("sink.syslog.optional", Kind::Bool, "Run without the syslog sink (with a warning) if it cannot start [default: false]"),
     key("sink.syslog.queue_events", Kind::Int, "Events queued for the syslog sink before drops [default: 65536]"),
     key("sink.loki.enable", Kind::Bool, "Push events to Grafana Loki [default: false]"),
-    key("sink.loki.address", Kind::Str, "Loki base URL; a path prefix and user:password@ work [default: http://localhost:3100]"),
+    key(
+        "sink.loki.address",
+        Kind::Url(&["http", "https"]),
+        "Loki base URL, http:// or https://; a path prefix and user:password@ work [default: http://localhost:3100]",
+    ),
     key("sink.loki.labels", Kind::List, "Extra stream labels key=value; repeat the flag [default: none]"),
     key("sink.loki.tenant_id", Kind::Str, "Sent as X-Scope-OrgID [default: none]"),
     key("sink.loki.bearer_token", Kind::Str, "Sent as Authorization: Bearer [default: none]"),
@@ -71,8 +95,8 @@ pub(crate) const KEYS: &[Key] = &[
     key("sink.loki.min_backoff", Kind::Str, "First retry delay [default: 500ms]"),
     key("sink.loki.max_backoff", Kind::Str, "Longest retry delay [default: 5m]"),
     key("sink.loki.per_flow_labels", Kind::Bool, "Also label streams by addresses, ports and flow (many streams) [default: false]"),
-    key("sink.loki.line_format", Kind::Str, "text (the message) or json (the whole event) [default: text]"),
-    key("sink.loki.encoding", Kind::Str, "protobuf (snappy) or json [default: protobuf]"),
+    key("sink.loki.line_format", Kind::Enum(&["text", "json"]), "Log line: text (the message) or json (the whole event) [default: text]"),
+    key("sink.loki.encoding", Kind::Enum(&["protobuf", "json"]), "Push encoding: protobuf (snappy) or json [default: protobuf]"),
     key("sink.loki.spool_dir", Kind::Str, "Directory for batches Loki has not accepted [default: none]"),
     key("sink.loki.spool_max_bytes", Kind::Int, "Spool bound; the oldest data is dropped past it [default: 268435456]"),
     key("sink.loki.shutdown_timeout", Kind::Str, "How long SIGTERM keeps sending [default: 5s]"),
@@ -161,8 +185,13 @@ fn parse_scalar(kind: Kind, text: &str) -> Result<Value, String> {
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
             _ => Err(format!("expected true or false, found {text:?}")),
         },
-        Kind::Int => text.parse::<i64>().map(Value::Integer).map_err(|_| format!("expected a whole number, found {text:?}")),
-        Kind::Str | Kind::List => Ok(Value::String(text.to_string())),
+        // Every integer key is a count, size or interval: none is negative.
+        Kind::Int => match text.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Value::Integer(n)),
+            Ok(_) => Err(format!("expected a whole number of at least 0, found {text:?}")),
+            Err(_) => Err(format!("expected a whole number, found {text:?}")),
+        },
+        Kind::Str | Kind::Enum(_) | Kind::Url(_) | Kind::List => Ok(Value::String(text.to_string())),
     }
 }
 
@@ -189,46 +218,4 @@ fn set(doc: &mut Table, path: &str, value: Value) {
         table = inner;
     }
     table.insert(last.to_string(), value);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_and_flags_set_nested_keys_lists_and_booleans() {
-        let mut doc: Table = toml::from_str("[sink.stream]\nenable = false\n").unwrap();
-        let env = vec![
-            ("CONNTRACKD_SINK_STREAM_ENABLE".to_string(), "true".to_string()),
-            ("CONNTRACKD_FILTER".to_string(), "[\"log any\"]".to_string()),
-            ("PATH".to_string(), "/bin".to_string()),
-        ];
-        apply_env(&mut doc, &env).unwrap();
-        assert_eq!(doc["sink"]["stream"]["enable"], Value::Boolean(true));
-        assert_eq!(doc["filter"], Value::Array(vec![Value::String("log any".into())]));
-        apply_flags(&mut doc, &[("sink.stream.enable", vec!["false".into()]), ("filter", vec!["drop any".into(), "log any".into()])]).unwrap();
-        assert_eq!(doc["sink"]["stream"]["enable"], Value::Boolean(false));
-        assert_eq!(doc["filter"].as_array().unwrap().len(), 2);
-        apply_flags(&mut doc, &[("source.ring_buffer_bytes", vec!["65536".into()])]).unwrap();
-        assert_eq!(doc["source"]["ring_buffer_bytes"], Value::Integer(65536));
-    }
-
-    #[test]
-    fn bad_overrides_name_their_origin() {
-        let mut doc = Table::new();
-        let unknown = apply_env(&mut doc, &[("CONNTRACKD_SINK_STREAM_ENABEL".into(), "true".into())]).unwrap();
-        assert_eq!(unknown, vec!["CONNTRACKD_SINK_STREAM_ENABEL".to_string()]);
-        let err = apply_env(&mut doc, &[("CONNTRACKD_FILTER".into(), "log any".into())]).unwrap_err();
-        assert!(err.to_string().contains("expected a TOML array of strings"), "{err}");
-        let err = apply_flags(&mut doc, &[("source.reliable", vec!["maybe".into()])]).unwrap_err();
-        assert_eq!(err.to_string(), "--source.reliable: expected true or false, found \"maybe\"");
-        let err = apply_flags(&mut doc, &[("source.ring_buffer_bytes", vec!["4M".into()])]).unwrap_err();
-        assert_eq!(err.to_string(), "--source.ring_buffer_bytes: expected a whole number, found \"4M\"");
-    }
-
-    #[test]
-    fn env_names() {
-        assert_eq!(env_name("sink.loki.enable"), "CONNTRACKD_SINK_LOKI_ENABLE");
-        assert_eq!(env_name("filter"), "CONNTRACKD_FILTER");
-    }
 }

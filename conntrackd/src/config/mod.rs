@@ -1,8 +1,16 @@
-//! Configuration: the raw TOML file as parsed (`raw.rs`), overridden by the
-//! environment and flags (`keys.rs`), and validated into [`Config`].
+//! Configuration: the raw file as parsed (`raw.rs`; TOML, YAML or JSON, see
+//! `format.rs`), overridden by the environment and flags (`keys.rs`), and
+//! validated into [`Config`].
 //!
 //! Parsing (serde, `deny_unknown_fields`) only checks shape; validation turns
 //! raw values into checked settings and names the key that is wrong.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
+mod format;
 pub(crate) mod keys;
 mod raw;
 use std::path::{Path, PathBuf};
@@ -16,8 +24,7 @@ use crate::{
     sink::{journal::JournalConfig, syslog::SyslogConfig},
 };
 
-/// Where the daemon looks when `--config` is not given; a missing file is fine.
-pub(crate) const DEFAULT_PATH: &str = "/etc/conntrackd/conntrackd.toml";
+pub(crate) use self::format::Format;
 
 /// The built-in default: the configuration the installer writes.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../contrib/conntrackd.toml");
@@ -63,6 +70,8 @@ impl Overrides {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// The file read; None for the built-in default.
+    pub file: Option<PathBuf>,
     /// Things to warn about once logging is up (e.g. unknown CONNTRACKD_* variables).
     pub warnings: Vec<String>,
     pub rules: Rules,
@@ -126,7 +135,7 @@ impl SourceConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StreamConfig {
     pub writer: Writer,
     pub queue_events: usize,
@@ -141,27 +150,42 @@ pub(crate) enum Writer {
 }
 
 impl Config {
-    /// Reads `path` (or the default path if it exists, or the built-in
+    /// Reads `path` (or the default file if one exists, or the built-in
     /// default), applies the command-line overrides and validates.
     pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let (text, file) = match path {
-            Some(path) => (read(path)?, path.to_path_buf()),
-            None if Path::new(DEFAULT_PATH).exists() => (read(Path::new(DEFAULT_PATH))?, PathBuf::from(DEFAULT_PATH)),
-            None => (DEFAULT_CONFIG.to_string(), PathBuf::from("<built-in default>")),
+        let file = match path {
+            Some(path) => Some(path.to_path_buf()),
+            None => format::default_file(Path::new(format::DEFAULT_DIR))?,
         };
-        Self::from_text(&file, &text, overrides)
+        let Some(file) = file else {
+            return Self::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, overrides, true);
+        };
+        let format = Format::of(&file)?;
+        let mut config = Self::from_document(&file, format, &read(&file)?, overrides, false)?;
+        config.file = Some(file);
+        Ok(config)
+    }
+
+    /// A TOML text (tests and `conntrackd check` of the built-in default).
+    pub fn from_text(file: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_document(file, Format::Toml, text, overrides, false)
     }
 
     /// Checks the file's own shape (errors with line and column), applies the
-    /// environment and flags, and validates.
-    pub fn from_text(file: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
-        parse::<RawConfig>(file, text)?;
-        let mut doc: toml::Table = parse(file, text)?;
+    /// environment and flags, and validates. The built-in default's stream
+    /// sink applies only when the environment and flags enable no sink.
+    fn from_document(file: &Path, format: Format, text: &str, overrides: &Overrides, builtin: bool) -> Result<Self, ConfigError> {
+        let mut doc = format::document(format, file, text)?;
+        if builtin && enables_a_sink(overrides)? {
+            if let Some(toml::Value::Table(sinks)) = doc.get_mut("sink") {
+                sinks.remove("stream");
+            }
+        }
         let unknown_env = keys::apply_env(&mut doc, &overrides.env)?;
         keys::apply_flags(&mut doc, &overrides.flags)?;
-        let raw: RawConfig = doc.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
             path: file.to_path_buf(),
-            message: format!("after applying the environment and flags: {}", e.message().trim_end()),
+            message: format!("after applying the environment and flags: {}", format::keyed(&e)),
         })?;
         let mut config = Self::validate(raw, overrides.rules_origin(&format!("config file {}: filter", file.display())))?;
         config.warnings = unknown_env
@@ -220,17 +244,20 @@ impl Config {
         }
         let metrics = validate_metrics(&raw.metrics)?;
         Ok(Self {
+            file: None,
             warnings: Vec::new(),
             rules,
             metrics,
             log: LogConfig { level, format },
             source: SourceConfig {
-                ring_buffer_bytes: ring as u32,
+                // Cannot fail: checked to be at most 1 GiB above.
+                ring_buffer_bytes: u32::try_from(ring).unwrap_or(conntrackd_common::DEFAULT_RING_BYTES),
                 drain_interval: std::time::Duration::from_millis(drain_ms),
                 kernel_prefilter: raw.source.kernel_prefilter.unwrap_or(true),
                 kind,
                 reliable: raw.source.reliable.unwrap_or(false),
-                receive_buffer_bytes: rcvbuf as usize,
+                // Cannot fail: checked to be at most 1 GiB above.
+                receive_buffer_bytes: usize::try_from(rcvbuf).unwrap_or(8 << 20),
                 set_sysctls: raw.source.set_sysctls.unwrap_or(false),
                 label_events: all_namespaces || netns != [None],
                 netns,
@@ -273,8 +300,8 @@ fn validate_metrics(raw: &raw::RawMetrics) -> Result<MetricsConfig, ConfigError>
         },
     };
     let secs = raw.unhealthy_after_s.unwrap_or(60);
-    if secs == 0 {
-        return invalid("metrics.unhealthy_after_s", "expected at least 1".into());
+    if !(1..=MAX_UNHEALTHY_AFTER_S).contains(&secs) {
+        return invalid("metrics.unhealthy_after_s", format!("expected 1..={MAX_UNHEALTHY_AFTER_S} (a week), found {secs}"));
     }
     Ok(MetricsConfig { listen, unhealthy_after: std::time::Duration::from_secs(secs) })
 }
@@ -312,11 +339,24 @@ fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, Confi
         "discard" => Writer::Discard,
         other => return invalid("sink.stream.writer", format!("expected stdout, stderr or discard, found {other:?}")),
     };
-    let queue_events = raw.queue_events.unwrap_or(65_536);
-    if queue_events == 0 {
-        return invalid("sink.stream.queue_events", "expected at least 1".into());
-    }
+    let queue_events = queue_events(raw.queue_events).or_else(|message| invalid("sink.stream.queue_events", message))?;
     Ok(Some(StreamConfig { writer, queue_events }))
+}
+
+/// Largest `queue_events` of a sink: ten million queued events are gigabytes of memory.
+pub(crate) const MAX_QUEUE_EVENTS: usize = 10_000_000;
+/// Largest `metrics.unhealthy_after_s`: a week.
+const MAX_UNHEALTHY_AFTER_S: u64 = 7 * 86_400;
+
+/// A sink's `queue_events` (default 65536), checked to be 1..=[`MAX_QUEUE_EVENTS`];
+/// the error is the message for the sink's key.
+pub(crate) fn queue_events(value: Option<usize>) -> Result<usize, String> {
+    let n = value.unwrap_or(65_536);
+    if (1..=MAX_QUEUE_EVENTS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("expected 1..={MAX_QUEUE_EVENTS}, found {n}"))
+    }
 }
 
 fn invalid<T>(key: &'static str, message: String) -> Result<T, ConfigError> {
@@ -327,19 +367,16 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
+/// True when the environment or the flags enable some sink.
+fn enables_a_sink(overrides: &Overrides) -> Result<bool, ConfigError> {
+    let mut doc = toml::Table::new();
+    keys::apply_env(&mut doc, &overrides.env)?;
+    keys::apply_flags(&mut doc, &overrides.flags)?;
+    let sinks = doc.get("sink").and_then(toml::Value::as_table);
+    Ok(sinks.is_some_and(|t| t.values().any(|s| s.get("enable").and_then(toml::Value::as_bool) == Some(true))))
 }
 
-/// "line L, column C: message" from a toml error's span.
-fn describe(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim_end().to_string();
-    let Some(span) = err.span() else { return message };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
-    format!("line {line}, column {column}: {message}")
-}
-
+#[cfg(test)]
+mod keys_tests;
 #[cfg(test)]
 mod tests;

@@ -60,8 +60,8 @@ fn key_table_matches_the_schema_and_the_example() {
         let value = match key.kind {
             Kind::Bool => "true",
             Kind::Int => "1",
-            Kind::Str => "x",
-            Kind::List => "x",
+            Kind::Enum(values) => values[0],
+            Kind::Str | Kind::Url(_) | Kind::List => "x",
         };
         let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
         if let Err(ConfigError::Parse { message, .. }) = Config::from_text(Path::new("t"), "", &over) {
@@ -74,6 +74,57 @@ fn key_table_matches_the_schema_and_the_example() {
     for path in paths {
         assert!(KEYS.iter().any(|k| k.path == path), "{path} is in contrib/conntrackd.toml but not in config/keys.rs");
     }
+}
+
+/// The table's enumerations are validation's: every listed value (and
+/// scheme) is accepted, in the file and as a flag, and an unlisted one is
+/// refused naming the key. A value added to one side only fails here.
+#[test]
+fn enumerations_in_the_table_are_exactly_what_validation_accepts() {
+    use keys::{Kind, KEYS};
+    let mut checked = 0;
+    for key in KEYS {
+        let (good, bad): (Vec<String>, Vec<String>) = match key.kind {
+            Kind::Enum(values) => (values.iter().map(|v| v.to_string()).collect(), vec!["bogus".into(), format!("{}x", values[0])]),
+            Kind::Url(schemes) => (schemes.iter().map(|s| example_url(s)).collect(), vec!["bogus://127.0.0.1:1".into(), "127.0.0.1:514".into()]),
+            Kind::Bool | Kind::Int | Kind::Str | Kind::List => continue,
+        };
+        // The key's own sink must be on for its table to be validated.
+        let section = key.path.strip_prefix("sink.").and_then(|rest| rest.split_once('.')).map(|(sink, _)| sink).unwrap_or("stream");
+        let load = |value: &str| {
+            let flags = vec![(key.path, vec![value.to_string()]), ("sink.stream.enable", vec!["true".into()]), (enable_path(section), vec!["true".into()])];
+            let mut doc = toml::Table::new();
+            keys::apply_flags(&mut doc, &flags).unwrap();
+            let by_file = Config::from_text(Path::new("t"), &toml::to_string(&doc).unwrap(), &Overrides::default()).map(|_| ());
+            let by_flag = Config::from_text(Path::new("t"), "", &Overrides { flags, ..Overrides::default() }).map(|_| ());
+            (by_file, by_flag)
+        };
+        for value in &good {
+            let (file, flag) = load(value);
+            assert!(file.is_ok() && flag.is_ok(), "{} = {value:?} is in the key table but validation refuses it: {file:?} {flag:?}", key.path);
+        }
+        for value in &bad {
+            for result in <[_; 2]>::from(load(value)) {
+                let err = result.expect_err(&format!("{} = {value:?} is not in the key table but validation accepts it", key.path)).to_string();
+                assert!(err.contains(key.path), "{} = {value:?}: the error names another key: {err}", key.path);
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} enumerated keys");
+}
+
+/// A valid address for a URL scheme of the key table.
+fn example_url(scheme: &str) -> String {
+    match scheme {
+        "udp" | "tcp" | "http" | "https" => format!("{scheme}://127.0.0.1:5140"),
+        "unix" | "unixgram" => format!("{scheme}:///run/conntrackd-test.sock"),
+        other => panic!("the key table has a new URL scheme {other:?}: add an example address here"),
+    }
+}
+
+fn enable_path(section: &str) -> &'static str {
+    keys::KEYS.iter().map(|k| k.path).find(|p| *p == format!("sink.{section}.enable")).unwrap_or_else(|| panic!("no key sink.{section}.enable"))
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
@@ -113,8 +164,8 @@ fn precedence_defaults_file_env_flags() {
 #[test]
 fn error_messages_name_file_line_column_and_key() {
     let cases = [
-        ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: unknown field `writter`"),
-        ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: invalid type: string \"big\", expected u64"),
+        ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: sink.stream.writter: unknown field `writter`"),
+        ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: source.ring_buffer_bytes: invalid type: string \"big\", expected u64"),
         ("[source]\nkind = \"bpf\"\n[sink.stream]\nenable = true\n", "config source.kind: expected auto, ebpf or netlink, found \"bpf\""),
         ("[log]\nlevel = \"loud\"\n[sink.stream]\nenable = true\n", "config log.level: expected debug, info, warn or error, found \"loud\""),
         ("[metrics]\nlisten = \"localhost\"\n[sink.stream]\nenable = true\n", "config metrics.listen: expected IP:PORT such as 127.0.0.1:9469, found \"localhost\""),
@@ -162,4 +213,171 @@ fn geoip_keys() {
 fn bad_ring_size_is_rejected() {
     let err = Config::from_toml("[source]\nring_buffer_bytes = 1000\n[sink.stream]\nenable = true\n").unwrap_err();
     assert!(err.to_string().contains("source.ring_buffer_bytes"), "{err}");
+}
+
+/// The shape of the Go original's contrib/config.yaml (its keys, its comments, a `---` marker).
+const ORIGINAL_YAML: &str = r#"# conntrackd configuration file
+---
+log:
+  level: info
+geoip:
+  database: ""
+filter:
+  - 'drop destination.address == "8.8.8.8"'
+  - 'log protocol == "TCP" && is_network(destination.address, "PUBLIC")'
+  - "drop any"
+sink:
+  journal:
+    enable: false
+  syslog:
+    enable: false
+    address: "udp://localhost:514"
+  loki:
+    enable: false
+    address: "http://localhost:3100"
+    labels:
+      - "env=production"
+      - "host=myhost"
+  stream:
+    enable: true
+    writer: "stdout"  # Options: stdout, stderr, discard
+"#;
+
+fn load_file(name: &str, text: &str) -> Result<Config, ConfigError> {
+    let dir = std::env::temp_dir().join(format!("conntrackd-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let result = Config::load(Some(&path), &Overrides::default());
+    std::fs::remove_dir_all(&dir).unwrap();
+    result
+}
+
+/// What the Go original's installer writes to /etc/conntrackd/conntrackd.yaml (with --with-geoip).
+const INSTALLER_YAML: &str = "log:\n  level: \"info\"\n\nfilter:\n  - 'log protocol == \"TCP\" && is_network(destination.address, \"PUBLIC\")'\n  - 'drop any'\n\nsink:\n  stream:\n    enable: true\n\ngeoip:\n  database: \"\"\n";
+
+#[test]
+fn the_originals_yaml_files_work_unchanged_and_sed_switches_the_sink() {
+    let c = load_file("conntrackd.yaml", ORIGINAL_YAML).unwrap();
+    assert_eq!(c.rules.rules.len(), 3);
+    assert_eq!(c.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
+    assert!(c.loki.is_none() && c.journal.is_none() && c.syslog.is_none());
+    assert_eq!(c.geoip.database, None, "an empty database path means none");
+    let c = load_file("conntrackd.yaml", INSTALLER_YAML).unwrap();
+    assert_eq!(c.rules.rules.len(), 2);
+    assert!(c.stream.is_some() && c.loki.is_none());
+    // The original's documentation: `sed -i s/stream/loki/ /etc/conntrackd/conntrackd.yaml`.
+    let c = load_file("conntrackd.yaml", &INSTALLER_YAML.replace("stream", "loki")).unwrap();
+    assert!(c.stream.is_none(), "{c:?}");
+    assert_eq!(c.loki.map(|l| l.endpoint.base), Some("http://localhost:3100".to_string()));
+}
+
+#[test]
+fn json_and_yaml_errors_name_file_line_column_and_key() {
+    let err = load_file("c.yaml", "sink:\n  stream:\n    enable: true\n    writter: stdout\n").unwrap_err().to_string();
+    assert!(err.contains("c.yaml") && err.contains("line 4") && err.contains("writter"), "{err}");
+    let err = load_file("c.yaml", "sink:\n  stream:\n    enable: [1]\n").unwrap_err().to_string();
+    assert!(err.contains("line 3") && err.contains("column"), "{err}");
+    let err = load_file("c.json", "{\"sink\": {\"stream\": {\"enable\": true, \"writter\": \"x\"}}}").unwrap_err().to_string();
+    assert!(err.contains("c.json: line 1, column") && err.contains("writter"), "{err}");
+    let err = load_file("c.json", "{\"sink\": \n  {\"stream\": {\"enable\": \"yes\"}}}").unwrap_err().to_string();
+    assert!(err.contains("line 2, column"), "{err}");
+    let c =
+        load_file("c.json", "{\"filter\": [\"log any\"], \"sink\": {\"stream\": {\"enable\": true, \"writer\": \"stderr\"}}, \"geoip\": {\"database\": null}}")
+            .unwrap();
+    assert_eq!(c.stream.map(|s| s.writer), Some(Writer::Stderr));
+    let err = load_file("c.conf", "x").unwrap_err().to_string();
+    assert!(err.contains("must end in .toml, .yaml, .yml or .json"), "{err}");
+}
+
+#[test]
+fn yaml_and_json_nesting_is_bounded() {
+    // Deep nesting where the schema expects a string, and under no key at all.
+    for (name, text) in [
+        ("deep.yaml", format!("filter: {}{}", "[".repeat(50_000), "]".repeat(50_000))),
+        ("top.yaml", format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))),
+        ("deep.json", format!("{{\"filter\": {}{}}}", "[".repeat(50_000), "]".repeat(50_000))),
+        ("top.json", format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))),
+    ] {
+        let err = load_file(name, &text).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("line 1, column"), "{name}: {err}");
+    }
+    let err = format::document(Format::Json, Path::new("v.json"), &format!("{}{}", "[".repeat(50_000), "]".repeat(50_000))).unwrap_err().to_string();
+    assert!(err.contains("recursion limit") || err.contains("expected"), "{err}");
+}
+
+#[test]
+fn two_default_files_are_an_error_naming_both() {
+    let dir = std::env::temp_dir().join(format!("conntrackd-defaults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_eq!(format::default_file(&dir).unwrap(), None);
+    std::fs::write(dir.join("conntrackd.yaml"), "").unwrap();
+    assert_eq!(format::default_file(&dir).unwrap(), Some(dir.join("conntrackd.yaml")));
+    std::fs::write(dir.join("conntrackd.toml"), "").unwrap();
+    let err = format::default_file(&dir).unwrap_err().to_string();
+    assert!(err.contains("conntrackd.toml") && err.contains("conntrackd.yaml exists too"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_built_in_stream_sink_only_without_another_enabled_sink() {
+    let load = |flags: Vec<(&'static str, Vec<String>)>| {
+        Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &Overrides { flags, ..Overrides::default() }, true).unwrap()
+    };
+    assert!(load(Vec::new()).stream.is_some(), "no sink given: the built-in stream sink");
+    let c = load(vec![("sink.journal.enable", vec!["true".into()])]);
+    assert!(c.journal.is_some() && c.stream.is_none(), "--sink.journal.enable alone: no second copy on stdout");
+    let c = load(vec![("sink.journal.enable", vec!["true".into()]), ("sink.stream.enable", vec!["true".into()])]);
+    assert!(c.journal.is_some() && c.stream.is_some(), "both asked for");
+    let env = Overrides { env: vec![("CONNTRACKD_SINK_LOKI_ENABLE".into(), "true".into())], ..Overrides::default() };
+    let c = Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &env, true).unwrap();
+    assert!(c.loki.is_some() && c.stream.is_none(), "the environment counts as well");
+}
+
+/// Every integer key: 0, -1 and values past any sane bound either work
+/// (where the key says so) or fail with an error that names the key and
+/// what is allowed; none panics or wraps.
+#[test]
+fn integer_keys_reject_out_of_range_values_naming_the_key() {
+    use keys::{Kind, KEYS};
+    let all_sinks = "[sink.stream]\nenable = true\n[sink.journal]\nenable = true\n[sink.syslog]\nenable = true\n[sink.loki]\nenable = true\n";
+    let valid = [("geoip.cache_entries", "0"), ("geoip.watch_interval_ms", "0"), ("sink.loki.spool_max_bytes", "9223372036854775807")];
+    let ints: Vec<_> = KEYS.iter().filter(|k| k.kind == Kind::Int).collect();
+    assert_eq!(ints.len(), 12, "a new integer key: add its edges here");
+    for key in ints {
+        for value in ["0", "-1", "9223372036854775807", "18446744073709551616"] {
+            let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
+            let result = Config::from_text(Path::new("t"), all_sinks, &over);
+            if valid.contains(&(key.path, value)) {
+                assert!(result.is_ok(), "{} = {value}: {:?}", key.path, result.err());
+                continue;
+            }
+            let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(key.path) && err.contains("expected"), "{} = {value} must be refused naming the key: {err:?}", key.path);
+        }
+        let (table, name) = key.path.rsplit_once('.').unwrap();
+        let err = Config::from_toml(&format!("[{table}]\n{name} = -1\n")).unwrap_err().to_string();
+        let want = format!("config file <test>: line 2, column {}: {}: invalid value: integer `-1`, expected ", name.len() + 4, key.path);
+        assert!(err.starts_with(&want), "got:  {err}\nwant: {want}");
+    }
+}
+
+#[test]
+fn edges_of_the_integer_keys() {
+    let c =
+        Config::from_toml("[source]\nring_buffer_bytes = 1073741824\nreceive_buffer_bytes = 65536\n[sink.stream]\nenable = true\nqueue_events = 10000000\n")
+            .unwrap();
+    assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
+    for (text, want) in [
+        ("[source]\nring_buffer_bytes = 98304", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 98304"),
+        ("[source]\nring_buffer_bytes = 2147483648", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 2147483648"),
+        ("[source]\ndrain_interval_ms = 10001", "config source.drain_interval_ms: expected 1..=10000, found 10001"),
+        ("[sink.stream]\nqueue_events = 10000001", "config sink.stream.queue_events: expected 1..=10000000, found 10000001"),
+        ("[metrics]\nunhealthy_after_s = 604801", "config metrics.unhealthy_after_s: expected 1..=604800 (a week), found 604801"),
+        ("[geoip]\ncache_entries = 10000001", "config geoip.cache_entries: expected 0 (no cache) to 10000000, found 10000001"),
+    ] {
+        let text = if text.starts_with("[sink.stream]") { format!("{text}\nenable = true\n") } else { format!("{text}\n[sink.stream]\nenable = true\n") };
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert_eq!(err, want);
+    }
 }

@@ -7,6 +7,12 @@
 //! about once per database, never fatal. [`Enricher::reload`] (SIGHUP) and
 //! [`Enricher::check_files`] (a replaced file) swap databases in between two
 //! batches, so no event is lost; a broken new file keeps the old database.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod bench;
 pub(crate) mod cache;
 pub(crate) mod geoip;
@@ -126,7 +132,11 @@ impl Slot {
 
     fn lookup(&mut self, ip: IpAddr, info: &mut GeoInfo) {
         self.stats.lookups += 1;
-        match self.db.lookup(ip, info) {
+        // The reader parses a file: a panic in it (a malformed database the
+        // crate does not expect) is a decode error, not a dead daemon.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.lookup(ip, info)))
+            .unwrap_or_else(|_| Err(maxminddb::MaxMindDbError::invalid_database("the reader panicked on this record")));
+        match result {
             Ok(found) => self.stats.found += u64::from(found),
             Err(err) => {
                 self.stats.decode_errors += 1;
@@ -267,6 +277,7 @@ impl Enricher {
     fn count(&mut self, results: &[bool]) {
         let ok = results.iter().filter(|&&swapped| swapped).count() as u64;
         self.reloads += ok;
+        // Cannot underflow: `ok` counts a subset of `results`.
         self.reload_failures += results.len() as u64 - ok;
         if ok > 0 {
             self.cache.clear();

@@ -11,7 +11,6 @@
 //! per process for a few seconds; a process that already exited keeps what
 //! the kernel recorded (pid, comm, uid).
 use std::{
-    collections::HashMap,
     num::NonZeroUsize,
     sync::Arc,
     time::{Duration, Instant},
@@ -49,7 +48,7 @@ pub(crate) struct Attributor {
     /// The last process built per pid, reused while fresh: a busy process's
     /// NEW events share one allocation.
     details: LruCache<u32, (Instant, Option<Arc<Process>>)>,
-    users: HashMap<u32, Option<String>>,
+    users: crate::host::UserNames,
     pub attributed: u64,
     pub refused: u64,
 }
@@ -67,7 +66,7 @@ impl Default for Attributor {
         Self {
             flows: LruCache::new(NonZeroUsize::new(FLOWS).unwrap_or(NonZeroUsize::MIN)),
             details: LruCache::new(NonZeroUsize::new(PROCESSES).unwrap_or(NonZeroUsize::MIN)),
-            users: HashMap::new(),
+            users: crate::host::UserNames::default(),
             attributed: 0,
             refused: 0,
         }
@@ -119,7 +118,7 @@ impl Attributor {
         if details.as_ref().is_some_and(|d| d.kernel_thread) {
             return None;
         }
-        let user = self.user(task.uid);
+        let user = self.users.get(task.uid);
         let cgroup = details.as_ref().and_then(|d| d.cgroup.clone());
         Some(Arc::new(Process {
             pid: task.pid,
@@ -131,10 +130,6 @@ impl Attributor {
             unit: cgroup.as_deref().and_then(unit),
             cgroup,
         }))
-    }
-
-    fn user(&mut self, uid: u32) -> Option<String> {
-        self.users.entry(uid).or_insert_with(|| user_name(uid)).clone()
     }
 }
 
@@ -158,16 +153,6 @@ pub(crate) fn cgroup_path(text: &str) -> Option<String> {
         .or_else(|| text.lines().filter_map(|l| l.splitn(3, ':').nth(2)).find(|p| *p != "/"))
         .or_else(|| path_of("0::").or(Some("/")))
         .map(str::to_string)
-}
-
-/// The login name of `uid` from /etc/passwd.
-fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
-    })
 }
 
 /// A container id (64 hex digits) from a docker, containerd, cri-o or podman cgroup path.
@@ -216,10 +201,9 @@ mod tests {
     }
 
     #[test]
-    fn own_process_details_and_root_user() {
+    fn own_process_details() {
         let d = read_details(std::process::id()).expect("our own /proc entry");
         assert!(!d.kernel_thread && d.exe.is_some());
-        assert_eq!(user_name(0).as_deref(), Some("root"));
         // pid 2 is kthreadd on Linux.
         assert!(read_details(2).is_some_and(|d| d.kernel_thread));
     }

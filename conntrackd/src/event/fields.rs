@@ -1,4 +1,4 @@
-//! The event's fields in the contract's order (PRODUCT.md "Event record"),
+//! The event's fields in the contract's order (README "Event fields"),
 //! as one visitor every sink encodes from: JSON lines, journald `EVENT_*`,
 //! syslog `@cee`, Loki structured metadata. Add a field here and every sink
 //! carries it.
@@ -91,6 +91,7 @@ impl Event {
         if let Some(start) = self.start_ns.filter(|&s| s != 0) {
             f("start", FieldValue::Time(i128::from(start)));
             if let Some(stop) = self.stop_ns.filter(|&s| s >= start) {
+                // Cannot underflow: stop >= start (the filter above).
                 f("duration_ms", FieldValue::U64((stop - start) / 1_000_000));
             }
         }

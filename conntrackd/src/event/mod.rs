@@ -1,6 +1,12 @@
 //! The owned conntrack [`Event`] every source produces and every sink consumes,
 //! and its conversion from the kernel program's [`EventRecord`]. `fields.rs`
 //! lists its fields in the contract's order for the sink encoders.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod fields;
 
 use std::{
@@ -12,7 +18,7 @@ use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIN
 
 use crate::enrich::GeoInfo;
 
-/// Conntrack event type (PRODUCT.md field `type`).
+/// Conntrack event type (the event field `type`, README "Event fields").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventType {
     New,
@@ -86,8 +92,8 @@ pub(crate) struct Task {
 impl Task {
     /// The command name, if captured and valid UTF-8.
     pub fn comm(&self) -> Option<&str> {
-        let len = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
-        (len > 0).then(|| std::str::from_utf8(&self.comm[..len]).ok()).flatten()
+        let name = self.comm.split(|&b| b == 0).next().unwrap_or_default();
+        (!name.is_empty()).then(|| std::str::from_utf8(name).ok()).flatten()
     }
 }
 
@@ -204,12 +210,9 @@ impl Event {
                 reply_packets: u64::from_be(rec.reply_packets),
                 reply_bytes: u64::from_be(rec.reply_bytes),
             }),
-            task: has(present::TASK).then(|| Task {
-                pid: (rec.pid_tgid >> 32) as u32,
-                tid: rec.pid_tgid as u32,
-                uid: rec.uid_gid as u32,
-                gid: (rec.uid_gid >> 32) as u32,
-                comm: if has(present::COMM) { rec.comm } else { [0; 16] },
+            task: has(present::TASK).then(|| {
+                let ((pid, tid), (gid, uid)) = (halves(rec.pid_tgid), halves(rec.uid_gid));
+                Task { pid, tid, uid, gid, comm: if has(present::COMM) { rec.comm } else { [0; 16] } }
             }),
             start_ns: has(present::TIMESTAMP_START).then(|| u64::from_be(rec.start_ns)),
             stop_ns: has(present::TIMESTAMP_STOP).then(|| u64::from_be(rec.stop_ns)),
@@ -221,6 +224,12 @@ impl Event {
             dst_geo: None,
         })
     }
+}
+
+/// The (high, low) 32-bit halves of `pid_tgid` / `uid_gid`, as the kernel packs them.
+#[allow(clippy::cast_possible_truncation)] // keeping the low 32 bits is the point
+fn halves(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
 }
 
 fn endpoints(t: &Tuple, v4: bool) -> Endpoints {

@@ -1,6 +1,20 @@
 //! Sinks: where kept events go. Each sink runs on its own thread behind its own
 //! bounded queue, so a slow sink never blocks the source or the other sinks;
 //! events that do not fit are dropped and counted per sink.
+//!
+//! Sinks live across reloads. A reload is a diff: [`prepare`] (off the event
+//! path: it may open files, sockets and spools) starts a sink only for a
+//! section that is new or changed; [`Sinks::apply`] (on the event path, never
+//! blocking) swaps them in, leaves every unchanged sink running with its
+//! queue and spool untouched, and retires the replaced ones: their queues
+//! are closed and they drain on their own threads, joined by a [`Retiring`]
+//! thread. A replaced Loki sink hands its outbox to its successor.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod journal;
 pub(crate) mod json;
 pub(crate) mod loki;
@@ -8,9 +22,15 @@ pub(crate) mod queue;
 pub(crate) mod stream;
 pub(crate) mod syslog;
 
-use std::{sync::Arc, thread::JoinHandle};
+use std::{
+    sync::{mpsc, Arc},
+    thread::JoinHandle,
+};
 
-use crate::{config::Config, event::Event};
+use crate::{
+    config::{Config, StreamConfig},
+    event::Event,
+};
 
 use self::queue::BoundedQueue;
 
@@ -24,25 +44,83 @@ pub(crate) enum SinkError {
     Loki(#[from] loki::LokiError),
 }
 
-/// Checks what a sink needs before its thread starts, then starts it;
-/// an optional sink that cannot start is skipped with a warning.
-fn start_one(
-    name: &'static str,
-    optional: bool,
-    queue_events: usize,
-    ready: Result<(), String>,
-    spawn: impl FnOnce(Arc<BoundedQueue>) -> Result<JoinHandle<()>, SinkError>,
-) -> Result<Option<Running>, SinkError> {
-    let queue = Arc::new(BoundedQueue::new(queue_events));
-    let started = ready.map_err(|reason| SinkError::Start { name, reason }).and_then(|()| spawn(Arc::clone(&queue)));
-    match started {
-        Ok(thread) => Ok(Some(Running { name, queue, thread })),
-        Err(err) if optional => {
-            tracing::warn!(sink = name, error = %err, "optional sink not started; running without it");
-            Ok(None)
+/// One sink's validated section: what a reload compares.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SinkSpec {
+    Stream(StreamConfig),
+    Journal(journal::JournalConfig),
+    Syslog(syslog::SyslogConfig),
+    Loki(Box<loki::config::LokiConfig>),
+}
+
+impl SinkSpec {
+    /// Every sink the config enables, in a fixed order.
+    pub fn all(config: &Config) -> Vec<SinkSpec> {
+        let stream = config.stream.clone().map(SinkSpec::Stream);
+        let journal = config.journal.clone().map(SinkSpec::Journal);
+        let syslog = config.syslog.clone().map(SinkSpec::Syslog);
+        let loki = config.loki.clone().map(|c| SinkSpec::Loki(Box::new(c)));
+        [stream, journal, syslog, loki].into_iter().flatten().collect()
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkSpec::Stream(_) => "stream",
+            SinkSpec::Journal(_) => "journal",
+            SinkSpec::Syslog(_) => "syslog",
+            SinkSpec::Loki(_) => "loki",
         }
-        Err(SinkError::Spawn(source)) => Err(SinkError::Start { name, reason: source.to_string() }),
-        Err(err) => Err(err),
+    }
+
+    fn optional(&self) -> bool {
+        match self {
+            SinkSpec::Stream(_) => false,
+            SinkSpec::Journal(c) => c.optional,
+            SinkSpec::Syslog(c) => c.optional,
+            SinkSpec::Loki(c) => c.optional,
+        }
+    }
+
+    fn queue_events(&self) -> usize {
+        match self {
+            SinkSpec::Stream(c) => c.queue_events,
+            SinkSpec::Journal(c) => c.queue_events,
+            SinkSpec::Syslog(c) => c.queue_events,
+            SinkSpec::Loki(c) => c.queue_events,
+        }
+    }
+
+    /// What the sink needs before its thread starts.
+    fn ready(&self) -> Result<(), String> {
+        match self {
+            SinkSpec::Stream(_) => Ok(()),
+            SinkSpec::Journal(c) => exists(&c.socket, "journald's socket"),
+            SinkSpec::Syslog(c) => match &c.address {
+                syslog::transport::Address::Unix(path) | syslog::transport::Address::UnixGram(path) => exists(path, "the syslog socket"),
+                _ => Ok(()),
+            },
+            SinkSpec::Loki(c) => {
+                c.spool_dir.as_deref().map_or(Ok(()), |dir| std::fs::create_dir_all(dir).map_err(|e| format!("cannot create spool_dir {}: {e}", dir.display())))
+            }
+        }
+    }
+
+    /// Starts the sink's thread; a Loki successor waits for `handover`.
+    fn spawn(
+        &self,
+        queue: Arc<BoundedQueue>,
+        handover: Option<mpsc::Receiver<loki::spool::Outbox>>,
+    ) -> Result<(JoinHandle<()>, Option<loki::Successor>), SinkError> {
+        Ok(match self {
+            SinkSpec::Stream(c) => (stream::spawn(c.writer, queue)?, None),
+            SinkSpec::Journal(c) => (journal::spawn(c, queue)?, None),
+            SinkSpec::Syslog(c) => (syslog::spawn(c, queue)?, None),
+            SinkSpec::Loki(c) => {
+                let start = handover.map_or(loki::Start::Open, loki::Start::Successor);
+                let (thread, successor) = loki::spawn(c.as_ref().clone(), queue, start)?;
+                (thread, Some(successor))
+            }
+        })
     }
 }
 
@@ -74,11 +152,104 @@ impl SinkStats {
     }
 }
 
-/// A running sink: its queue and its thread.
+/// A running sink: its section, queue and thread.
 struct Running {
-    name: &'static str,
+    spec: SinkSpec,
     queue: Arc<BoundedQueue>,
     thread: JoinHandle<()>,
+    /// Loki: where this sender hands its outbox when it is replaced.
+    successor: Option<loki::Successor>,
+}
+
+impl Running {
+    fn name(&self) -> &'static str {
+        self.spec.name()
+    }
+}
+
+/// A reload's new sinks, started and waiting to be swapped in.
+pub(crate) struct Prepared {
+    slots: Vec<Slot>,
+}
+
+enum Slot {
+    /// The running sink of this name stays as it is.
+    Keep(&'static str),
+    /// A new sink; `handover` goes to the running one it replaces (Loki's outbox).
+    Start { sink: Box<Running>, handover: Option<mpsc::Sender<loki::spool::Outbox>> },
+}
+
+impl Prepared {
+    /// Names of the sinks the swap starts (new or changed).
+    pub fn started(&self) -> Vec<&'static str> {
+        self.slots.iter().filter_map(|s| if let Slot::Start { sink, .. } = s { Some(sink.name()) } else { None }).collect()
+    }
+
+    /// An abandoned reload: stops what it started. Queues are closed before
+    /// the hand-over channels go, so a Loki successor knows it was never used.
+    pub fn abandon(self) {
+        let started: Vec<Running> = self
+            .slots
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Slot::Start { sink, handover } => {
+                    sink.queue.close();
+                    drop(handover);
+                    Some(*sink)
+                }
+                Slot::Keep(_) => None,
+            })
+            .collect();
+        join_all(started);
+    }
+}
+
+/// Starts the sinks `config` enables that are not running as they are
+/// (`running`: the sections of the running sinks). A sink that cannot start
+/// is an error, unless it is `optional`: then it is left out with a warning.
+/// May block (files, sockets, spool directories): call it off the event path.
+pub(crate) fn prepare(config: &Config, running: &[SinkSpec]) -> Result<Prepared, SinkError> {
+    let mut slots = Vec::new();
+    for spec in SinkSpec::all(config) {
+        if running.contains(&spec) {
+            slots.push(Slot::Keep(spec.name()));
+            continue;
+        }
+        // A changed Loki sink with the same spool takes over its predecessor's outbox.
+        let replaces_loki = running.iter().any(|old| matches!((old, &spec), (SinkSpec::Loki(o), SinkSpec::Loki(n)) if o.spool_dir == n.spool_dir));
+        let (tx, rx) = if replaces_loki {
+            let (tx, rx) = mpsc::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let queue = Arc::new(BoundedQueue::new(spec.queue_events()));
+        let started = spec.ready().map_err(|reason| SinkError::Start { name: spec.name(), reason }).and_then(|()| spec.spawn(Arc::clone(&queue), rx));
+        match started {
+            Ok((thread, successor)) => slots.push(Slot::Start { sink: Box::new(Running { spec, queue, thread, successor }), handover: tx }),
+            Err(err) if spec.optional() => tracing::warn!(sink = spec.name(), error = %err, "optional sink not started; running without it"),
+            Err(err) => {
+                Prepared { slots }.abandon();
+                return Err(match err {
+                    SinkError::Spawn(source) => SinkError::Start { name: spec.name(), reason: source.to_string() },
+                    err => err,
+                });
+            }
+        }
+    }
+    Ok(Prepared { slots })
+}
+
+/// Sinks replaced or removed by a reload, draining on their own threads.
+pub(crate) struct Retiring {
+    thread: Option<JoinHandle<Vec<(&'static str, SinkStats)>>>,
+}
+
+impl Retiring {
+    /// Waits for the retired sinks to finish; their final counters.
+    pub fn finish(self) -> Vec<(&'static str, SinkStats)> {
+        self.thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 /// All running sinks; [`Sinks::send`] fans a batch out to each queue.
@@ -87,32 +258,55 @@ pub(crate) struct Sinks {
 }
 
 impl Sinks {
-    /// Starts every sink the config enables. A sink that cannot start is an
-    /// error, unless it is `optional`: then it is left out with a warning.
+    /// Starts every sink the config enables (see [`prepare`]).
     pub fn start(config: &Config) -> Result<Self, SinkError> {
-        let mut running = Vec::new();
-        if let Some(c) = &config.stream {
-            running.extend(start_one("stream", false, c.queue_events, Ok(()), |q| Ok(stream::spawn(c.writer, q)?))?);
+        let mut sinks = Self { running: Vec::new() };
+        let none = sinks.apply(prepare(config, &[])?);
+        debug_assert!(none.thread.is_none());
+        Ok(sinks)
+    }
+
+    /// The running sinks' sections, for [`prepare`].
+    pub fn specs(&self) -> Vec<SinkSpec> {
+        self.running.iter().map(|s| s.spec.clone()).collect()
+    }
+
+    /// Swaps in a prepared reload without waiting for anything: kept sinks
+    /// stay, new ones join, the others are retired (queues closed, a Loki
+    /// predecessor told where to hand its outbox) and joined on a thread.
+    pub fn apply(&mut self, prepared: Prepared) -> Retiring {
+        let mut old = std::mem::take(&mut self.running);
+        let mut handovers = Vec::new();
+        for slot in prepared.slots {
+            match slot {
+                Slot::Keep(name) => {
+                    if let Some(at) = old.iter().position(|s| s.name() == name) {
+                        self.running.push(old.swap_remove(at));
+                    }
+                }
+                Slot::Start { sink, handover } => {
+                    handovers.extend(handover);
+                    self.running.push(*sink);
+                }
+            }
         }
-        if let Some(c) = &config.journal {
-            let ready = exists(&c.socket, "journald's socket");
-            running.extend(start_one("journal", c.optional, c.queue_events, ready, |q| Ok(journal::spawn(c, q)?))?);
+        for (retired, next) in old.iter().filter(|s| s.successor.is_some()).zip(handovers) {
+            if let Some(slot) = &retired.successor {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+            }
         }
-        if let Some(c) = &config.syslog {
-            let ready = match &c.address {
-                syslog::transport::Address::Unix(path) | syslog::transport::Address::UnixGram(path) => exists(path, "the syslog socket"),
-                _ => Ok(()),
-            };
-            running.extend(start_one("syslog", c.optional, c.queue_events, ready, |q| Ok(syslog::spawn(c, q)?))?);
+        if old.is_empty() {
+            return Retiring { thread: None };
         }
-        if let Some(c) = &config.loki {
-            let ready = c
-                .spool_dir
-                .as_deref()
-                .map_or(Ok(()), |dir| std::fs::create_dir_all(dir).map_err(|e| format!("cannot create spool_dir {}: {e}", dir.display())));
-            running.extend(start_one("loki", c.optional, c.queue_events, ready, |q| Ok(loki::spawn(c.clone(), q)?))?);
+        old.iter().for_each(|s| s.queue.close());
+        let joiner = std::thread::Builder::new().name("sink-retire".into()).spawn(move || join_all(old));
+        match joiner {
+            Ok(thread) => Retiring { thread: Some(thread) },
+            Err(err) => {
+                tracing::error!(error = %err, "cannot start a thread to retire the replaced sinks; they drain unobserved");
+                Retiring { thread: None }
+            }
         }
-        Ok(Self { running })
     }
 
     /// Queues a batch on every sink; never blocks on a slow sink.
@@ -124,27 +318,34 @@ impl Sinks {
 
     /// Each sink's queue, for the metrics endpoint.
     pub fn queues(&self) -> Vec<(&'static str, Arc<BoundedQueue>)> {
-        self.running.iter().map(|s| (s.name, Arc::clone(&s.queue))).collect()
+        self.running.iter().map(|s| (s.name(), Arc::clone(&s.queue))).collect()
     }
 
     /// Per-sink counters.
     pub fn stats(&self) -> Vec<(&'static str, SinkStats)> {
-        self.running.iter().map(|s| (s.name, s.queue.stats())).collect()
+        self.running.iter().map(|s| (s.name(), s.queue.stats())).collect()
     }
 
     /// Lets every sink write what it has queued, then stops it; returns the final counters.
     pub fn shutdown(self) -> Vec<(&'static str, SinkStats)> {
-        for sink in &self.running {
-            sink.queue.close();
-        }
-        self.running
-            .into_iter()
-            .map(|sink| {
-                if sink.thread.join().is_err() {
-                    tracing::error!(sink = sink.name, "sink thread panicked");
-                }
-                (sink.name, sink.queue.stats())
-            })
-            .collect()
+        self.running.iter().for_each(|s| s.queue.close());
+        join_all(self.running)
     }
 }
+
+/// Joins closed sinks' threads; their final counters.
+fn join_all(sinks: Vec<Running>) -> Vec<(&'static str, SinkStats)> {
+    sinks
+        .into_iter()
+        .map(|sink| {
+            let name = sink.name();
+            if sink.thread.join().is_err() {
+                tracing::error!(sink = name, "sink thread panicked");
+            }
+            (name, sink.queue.stats())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,12 @@
 //!
 //! Producers push whole batches under one lock and never wait; what does not
 //! fit is dropped and counted. The sink thread takes everything queued at once.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{
     collections::VecDeque,
     sync::{
@@ -68,10 +74,12 @@ impl BoundedQueue {
         let mut state = self.lock();
         let room = self.capacity.saturating_sub(state.events.len());
         let take = room.min(batch.len());
-        state.events.extend(batch[..take].iter().cloned());
+        state.events.extend(batch.iter().take(take).cloned());
         drop(state);
-        if take < batch.len() {
-            self.dropped_queue_full.fetch_add((batch.len() - take) as u64, Ordering::Relaxed);
+        // Cannot underflow: take <= batch.len().
+        let dropped = batch.len() - take;
+        if dropped > 0 {
+            self.dropped_queue_full.fetch_add(dropped as u64, Ordering::Relaxed);
         }
         if take > 0 {
             self.ready.notify_one();
@@ -119,34 +127,39 @@ impl BoundedQueue {
         self.ready.notify_all();
     }
 
+    /// True once [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Waits up to `timeout` (without taking events); true once the queue is closed.
     pub fn wait_closed(&self, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let start = Instant::now();
         let mut state = self.lock();
         loop {
-            let now = std::time::Instant::now();
-            if state.closed || now >= deadline {
+            let left = timeout.saturating_sub(start.elapsed());
+            if state.closed || left.is_zero() {
                 return state.closed;
             }
-            state = self.ready.wait_timeout(state, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+            state = self.ready.wait_timeout(state, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
         }
     }
 
     /// Events delivered; the sink is healthy again.
-    pub fn record_written(&self, n: usize) {
-        self.written.fetch_add(n as u64, Ordering::Relaxed);
+    pub fn record_written(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Relaxed);
         self.failing_since_ms.store(0, Ordering::Relaxed);
     }
 
     /// Events lost to a failed write; the sink is failing from now on, if it was not already.
-    pub fn record_write_error(&self, n: usize) {
-        self.dropped_write_error.fetch_add(n as u64, Ordering::Relaxed);
+    pub fn record_write_error(&self, n: u64) {
+        self.dropped_write_error.fetch_add(n, Ordering::Relaxed);
         self.mark_failing();
     }
 
     /// The sink cannot deliver (e.g. its peer is down) without losing events yet.
     pub fn mark_failing(&self) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+        let now = crate::time::unix_ms();
         let _ = self.failing_since_ms.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
     }
 

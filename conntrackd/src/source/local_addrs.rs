@@ -2,6 +2,12 @@
 //! be told apart as locally originated (its original source is ours). The
 //! namespace worker reads them inside each namespace and hands them to the
 //! source; the event path only looks them up.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{collections::HashSet, net::IpAddr, sync::Arc};
 
 /// How often the namespace worker reads every watched namespace's addresses again.

@@ -5,6 +5,12 @@
 //! namespace). `auto` tries eBPF and falls back to netlink, saying why. The
 //! namespace worker (`worker.rs`) opens the sockets and, with
 //! `netns = ["all"]`, finds namespaces as they come and go (`discover.rs`).
+// Audited, with every submodule: nothing read from the kernel, a file, /proc
+// or the command line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod discover;
 pub(crate) mod ebpf;
 pub(crate) mod local_addrs;
@@ -40,7 +46,8 @@ pub(crate) struct KernelCounters(pub [u64; COUNTER_COUNT as usize]);
 
 impl KernelCounters {
     pub fn get(&self, c: Counter) -> u64 {
-        self.0[c as usize]
+        // Every `Counter` is below COUNTER_COUNT, the array's length.
+        self.0.get(c as usize).copied().unwrap_or(0)
     }
 
     pub fn add(&mut self, other: &KernelCounters) {

@@ -10,6 +10,17 @@ const PER_DATAGRAM: u32 = 64;
 /// Creates `count` UDP entries 10.98.x.y:port -> dst:53 in the namespace `ns`;
 /// each produces one NEW event. Returns how many requests were sent.
 pub fn udp_entries(ns: &str, count: u32, dst: [u8; 4]) -> u32 {
+    udp_entries_from(ns, 0, count, dst)
+}
+
+/// The source endpoint of entry `i`: 10.98.(i >> 16).(i >> 8):1024 + (i & 0xff).
+pub fn udp_source(i: u32) -> ([u8; 4], u16) {
+    ([10, 98, (i >> 16) as u8, (i >> 8) as u8], 1024 + (i & 0xff) as u16)
+}
+
+/// Like [`udp_entries`], for entries `first..first + count` (distinct from
+/// those of another range), so a test can add more later.
+pub fn udp_entries_from(ns: &str, first: u32, count: u32, dst: [u8; 4]) -> u32 {
     let ns = ns.to_string();
     std::thread::spawn(move || {
         enter_netns(&ns);
@@ -22,9 +33,8 @@ pub fn udp_entries(ns: &str, count: u32, dst: [u8; 4]) -> u32 {
         while sent < count {
             let mut buf = Vec::with_capacity(PER_DATAGRAM as usize * 128);
             let n = PER_DATAGRAM.min(count - sent);
-            for i in sent..sent + n {
-                let src = [10, 98, (i >> 16) as u8, (i >> 8) as u8];
-                let sport = 1024 + (i & 0xff) as u16;
+            for i in first + sent..first + sent + n {
+                let (src, sport) = udp_source(i);
                 message(&mut buf, src, dst, (sport, 53), i);
             }
             // SAFETY: valid fd and buffer.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod inject;
+pub mod launch;
 pub mod tcp;
 
 use std::{
@@ -117,14 +118,20 @@ pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
 /// Runs `conntrackd run` in `ns` with `config`, expecting it to refuse to
 /// start; returns its stderr.
 pub fn run_expecting_failure(ns: &Netns, config: &str) -> String {
+    let out = run_to_exit(ns, config);
+    assert!(!out.status.success(), "conntrackd should have refused to start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `conntrackd run` in `ns` with `config` until it exits on its own (it
+/// must refuse to start, or this waits forever).
+pub fn run_to_exit(ns: &Netns, config: &str) -> std::process::Output {
     let config = tempfile_path::TempPath::with_contents(config);
-    let out = Command::new("ip")
+    Command::new("ip")
         .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_conntrackd"), "run", "--config"])
         .arg(config.path())
         .output()
-        .expect("run conntrackd");
-    assert!(!out.status.success(), "conntrackd should have refused to start");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+        .expect("run conntrackd")
 }
 
 /// The daemon under test, running in a namespace.
@@ -136,6 +143,7 @@ pub struct Daemon {
     seen_logs: std::cell::RefCell<Vec<String>>,
     /// How many of `seen_logs` `new_logs` has returned.
     returned_logs: std::cell::Cell<usize>,
+    _notify: Option<launch::NotifySocket>,
 }
 
 /// Counters from the daemon's `conntrackd stopped` line.
@@ -170,23 +178,12 @@ impl Daemon {
     }
 
     fn start_full(ns: &Netns, config: &str, prefix: &[&str], env: &[(&str, &str)]) -> Self {
-        let config_file = tempfile_path::TempPath::with_contents(config);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name])
-            .args(prefix)
-            .args([env!("CARGO_BIN_EXE_conntrackd"), "run", "--log.format=text", "--config"])
-            .arg(config_file.path())
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start conntrackd");
-        let lines = forward(child.stdout.take().expect("stdout"));
-        let logs = forward(child.stderr.take().expect("stderr"));
-        let daemon = Self { child, lines, logs, _config: config_file, seen_logs: std::cell::RefCell::new(Vec::new()), returned_logs: std::cell::Cell::new(0) };
-        daemon.wait_log("conntrackd ready");
-        daemon
+        let launch = launch::Launch {
+            prefix: prefix.iter().map(|p| p.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..launch::Launch::default()
+        };
+        Self::launch(ns, config, &launch)
     }
 
     /// Every stderr line read so far (by wait_log) plus those waiting now.

@@ -1,7 +1,9 @@
 //! Helpers of the Loki sink tests: a VictoriaLogs process in a namespace
 //! (the real Loki-protocol receiver, built by `cargo xtask setup`), a fault
-//! proxy in front of it, and temporary directories.
+//! proxy in front of it, temporary directories, and a spool watcher.
 #![allow(dead_code)]
+
+pub mod spool_watch;
 
 use std::{
     net::TcpListener,

@@ -214,6 +214,12 @@ impl Consumer {
         Ok(fs::metadata(&self.output).with_context(|| format!("reading {}", self.output.display()))?.len())
     }
 
+    /// Sends `signal` (the reload test's SIGHUPs) to the running consumer.
+    #[cfg(test)]
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        process::signal(self.pid, signal)
+    }
+
     /// SIGTERM, wait for exit, and report what the consumer used.
     pub fn stop(mut self) -> Result<Measured> {
         if let Ok(exit) = self.exit.try_recv() {

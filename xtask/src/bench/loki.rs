@@ -5,17 +5,7 @@
 //! the stream sink, against the stream-only run at the same rate; and the
 //! latency to acceptance by the receiver at 5k/s ([`loki_latency`]). Written to
 //! `target/bench/loki.{md,json}`.
-use std::{
-    fmt::Write as _,
-    fs,
-    io::{Read, Write},
-    net::TcpStream,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, fs, path::Path};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -25,8 +15,8 @@ use super::{
     loki_latency,
     measure::{Bench, Rate},
     mode::Mode,
-    netns,
     report::RunResult,
+    victorialogs::VictoriaLogs,
 };
 
 const VL_PORT: u16 = 19428;
@@ -38,7 +28,7 @@ pub(crate) fn run(bench: &Bench, dir: &Path, rate: Rate, stream_only: &[RunResul
     let encoder = encoder_throughput(bench.daemon.binary)?;
     let data = dir.join("victorialogs-data");
     let _ = fs::remove_dir_all(&data);
-    let vl = VictoriaLogs::start(&data)?;
+    let vl = VictoriaLogs::start(&data, VL_PORT)?;
     eprintln!("bench: conntrackd with the Loki sink at {}", rate.label());
     let run = measure_with(bench, dir, "cpu", &loki_config(VL_PORT, ""), rate)?;
     let written = run.counters.get("loki.written").copied().unwrap_or(0);
@@ -149,81 +139,4 @@ fn loki_config(port: u16, extra: &str) -> String {
          [sink.stream]\nenable = true\nwriter = \"stdout\"\n\
          [sink.loki]\nenable = true\naddress = \"http://127.0.0.1:{port}/insert\"\nqueue_events = 1048576\n{extra}"
     )
-}
-
-/// VictoriaLogs in the client namespace (built by `cargo xtask setup`).
-struct VictoriaLogs {
-    child: Child,
-}
-
-impl VictoriaLogs {
-    fn start(data: &Path) -> Result<Self> {
-        let home = std::env::var_os("CONNTRACKD_TOOLS")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/conntrackd")))
-            .context("HOME is not set")?;
-        let binary = home.join("victorialogs-v1.52.1/victoria-logs");
-        netns::run_in(netns::CLIENT, &["ip", "link", "set", "lo", "up"])?;
-        let child = netns::command_in(
-            netns::CLIENT,
-            &[&binary.to_string_lossy(), &format!("-httpListenAddr=127.0.0.1:{VL_PORT}"), &format!("-storageDataPath={}", data.display())],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {} (run cargo xtask setup)", binary.display()))?;
-        let vl = Self { child };
-        let until = Instant::now() + Duration::from_secs(30);
-        while get("/health").is_err() {
-            if Instant::now() > until {
-                bail!("VictoriaLogs did not start");
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        Ok(vl)
-    }
-
-    /// Polls the stored row count until it reaches `expected` (or 60 s pass).
-    fn wait_count(&self, expected: u64) -> Result<u64> {
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            let body = get("/select/logsql/query?query=*%20%7C%20stats%20count()%20as%20n")?;
-            let n = body.lines().find_map(|l| serde_json::from_str::<Value>(l).ok()).and_then(|v| v["n"].as_str().and_then(|n| n.parse().ok())).unwrap_or(0);
-            if n >= expected || Instant::now() > until {
-                return Ok(n);
-            }
-            thread::sleep(Duration::from_millis(500));
-        }
-    }
-}
-
-impl Drop for VictoriaLogs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// HTTP/1.0 GET to VictoriaLogs from a thread that entered the client namespace.
-fn get(path: &str) -> Result<String> {
-    let path = path.to_string();
-    thread::spawn(move || -> Result<String> {
-        let ns = fs::File::open(netns::path(netns::CLIENT))?;
-        // SAFETY: valid namespace fd; affects only this short-lived thread.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns: {}", std::io::Error::last_os_error());
-        }
-        let mut conn = TcpStream::connect(("127.0.0.1", VL_PORT))?;
-        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response)?;
-        let (head, body) = response.split_once("\r\n\r\n").context("no HTTP header")?;
-        if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-            bail!("VictoriaLogs answered {}", head.lines().next().unwrap_or_default());
-        }
-        Ok(body.to_string())
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("HTTP thread panicked"))?
 }

@@ -3,14 +3,15 @@
 //! (which fails the run on a mismatch), the reports and the plots. It uses
 //! the debug conntrackd that `cargo test --workspace` builds (a release build
 //! would add minutes) and writes to `target/bench-test`, not `target/bench`.
-//! It is the only test that uses the benchmark's namespaces (`ctbench-*`);
-//! do not run `cargo xtask bench` while the tests run.
+//! It shares the benchmark's namespaces (`ctbench-*`) with the reload test
+//! (one at a time); do not run `cargo xtask bench` while the tests run.
 use std::path::Path;
 
 use super::{run_with, Options};
 
 #[test]
 fn bench_quick_runs_every_consumer_and_checks_the_generator() {
+    let _lab = super::LAB.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "the benchmark creates network namespaces: run as root (cargo xtask test)");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");

@@ -1,6 +1,12 @@
 //! `[sink.loki]`: the raw keys as written and their validation into a
 //! [`LokiConfig`]. Credentials in the address are split off here, so the
 //! address that is ever shown (logs, errors, `check`) has none.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
@@ -97,7 +103,7 @@ impl std::fmt::Debug for Endpoint {
 }
 
 /// Validated `[sink.loki]`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub(crate) struct LokiConfig {
     pub endpoint: Endpoint,
     /// Sorted, deduplicated stream labels besides `type` (and the per-flow ones).
@@ -135,6 +141,11 @@ impl std::fmt::Debug for LokiConfig {
     }
 }
 
+/// Longest accepted duration (batch_wait, timeout, backoffs, shutdown_timeout).
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// Largest `batch_bytes`: Loki servers refuse far smaller pushes already.
+const MAX_BATCH_BYTES: usize = 256 << 20;
+
 fn invalid<T>(key: &'static str, message: impl Into<String>) -> Result<T, LokiConfigError> {
     Err(LokiConfigError::Invalid { key, message: message.into() })
 }
@@ -148,7 +159,11 @@ impl RawLoki {
         let endpoint = parse_address(self.address.as_deref().unwrap_or("http://localhost:3100"))?;
         let duration = |key, value: &Option<String>, default| match value {
             None => Ok(default),
-            Some(text) => parse_duration(text).map_err(|message| LokiConfigError::Invalid { key, message }),
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d <= MAX_DURATION => Ok(d),
+                Ok(_) => invalid(key, format!("expected at most 24h, found {text:?}")),
+                Err(message) => invalid(key, message),
+            },
         };
         let min_backoff = duration("min_backoff", &self.min_backoff, Duration::from_millis(500))?;
         let max_backoff = duration("max_backoff", &self.max_backoff, Duration::from_secs(300))?;
@@ -161,13 +176,18 @@ impl RawLoki {
             return invalid("timeout", "expected more than 0s");
         }
         let batch_bytes = self.batch_bytes.unwrap_or(1 << 20);
-        if batch_bytes == 0 {
-            return invalid("batch_bytes", "expected at least 1");
+        if !(1..=MAX_BATCH_BYTES).contains(&batch_bytes) {
+            return invalid("batch_bytes", format!("expected 1..={MAX_BATCH_BYTES}, found {batch_bytes}"));
         }
-        let queue_events = self.queue_events.unwrap_or(65_536);
-        if queue_events == 0 {
-            return invalid("queue_events", "expected at least 1");
+        let spool_max_bytes = self.spool_max_bytes.unwrap_or(256 << 20);
+        // Cannot truncate: usize is at most 64 bits wide.
+        if spool_max_bytes < batch_bytes as u64 {
+            return invalid(
+                "spool_max_bytes",
+                format!("expected at least batch_bytes ({batch_bytes}): a smaller spool drops every full batch, found {spool_max_bytes}"),
+            );
         }
+        let queue_events = crate::config::queue_events(self.queue_events).or_else(|message| invalid("queue_events", message))?;
         let tls = self.tls.unwrap_or_default();
         if let Some(path) = &tls.ca_file {
             if let Err(err) = std::fs::metadata(path) {
@@ -187,18 +207,19 @@ impl RawLoki {
             min_backoff,
             max_backoff,
             per_flow_labels: self.per_flow_labels.unwrap_or(false),
-            line_format: match self.line_format.as_deref().unwrap_or("text") {
+            // Case-insensitive, like every other enumerated key.
+            line_format: match self.line_format.as_deref().unwrap_or("text").to_ascii_lowercase().as_str() {
                 "text" => LineFormat::Text,
                 "json" => LineFormat::Json,
                 other => return invalid("line_format", format!("expected \"text\" or \"json\", found {other:?}")),
             },
-            encoding: match self.encoding.as_deref().unwrap_or("protobuf") {
+            encoding: match self.encoding.as_deref().unwrap_or("protobuf").to_ascii_lowercase().as_str() {
                 "protobuf" => Encoding::Protobuf,
                 "json" => Encoding::Json,
                 other => return invalid("encoding", format!("expected \"protobuf\" or \"json\", found {other:?}")),
             },
             spool_dir: self.spool_dir,
-            spool_max_bytes: self.spool_max_bytes.unwrap_or(256 << 20),
+            spool_max_bytes,
             shutdown_timeout: duration("shutdown_timeout", &self.shutdown_timeout, Duration::from_secs(5))?,
             queue_events,
             optional: self.optional.unwrap_or(false),
@@ -222,32 +243,11 @@ impl LokiConfig {
     }
 }
 
-/// Parses "1s", "500ms", "5m", "1h", "250us", "1m30s" (units ns, us, ms, s, m, h).
+/// Parses a duration: a number and a unit, repeated, such as "500ms", "1s",
+/// "5m", "1h", "250us", "1m30s" or "1.5s" (humantime's syntax: ns, us, ms, s,
+/// m, h, d and their long forms).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = || format!("expected a duration such as \"500ms\", \"1s\" or \"5m\", found {text:?}");
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(expected());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(expected)?;
-        let number: u64 = rest[..digits].parse().map_err(|_| expected())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ns" => Duration::from_nanos(number),
-            "us" | "µs" => Duration::from_micros(number),
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            _ => return Err(expected()),
-        };
-        total = total.saturating_add(part);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    humantime::parse_duration(text.trim()).map_err(|err| format!("expected a duration such as \"500ms\", \"1s\" or \"5m\", found {text:?} ({err})"))
 }
 
 /// Splits user info off the address; only http and https are accepted.
@@ -264,10 +264,8 @@ fn parse_address(text: &str) -> Result<Endpoint, LokiConfigError> {
     let basic_auth = if url.username().is_empty() && url.password().is_none() {
         None
     } else {
-        let decode = |s: &str| percent_decode(s);
-        let user = decode(url.username());
-        let password = decode(url.password().unwrap_or(""));
-        Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        Some(basic_auth(&decode(url.username()), &decode(url.password().unwrap_or(""))))
     };
     let _ = url.set_username("");
     let _ = url.set_password(None);
@@ -275,40 +273,10 @@ fn parse_address(text: &str) -> Result<Endpoint, LokiConfigError> {
     Ok(Endpoint { base, basic_auth })
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Standard base64 with padding (RFC 4648), for the Basic auth header.
-pub(crate) fn base64(input: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// The `Authorization` value of HTTP Basic authentication (RFC 7617).
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// `key=value` strings; names must be valid Prometheus label names.
@@ -344,7 +312,10 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        for bad in ["", "5", "s", "1.5s", "1 s", "-1s", "10d"] {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration(" 2h "), Ok(Duration::from_secs(7200)));
+        for bad in ["", "5", "s", "-1s", "10x", "1s!", "99999999999999999999h"] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("expected a duration"), "{bad}: {err}");
         }
@@ -368,7 +339,8 @@ mod tests {
     fn credentials_are_split_off_and_never_shown() {
         let c = raw("address = \"https://us%40r:s3cr%3At@loki.example:8443/prefix/\"").validate().unwrap().unwrap();
         assert_eq!(c.endpoint.base, "https://loki.example:8443/prefix");
-        assert_eq!(c.endpoint.basic_auth.as_deref(), Some(format!("Basic {}", base64(b"us@r:s3cr:t")).as_str()));
+        // base64("us@r:s3cr:t"), as `printf %s 'us@r:s3cr:t' | base64` prints it.
+        assert_eq!(c.endpoint.basic_auth.as_deref(), Some("Basic dXNAcjpzM2NyOnQ="));
         assert!(!format!("{c:?}").contains("s3cr"));
         let err = raw("address = \"ftp://u:s3cret@host\"").validate().unwrap_err().to_string();
         assert!(err.contains("sink.loki.address") && !err.contains("s3cret"), "{err}");
@@ -377,17 +349,17 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases = [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
-        for (input, expected) in cases {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
+    fn basic_auth_header() {
+        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "RFC 7617's example");
+        assert_eq!(basic_auth("", ""), "Basic Og==");
     }
 
     #[test]
     fn labels_and_bad_values_name_the_key() {
         let c = raw("labels = [\"env=prod\", \"host=override\", \"env=staging\"]").validate().unwrap().unwrap();
         assert_eq!(c.labels, vec![("env".into(), "staging".into()), ("host".into(), "override".into())]);
+        let c = raw("encoding = \"JSON\"\nline_format = \"Json\"").validate().unwrap().unwrap();
+        assert_eq!((c.encoding, c.line_format), (Encoding::Json, LineFormat::Json), "case-insensitive like every enumerated key");
         for (text, key) in [
             ("labels = [\"nokey\"]", "sink.loki.labels"),
             ("labels = [\"1x=y\"]", "sink.loki.labels"),
@@ -398,6 +370,30 @@ mod tests {
         ] {
             let err = raw(text).validate().unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_and_durations_name_the_key() {
+        let c = raw("batch_wait = \"0s\"\nshutdown_timeout = \"24h\"\nbatch_bytes = 268435456\nspool_max_bytes = 268435456").validate().unwrap().unwrap();
+        assert_eq!((c.batch_wait, c.shutdown_timeout, c.batch_bytes), (Duration::ZERO, Duration::from_secs(86_400), 256 << 20));
+        for (text, want) in [
+            ("batch_wait = \"25h\"", "sink.loki.batch_wait: expected at most 24h, found \"25h\""),
+            ("shutdown_timeout = \"2d\"", "sink.loki.shutdown_timeout: expected at most 24h, found \"2d\""),
+            ("max_backoff = \"9999999999999h\"", "sink.loki.max_backoff: expected at most 24h, found \"9999999999999h\""),
+            ("min_backoff = \"0s\"", "sink.loki.max_backoff: expected 0 < min_backoff <= max_backoff"),
+            ("timeout = \"0ms\"", "sink.loki.timeout: expected more than 0s"),
+            (
+                "timeout = \"99999999999999999999s\"",
+                "sink.loki.timeout: expected a duration such as \"500ms\", \"1s\" or \"5m\", found \"99999999999999999999s\" (number is too large",
+            ),
+            ("batch_bytes = 0", "sink.loki.batch_bytes: expected 1..=268435456, found 0"),
+            ("batch_bytes = 268435457", "sink.loki.batch_bytes: expected 1..=268435456, found 268435457"),
+            ("spool_max_bytes = 0", "sink.loki.spool_max_bytes: expected at least batch_bytes (1048576): a smaller spool drops every full batch, found 0"),
+            ("queue_events = 0", "sink.loki.queue_events: expected 1..=10000000, found 0"),
+        ] {
+            let err = raw(text).validate().unwrap_err().to_string();
+            assert!(err.starts_with(want), "got:  {err}\nwant: {want}");
         }
     }
 }

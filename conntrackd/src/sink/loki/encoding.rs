@@ -1,5 +1,11 @@
 //! Push request bodies: Loki's `logproto.PushRequest` (protobuf, snappy block
 //! format) or the JSON form of `/loki/api/v1/push`, built from a [`Batch`].
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::io::Write;
 
 use super::{

@@ -8,6 +8,12 @@
 //! rejected it with a 4xx other than 429 (dropped, counted). A timeout after
 //! the server had in fact stored the batch makes it be sent again, so the
 //! guarantee is at-least-once; refused connections and 429/5xx never duplicate.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod config;
 pub(crate) mod encoding;
 mod healthcheck;
@@ -24,9 +30,12 @@ mod tests_tls;
 pub(crate) mod throughput;
 
 use std::{
-    sync::Arc,
+    sync::{
+        mpsc::{self, TryRecvError},
+        Arc, Mutex,
+    },
     thread::{self, JoinHandle},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use self::{
@@ -52,14 +61,31 @@ pub(crate) enum LokiError {
 
 /// Most batches sent from the outbox before the queue is looked at again.
 const DRAIN_BURST: usize = 16;
+/// How often a successor looks whether its predecessor's outbox has arrived.
+const HANDOVER_POLL: Duration = Duration::from_millis(20);
+
+/// Where a sender's outbox comes from.
+pub(crate) enum Start {
+    /// Open `spool_dir` (or memory) itself: the first sender of a run.
+    Open,
+    /// Wait for the predecessor's outbox (a reload that changed the sink).
+    Successor(mpsc::Receiver<Outbox>),
+}
+
+/// Set by a reload before it closes the sender's queue: once drained, the
+/// sender hands its outbox to this channel instead of shutting down.
+pub(crate) type Successor = Arc<Mutex<Option<mpsc::Sender<Outbox>>>>;
 
 /// Builds the client and opens the spool (errors are startup errors), then
 /// starts the sink thread.
-pub(crate) fn spawn(config: LokiConfig, queue: Arc<BoundedQueue>) -> Result<JoinHandle<()>, LokiError> {
-    let sender = Sender::new(&config, Arc::clone(&queue))?;
-    let keys = StreamKeys::new(hostname(), config.labels.clone(), config.per_flow_labels, config.line_format);
+pub(crate) fn spawn(config: LokiConfig, queue: Arc<BoundedQueue>, start: Start) -> Result<(JoinHandle<()>, Successor), LokiError> {
+    let successor = Successor::default();
+    let sender = Sender::new(&config, Arc::clone(&queue), start, Arc::clone(&successor))?;
+    let host = crate::host::hostname().unwrap_or_else(|| "unknown".into());
+    let keys = StreamKeys::new(host, config.labels.clone(), config.per_flow_labels, config.line_format);
     let batcher = Batcher::new(keys, config.batch_wait, config.batch_bytes);
-    thread::Builder::new().name("sink-loki".into()).spawn(move || sender.run(batcher)).map_err(LokiError::Spawn)
+    let thread = thread::Builder::new().name("sink-loki".into()).spawn(move || sender.run(batcher)).map_err(LokiError::Spawn)?;
+    Ok((thread, successor))
 }
 
 /// Sends batches in order: first the outbox, then fresh ones.
@@ -78,16 +104,25 @@ struct Sender {
     sent_batches: u64,
     rejected_events: u64,
     outbox_drops_seen: u64,
+    /// Until the predecessor's outbox arrives: nothing is sent.
+    awaiting: Option<mpsc::Receiver<Outbox>>,
+    /// Where to hand the outbox at the end instead of shutting down.
+    successor: Successor,
 }
 
 impl Sender {
-    fn new(config: &LokiConfig, queue: Arc<BoundedQueue>) -> Result<Self, LokiError> {
-        let outbox = Outbox::open(config.spool_dir.as_deref(), config.spool_max_bytes)?;
+    fn new(config: &LokiConfig, queue: Arc<BoundedQueue>, start: Start, successor: Successor) -> Result<Self, LokiError> {
+        let (outbox, awaiting) = match start {
+            Start::Open => (Outbox::open(config.spool_dir.as_deref(), config.spool_max_bytes)?, None),
+            Start::Successor(rx) => (Outbox::memory(config.spool_max_bytes), Some(rx)),
+        };
         let (batches, events) = outbox.pending();
         if batches > 0 {
             tracing::info!(sink = "loki", batches, events, "spooled batches from an earlier run will be sent first");
         }
         Ok(Self {
+            awaiting,
+            successor,
             service: Service::new(config)?,
             outbox,
             queue,
@@ -106,16 +141,18 @@ impl Sender {
     fn run(mut self, mut batcher: Batcher) {
         let mut events = Vec::with_capacity(4096);
         loop {
+            self.adopt(false);
             let now = Instant::now();
             self.health.run(&self.service, &self.config.endpoint.base, now);
             if let Some(batch) = batcher.due(now) {
                 self.submit(&batch);
             }
             self.drain_outbox();
-            self.queue.set_pending_bytes(self.outbox.pending().1);
+            self.queue.set_pending_bytes(self.outbox.bytes());
             // Pending batches: wake at the retry time, or at once if not backing off.
             let retry = (!self.outbox.is_empty()).then(|| self.retry_at.unwrap_or(now));
-            let deadline = [batcher.deadline(), retry, self.health.due_at()].into_iter().flatten().min();
+            let handover = self.awaiting.is_some().then(|| now + HANDOVER_POLL);
+            let deadline = [batcher.deadline(), retry, self.health.due_at(), handover].into_iter().flatten().min();
             match self.queue.pop_until(&mut events, deadline) {
                 Pop::Events => {
                     for ev in events.drain(..) {
@@ -128,20 +165,84 @@ impl Sender {
                 Pop::Closed => break,
             }
         }
-        self.shutdown(batcher);
+        self.adopt(true);
+        let successor = self.successor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match successor {
+            Some(next) => self.hand_over(batcher, &next),
+            None => self.shutdown(batcher),
+        }
+    }
+
+    /// Takes over the predecessor's outbox once it arrives (`wait`: block
+    /// until it does or the predecessor is gone) and queues behind it what
+    /// was batched meanwhile.
+    fn adopt(&mut self, wait: bool) {
+        let Some(rx) = &self.awaiting else { return };
+        let handed = if wait {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(outbox) => Some(outbox),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => None,
+            }
+        };
+        self.awaiting = None;
+        let adopted = match handed {
+            Some(outbox) => outbox,
+            // The reload that started this sender was abandoned before the swap
+            // (its queue is closed before the channel goes): nothing to take over.
+            None if self.queue.is_closed() && self.outbox.is_empty() => return,
+            // The predecessor ended without handing over (it cannot hold the spool any more): open it.
+            None => match Outbox::open(self.config.spool_dir.as_deref(), self.config.spool_max_bytes) {
+                Ok(outbox) => outbox,
+                Err(err) => return tracing::error!(sink = "loki", error = %err, "cannot open the spool; batches stay in memory"),
+            },
+        };
+        let (batches, events) = adopted.pending();
+        tracing::info!(sink = "loki", batches, events, "took over the previous loki sink's pending batches");
+        let waiting = std::mem::replace(&mut self.outbox, adopted);
+        self.outbox.append(waiting);
+    }
+
+    /// Reload: the queue is drained; spool the open batch and give the
+    /// outbox to the successor (if it is gone, shut down as usual).
+    fn hand_over(mut self, mut batcher: Batcher, next: &mpsc::Sender<Outbox>) {
+        if let Some(batch) = batcher.take() {
+            self.spool(&batch);
+        }
+        let outbox = std::mem::replace(&mut self.outbox, Outbox::memory(self.config.spool_max_bytes));
+        let (batches, events) = outbox.pending();
+        match next.send(outbox) {
+            Ok(()) => {
+                tracing::info!(sink = "loki", batches, events, sent_batches = self.sent_batches, "loki sink replaced; pending batches handed to the new one")
+            }
+            Err(mpsc::SendError(outbox)) => {
+                self.outbox = outbox;
+                self.shutdown(batcher);
+            }
+        }
+    }
+
+    /// Encodes a cut batch into the outbox without sending it.
+    fn spool(&mut self, batch: &Batch) {
+        match encode(batch, self.config.encoding) {
+            Ok(body) => self.outbox.push(Payload { encoding: self.config.encoding, events: batch.events() as u64, body }),
+            Err(err) => self.encode_failed(batch.events(), &err),
+        }
+        self.sync_outbox_drops();
     }
 
     /// Encodes a cut batch; sends it now if nothing is pending, else queues it behind.
     fn submit(&mut self, batch: &Batch) {
+        if !(self.outbox.is_empty() && self.retry_at.is_none() && self.awaiting.is_none()) {
+            return self.spool(batch);
+        }
         let payload = match encode(batch, self.config.encoding) {
             Ok(body) => Payload { encoding: self.config.encoding, events: batch.events() as u64, body },
             Err(err) => return self.encode_failed(batch.events(), &err),
         };
-        if self.outbox.is_empty() && self.retry_at.is_none() {
-            if !self.send(&payload) {
-                self.outbox.push(payload);
-            }
-        } else {
+        if !self.send(&payload) {
             self.outbox.push(payload);
         }
         self.sync_outbox_drops();
@@ -149,6 +250,9 @@ impl Sender {
 
     /// Sends pending batches in order while the server takes them.
     fn drain_outbox(&mut self) {
+        if self.awaiting.is_some() {
+            return;
+        }
         for _ in 0..DRAIN_BURST {
             if self.retry_at.is_some_and(|t| t > Instant::now()) {
                 return;
@@ -172,7 +276,7 @@ impl Sender {
         let result = self.service.push(&payload.body, payload.encoding, limit);
         match decide(result.outcome) {
             Decision::Accepted => {
-                self.queue.record_written(payload.events as usize);
+                self.queue.record_written(payload.events);
                 self.sent_batches += 1;
                 self.backoff.reset();
                 self.health.mark_ready();
@@ -182,7 +286,7 @@ impl Sender {
                 true
             }
             Decision::Reject => {
-                self.queue.record_write_error(payload.events as usize);
+                self.queue.record_write_error(payload.events);
                 self.rejected_events += payload.events;
                 tracing::error!(
                     sink = "loki",
@@ -214,7 +318,7 @@ impl Sender {
     }
 
     fn encode_failed(&mut self, events: usize, err: &EncodeError) {
-        self.queue.record_write_error(events);
+        self.queue.record_write_error(events as u64);
         tracing::error!(sink = "loki", events, error = %err, "cannot encode a batch; it is dropped");
     }
 
@@ -222,7 +326,7 @@ impl Sender {
     fn sync_outbox_drops(&mut self) {
         let new = self.outbox.dropped_events - self.outbox_drops_seen;
         if new > 0 {
-            self.queue.record_write_error(new as usize);
+            self.queue.record_write_error(new);
             self.outbox_drops_seen = self.outbox.dropped_events;
         }
     }
@@ -247,7 +351,7 @@ impl Sender {
         }
         let (batches, events) = self.outbox.pending();
         if batches > 0 && self.config.spool_dir.is_none() {
-            self.queue.record_write_error(events as usize);
+            self.queue.record_write_error(events);
             tracing::error!(sink = "loki", batches, events, "loki did not accept these events before shutdown_timeout; without spool_dir they are lost");
         } else if batches > 0 {
             tracing::warn!(sink = "loki", batches, events, "loki did not accept these events before shutdown_timeout; they stay spooled for the next start");
@@ -262,16 +366,4 @@ impl Sender {
             "loki sink stopped"
         );
     }
-}
-
-/// This host's name for the `host` label.
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    if rc != 0 || len == 0 {
-        return "unknown".into();
-    }
-    String::from_utf8_lossy(&buf[..len]).into_owned()
 }

@@ -1,6 +1,12 @@
 //! Batching: events become Loki entries grouped by stream; a batch is cut when
 //! its entries reach `batch_bytes` or its first event has waited `batch_wait`.
 //! The clock is passed in, so the batcher is tested without sleeping.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
@@ -134,7 +140,9 @@ impl Batch {
             size += name.len() + value.len();
             metadata.push(LabelPairAdapter { name: name.to_string(), value });
         });
-        let timestamp = Timestamp { seconds: ev.time_ns.div_euclid(1_000_000_000) as i64, nanos: ev.time_ns.rem_euclid(1_000_000_000) as i32 };
+        // The seconds of any u64 ns stamp fit an i64; the remainder is below 1e9 and fits an i32.
+        let seconds = i64::try_from(ev.time_ns.div_euclid(1_000_000_000)).unwrap_or(i64::MAX);
+        let timestamp = Timestamp { seconds, nanos: i32::try_from(ev.time_ns.rem_euclid(1_000_000_000)).unwrap_or(0) };
         let entry = EntryAdapter { timestamp: Some(timestamp), line: keys.line(ev), structured_metadata: metadata };
         size += entry.line.len();
         let stream = match keys.cached(ev.kind) {
@@ -198,7 +206,8 @@ impl Batcher {
 
     /// When the open batch must be sent, if one is open.
     pub fn deadline(&self) -> Option<Instant> {
-        self.started.map(|t| t + self.wait)
+        // batch_wait is at most 24 h (config), so this cannot overflow; were it to, the batch is due now.
+        self.started.map(|t| t.checked_add(self.wait).unwrap_or(t))
     }
 
     /// The open batch if it is due at `now`.

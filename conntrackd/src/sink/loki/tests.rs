@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{config::RawLoki, encoding::PushRequest, spawn, LokiConfig};
+use super::{config::RawLoki, encoding::PushRequest, spawn, LokiConfig, Start};
 use crate::{
     event::{tests::tcp_v4_record, Event},
     sink::{queue::BoundedQueue, SinkStats},
@@ -128,7 +128,7 @@ fn config(port: u16, extra: &str) -> LokiConfig {
 /// Runs the sink over `n` events; `wait` pushes must be stored before it is stopped.
 fn run_sink(config: LokiConfig, n: usize, server: &FakeLoki, wait: usize) -> SinkStats {
     let queue = Arc::new(BoundedQueue::new(1024));
-    let thread = spawn(config, Arc::clone(&queue)).unwrap();
+    let (thread, _) = spawn(config, Arc::clone(&queue), Start::Open).unwrap();
     let ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
     queue.push_batch(&vec![ev; n]);
     server.wait_stored(wait);
@@ -196,7 +196,7 @@ fn credentials_tenant_prefix_and_ready_probe() {
     let push = server.state(|s| s.pushes[0].clone());
     assert_eq!(push.path, "/prefix/loki/api/v1/push");
     let header = |name: &str| push.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    assert_eq!(header("authorization"), Some(format!("Basic {}", super::config::base64(b"bob:s@cret"))));
+    assert_eq!(header("authorization"), Some("Basic Ym9iOnNAY3JldA==".to_string()), "base64 of bob:s@cret");
     assert_eq!(header("x-scope-orgid").as_deref(), Some("team-a"));
     assert_eq!(header("content-type").as_deref(), Some("application/x-protobuf"));
     assert_eq!(entries(&push), 2);
@@ -217,7 +217,8 @@ fn outage_at_shutdown_spools_and_the_next_run_sends_in_order() {
     assert_eq!(stats.written, 9, "the spooled 7, then the new 2");
     let pushes = up.state(|s| s.pushes.clone());
     assert_eq!(entries(&pushes[0]), 7, "spooled batch first");
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [".lock"], "every batch file is gone once sent");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -249,4 +250,45 @@ fn shutdown_timeout_bounds_a_hanging_request() {
     let stats = run_sink(c, 2, &server, 0);
     assert!(started.elapsed() < Duration::from_secs(3), "stopped after {:?}", started.elapsed());
     assert_eq!(stats, SinkStats { written: 0, dropped_queue_full: 0, dropped_write_error: 2 }, "no spool_dir: lost, counted");
+}
+
+#[test]
+fn a_replaced_sender_hands_its_spool_to_its_successor() {
+    let dir = std::env::temp_dir().join(format!("conntrackd-loki-handover-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spool = format!("spool_dir = {:?}\nshutdown_timeout = \"5s\"", dir.display().to_string());
+    let down = FakeLoki::start(vec![Action::Status(503, "down"); 1000]);
+    let up = FakeLoki::start(Vec::new());
+    let ev = Event::from_record(&tcp_v4_record(), 0).unwrap();
+    let old_queue = Arc::new(BoundedQueue::new(1024));
+    let (old, successor) = spawn(config(down.port, &spool), Arc::clone(&old_queue), Start::Open).unwrap();
+    old_queue.push_batch(&vec![ev.clone(); 7]);
+    let spooled =
+        |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "batch")).count();
+    let until = Instant::now() + Duration::from_secs(10);
+    while spooled(&dir) == 0 {
+        assert!(Instant::now() < until, "the failed batch was never spooled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The successor (another label, the server that is up) batches while it waits.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let new_queue = Arc::new(BoundedQueue::new(1024));
+    let (new, _) = spawn(config(up.port, &format!("{spool}\nlabels = [\"generation=2\"]")), Arc::clone(&new_queue), Start::Successor(rx)).unwrap();
+    new_queue.push_batch(&vec![ev; 3]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(up.state(|s| s.pushes.len()), 0, "nothing is sent before the hand-over");
+    *successor.lock().unwrap() = Some(tx);
+    let started = Instant::now();
+    old_queue.close();
+    old.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "the old sender hands over at once, without waiting out shutdown_timeout: {:?}", started.elapsed());
+    assert_eq!(old_queue.stats(), SinkStats::default(), "the old sender neither sent nor lost anything");
+    up.wait_stored(2);
+    let pushes = up.state(|s| s.pushes.clone());
+    assert_eq!(pushes.iter().map(entries).collect::<Vec<_>>(), [7, 3], "the predecessor's batch first, then the successor's");
+    new_queue.close();
+    new.join().unwrap();
+    assert_eq!(new_queue.stats(), SinkStats { written: 10, dropped_queue_full: 0, dropped_write_error: 0 });
+    assert_eq!(spooled(&dir), 0, "the adopted spool file is gone once sent");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -77,7 +77,7 @@ impl Facility {
         FACILITIES.iter().find(|&&(_, code)| code == self.0).map_or("?", |&(name, _)| name)
     }
 
-    /// PRI = facility * 8 + severity.
+    /// PRI = facility * 8 + severity (at most 23 * 8 + 7 = 191: facilities come from the table).
     pub fn pri(self) -> u8 {
         self.0 * 8 + SEVERITY_INFO
     }
@@ -147,7 +147,7 @@ pub(crate) fn frame_octet_counting(out: &mut Vec<u8>, message: &[u8]) {
 /// `Mmm dd hh:mm:ss` in local time, day padded with a space (RFC 3164 4.1.2).
 fn write_rfc3164_time(out: &mut Vec<u8>, ns: i128) {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = ns.div_euclid(1_000_000_000) as libc::time_t;
+    let secs = libc::time_t::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(libc::time_t::MAX);
     // SAFETY: all-zero is a valid tm; localtime_r only writes into it.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointers to a time_t and a tm.
@@ -155,7 +155,7 @@ fn write_rfc3164_time(out: &mut Vec<u8>, ns: i128) {
         out.extend_from_slice(b"Jan  1 00:00:00");
         return;
     }
-    let month = MONTHS[tm.tm_mon.clamp(0, 11) as usize];
+    let month = usize::try_from(tm.tm_mon).ok().and_then(|m| MONTHS.get(m)).unwrap_or(&"Jan");
     let _ = write!(out, "{month} {:>2} {:02}:{:02}:{:02}", tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
@@ -170,15 +170,9 @@ pub(crate) fn clean_hostname(raw: &str) -> String {
     }
 }
 
-/// gethostname(2).
+/// The host's name as a header field (`-` when it has none).
 pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is writable for its length.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "-".into();
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    clean_hostname(&String::from_utf8_lossy(&buf[..len]))
+    clean_hostname(crate::host::hostname().as_deref().unwrap_or(""))
 }
 
 #[cfg(test)]

@@ -8,6 +8,12 @@
 //! once the kernel accepted it; after a broken stream the messages not fully
 //! written are sent again on the new connection. Events still undeliverable
 //! at shutdown are counted as `syslog.dropped_write_error`.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod format;
 pub(crate) mod transport;
 
@@ -52,7 +58,7 @@ pub(crate) struct RawSyslog {
 }
 
 /// Validated `[sink.syslog]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SyslogConfig {
     pub address: Address,
     pub format: Format,
@@ -71,10 +77,7 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
         None => Facility::DAEMON,
         Some(name) => Facility::parse(name).map_err(|e| invalid("sink.syslog.facility", e.to_string()))?,
     };
-    let queue_events = raw.queue_events.unwrap_or(65_536);
-    if queue_events == 0 {
-        return Err(invalid("sink.syslog.queue_events", "expected at least 1".into()));
-    }
+    let queue_events = crate::config::queue_events(raw.queue_events).map_err(|message| invalid("sink.syslog.queue_events", message))?;
     Ok(Some(SyslogConfig { address, format, facility, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 
@@ -118,22 +121,22 @@ impl Sender {
     /// queue is closed and a last attempt failed.
     fn deliver(&mut self, events: &[Event], queue: &BoundedQueue) {
         let mut done = 0;
-        while done < events.len() {
+        while let Some(rest) = events.get(done..).filter(|rest| !rest.is_empty()) {
             if !self.connect(queue) {
-                queue.record_write_error(events.len() - done);
+                queue.record_write_error(rest.len() as u64);
                 return;
             }
             let Some(conn) = self.conn.as_mut() else { continue };
             let result = if conn.is_stream() {
-                send_stream(conn, &self.header, &events[done..], &mut self.message, &mut self.buf, &mut self.ends)
+                send_stream(conn, &self.header, rest, &mut self.message, &mut self.buf, &mut self.ends)
             } else {
-                send_datagrams(conn, &self.header, &events[done..], &mut self.message)
+                send_datagrams(conn, &self.header, rest, &mut self.message)
             };
             let (sent, err) = match result {
-                Ok(()) => (events.len() - done, None),
+                Ok(()) => (rest.len(), None),
                 Err((sent, err)) => (sent, Some(err)),
             };
-            queue.record_written(sent);
+            queue.record_written(sent as u64);
             done += sent;
             if sent > 0 || err.is_none() {
                 self.recovered();
@@ -145,7 +148,7 @@ impl Sender {
                 queue.record_write_error(1);
                 done += 1;
             } else if !self.pause(queue) {
-                queue.record_write_error(events.len() - done);
+                queue.record_write_error(rest.len().saturating_sub(sent) as u64);
                 return;
             }
         }
@@ -178,7 +181,7 @@ impl Sender {
             return false;
         }
         self.last_attempt = queue.wait_closed(self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff = self.backoff.saturating_mul(2).min(BACKOFF_MAX);
         true
     }
 

@@ -181,14 +181,15 @@ impl Conn {
     /// before an error (and the error), or `Ok` when all were.
     pub fn write_stream(&mut self, buf: &[u8]) -> Result<(), (usize, io::Error)> {
         let mut done = 0;
-        while done < buf.len() {
+        while let Some(rest) = buf.get(done..).filter(|rest| !rest.is_empty()) {
             let res = match self {
-                Self::Tcp(s) => s.write(&buf[done..]),
-                Self::UnixStream(s) => s.write(&buf[done..]),
+                Self::Tcp(s) => s.write(rest),
+                Self::UnixStream(s) => s.write(rest),
                 Self::Udp(_) | Self::UnixGram(_) => Err(io::Error::other("write on a datagram connection")),
             };
             match res {
                 Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+                // Write returns at most rest.len(), so `done` stays within buf.
                 Ok(n) => done += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err((done, err)),
@@ -209,7 +210,7 @@ fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 fn open_udp(host: &str, port: u16) -> io::Result<Conn> {
-    let target = resolve(host, port)?[0];
+    let target = resolve(host, port)?.into_iter().next().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
     let local: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let sock = UdpSocket::bind(local)?;
     sock.connect(target)?;

@@ -2,6 +2,12 @@
 //! ctnetlink socket of every watched namespace, and its one ring buffer read
 //! with tokio's `AsyncFd`. Each record carries the cookie of the socket the
 //! program ran for; the source maps it back to the namespace.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod program;
 #[cfg(test)]
 mod tests;

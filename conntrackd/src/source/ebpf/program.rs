@@ -112,9 +112,9 @@ impl Counters {
     /// Sums over CPUs.
     pub fn read(&self) -> KernelCounters {
         let mut sums = KernelCounters::default();
-        for index in 0..COUNTER_COUNT {
+        for (index, sum) in (0..COUNTER_COUNT).zip(sums.0.iter_mut()) {
             if let Ok(values) = self.0.get(&index, 0) {
-                sums.0[index as usize] = values.iter().sum();
+                *sum = values.iter().sum();
             }
         }
         sums

@@ -25,7 +25,7 @@ const CTA_TIMESTAMP: u16 = 20;
 pub(crate) fn decode(bytes: &[u8], prefilter: &Prefilter) -> Result<EventRecord, Counter> {
     // Only ctnetlink messages reach the crate: its parsers of other
     // subsystems (e.g. nftables) can panic on malformed input.
-    let msg_type = bytes.get(4..6).map(|b| u16::from_ne_bytes([b[0], b[1]])).ok_or(Counter::ParseError)?;
+    let msg_type = bytes.get(4..6).and_then(|b| b.try_into().ok()).map(u16::from_ne_bytes).ok_or(Counter::ParseError)?;
     if msg_type >> 8 != NFNL_SUBSYS_CTNETLINK {
         return Err(Counter::NotConntrack);
     }

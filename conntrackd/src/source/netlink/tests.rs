@@ -86,3 +86,30 @@ fn kernel_and_userspace_decoders_agree() {
         }
     }
 }
+
+/// The datagram walk never reads past the data, whatever the length fields say.
+#[test]
+fn datagrams_split_into_messages_whatever_their_lengths() {
+    use super::split_messages;
+    let header = |len: u32, fill: u8| {
+        let mut m = len.to_ne_bytes().to_vec();
+        m.resize(16, fill);
+        m
+    };
+    let lens = |data: &[u8]| split_messages(data).map(<[u8]>::len).collect::<Vec<_>>();
+    // Two messages, the first padded to 20 bytes (NLMSG_ALIGN of 18).
+    let mut two = header(18, 1);
+    two.extend_from_slice(&[1, 1, 0, 0]);
+    two.extend(header(16, 2));
+    assert_eq!(lens(&two), vec![18, 16]);
+    for (len, want) in [(0u32, vec![20]), (15, vec![20]), (21, vec![20]), (u32::MAX, vec![20])] {
+        let mut data = header(len, 3);
+        data.extend_from_slice(&[0; 4]);
+        assert_eq!(lens(&data), want, "length field {len}");
+    }
+    assert!(lens(&[0; 15]).is_empty(), "shorter than a header");
+    assert!(lens(&[]).is_empty());
+    let mut tail = header(16, 4);
+    tail.extend_from_slice(&[9; 10]);
+    assert_eq!(lens(&tail), vec![16], "a tail shorter than a header is ignored");
+}
