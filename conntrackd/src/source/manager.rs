@@ -16,7 +16,7 @@ use super::{
     netlink::{NetlinkSource, NetlinkSourceError},
     netns::NetnsError,
     socket::SocketError,
-    stats::{Snapshots, StopReport},
+    stats::{self, NamespaceStats, Snapshots, StopReport},
     sysctl::SysctlError,
     tasks::{self, NetlinkNs, NetlinkSettings, TaskCtx},
     worker::{self, Opened, Plan, WorkerHandle},
@@ -117,6 +117,12 @@ impl Sources {
                         Err((label, err)) => tracing::warn!(netns = %label, error = %err, "cannot watch network namespace"),
                     }
                 }
+                // Attached from now on (each task then publishes its own), so /healthz is right at once.
+                stats::with(&snapshots, |s| {
+                    for ns in &sources {
+                        s.namespaces.insert(ns.ino, NamespaceStats { label: Arc::clone(&ns.label), events: 0 });
+                    }
+                });
                 ("netlink", tokio::spawn(tasks::run_netlink(sources, settings, ctx)))
             }
         };
