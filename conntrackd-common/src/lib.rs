@@ -5,7 +5,7 @@
 //! Multi-byte values copied from ctnetlink attributes stay in network byte order
 //! (big-endian) exactly as the kernel sent them: the kernel program only copies
 //! bytes, the daemon converts. Fields the program computes itself (`ktime_ns`,
-//! `pid_tgid`, `uid_gid`, `present`) are in host order.
+//! `pid_tgid`, `uid_gid`, `present`, `cookie`) are in host order.
 #![no_std]
 // Nothing here may panic on what the kernel wrote (the daemon decodes records with these types).
 #![cfg_attr(
@@ -153,7 +153,7 @@ pub struct Tuple {
     pub _pad: [u8; 3],
 }
 
-/// One conntrack event as the kernel program saw it. 200 bytes, align 8.
+/// One conntrack event as the kernel program saw it. 208 bytes, align 8.
 ///
 /// The 8-byte fields come first so no implicit padding is needed; the program
 /// zeroes the whole record with 8-byte stores before filling it, so absent
@@ -207,12 +207,18 @@ pub struct EventRecord {
     /// request caused the event (e.g. `conntrack -I`), 0 when the kernel
     /// itself did (host order).
     pub portid: u32, // 192
-    /// Explicit padding to a multiple of 8; always zero.
+    /// Explicit padding up to the 8-byte-aligned `cookie`; always zero.
     pub _pad2: u32, // 196
+    /// `bpf_get_socket_cookie()` of the socket the filter ran for (host
+    /// order): the same value `getsockopt(SO_COOKIE)` gives for that socket,
+    /// so one program attached to a socket in every watched namespace says
+    /// which namespace each record came from. 0 from the netlink source,
+    /// which knows its socket anyway.
+    pub cookie: u64, // 200
 }
 
 /// Size of [`EventRecord`] in bytes.
-pub const EVENT_RECORD_SIZE: usize = 200;
+pub const EVENT_RECORD_SIZE: usize = 208;
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<EventRecord>() == EVENT_RECORD_SIZE);
 const _: () = assert!(core::mem::align_of::<EventRecord>() == 8);

@@ -1,10 +1,13 @@
-//! conntrackd's kernel program: a socket filter on the daemon's ctnetlink socket.
+//! conntrackd's kernel program: a socket filter on the daemon's ctnetlink sockets.
 //!
+//! The daemon loads it once and attaches it to one ctnetlink socket in every
+//! watched network namespace; all of them share the maps and the ring buffer.
 //! For every conntrack event message it parses the netlink header, the
 //! `nfgenmsg` and the `CTA_*` attributes (stable UAPI, no kernel structs), drops
 //! what the policy maps say can never be logged, and writes one fixed-size
-//! [`EventRecord`] per kept event into the `EVENTS` ring buffer. It always
-//! returns 0, so nothing is ever queued on the socket itself.
+//! [`EventRecord`] per kept event into the `EVENTS` ring buffer, stamped with
+//! the cookie of the socket it ran for (so the daemon knows the namespace). It
+//! always returns 0, so nothing is ever queued on the sockets themselves.
 //!
 //! The attribute walk is one `bpf_loop` over the attributes in document order
 //! (containers are entered, not recursed into) with a small container stack;
@@ -17,7 +20,7 @@ mod walk;
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_loop},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_loop},
     macros::{map, socket_filter},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf},
     programs::SkBuffContext,
@@ -112,7 +115,7 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
         bpf_loop(MAX_WALK_STEPS, walk::step as *mut core::ffi::c_void, (&mut wctx as *mut WalkCtx).cast(), 0);
     }
     match scratch.outcome() {
-        Outcome::Keep => emit(&mut scratch.rec, policy),
+        Outcome::Keep => emit(ctx, &mut scratch.rec, policy),
         Outcome::Drop(counter) => counter as u32,
     }
 }
@@ -142,10 +145,12 @@ fn parse_header(ctx: &SkBuffContext) -> Result<(u8, u32, u8), Counter> {
     Ok((kind, nlmsg_len, family))
 }
 
-/// Adds task context and writes the record to the ring buffer.
-fn emit(rec: &mut EventRecord, policy: &Policy) -> u32 {
-    // SAFETY: helpers without pointer arguments, or with a buffer we own.
+/// Adds the socket cookie and task context and writes the record to the ring buffer.
+fn emit(ctx: &SkBuffContext, rec: &mut EventRecord, policy: &Policy) -> u32 {
+    // SAFETY: helpers without pointer arguments, with a buffer we own, or
+    // (the cookie) with the program's own context.
     unsafe {
+        rec.cookie = bpf_get_socket_cookie(ctx.as_ptr());
         rec.ktime_ns = bpf_ktime_get_ns();
         rec.pid_tgid = bpf_get_current_pid_tgid();
         rec.uid_gid = bpf_get_current_uid_gid();

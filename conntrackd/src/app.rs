@@ -1,8 +1,8 @@
-//! Wiring: sources (one task per namespace) -> process attribution -> rules
+//! Wiring: sources (every watched namespace) -> process attribution -> rules
 //! -> enrichment (GeoIP)
-//! -> sinks, plus signals (SIGTERM/SIGINT stop, SIGHUP reloads), namespace
-//! rescans, GeoIP file watching, metrics, systemd notifications and loss
-//! reporting.
+//! -> sinks, plus signals (SIGTERM/SIGINT stop, SIGHUP reloads), GeoIP file
+//! watching, metrics, systemd notifications and loss reporting. Namespace
+//! discovery runs on the sources' own worker thread.
 //!
 //! SIGHUP never stalls the event path: the new configuration is loaded and
 //! the sinks it adds or changes are started on a blocking thread
@@ -42,8 +42,6 @@ use crate::{
 
 /// How often sink losses are checked and reported.
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);
-/// How often `netns = ["all"]` looks for new namespaces.
-const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What SIGHUP needs to load the configuration again.
 pub(crate) struct Reload {
@@ -98,7 +96,6 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
                 Some(batch) => pipeline.handle(batch, &sinks),
                 None => break,
             },
-            _ = ticks.rescan.tick(), if sources.discovers() => sources.rescan(),
             _ = ticks.report.tick() => reporter.report(&sinks.stats()),
             _ = ticks.watchdog.tick(), if ticks.watchdog_on => notify::notify("WATCHDOG=1"),
             _ = ticks.geoip.tick(), if ticks.geoip_on => pipeline.check_geoip_files(),
@@ -164,7 +161,6 @@ impl Signals {
 
 struct Ticks {
     report: tokio::time::Interval,
-    rescan: tokio::time::Interval,
     watchdog: tokio::time::Interval,
     watchdog_on: bool,
     geoip: tokio::time::Interval,
@@ -181,7 +177,6 @@ impl Ticks {
         let watchdog = notify::watchdog_interval();
         Self {
             report: every(REPORT_INTERVAL),
-            rescan: every(RESCAN_INTERVAL),
             watchdog: every(watchdog.unwrap_or(Duration::from_secs(3600))),
             watchdog_on: watchdog.is_some(),
             geoip: every(geoip_watch.unwrap_or(Duration::from_secs(3600))),

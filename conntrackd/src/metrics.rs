@@ -57,8 +57,6 @@ impl Metrics {
             *self.source_kind.lock().unwrap_or_else(|p| p.into_inner())
         );
         self.render_sources(&mut out);
-        let attached = self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter().filter(|s| s.2).count();
-        let _ = writeln!(out, "# HELP conntrackd_sources_attached Sources (namespaces) currently attached.\n# TYPE conntrackd_sources_attached gauge\nconntrackd_sources_attached {attached}");
         counter(&mut out, "conntrackd_events_read_total", "Events the sources delivered to the pipeline.", self.read.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_attributed_total", "Events given the process that made the connection.", self.attributed.load(Ordering::Relaxed));
@@ -87,29 +85,38 @@ impl Metrics {
         out
     }
 
+    /// Outcome counters in total (the kernel program keeps one set for every
+    /// namespace), and per attached namespace the events it delivered.
     fn render_sources(&self, out: &mut String) {
-        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let _ = writeln!(out, "# HELP conntrackd_kernel_messages_total ctnetlink messages by outcome (kernel program or netlink decoder).");
+        let (total, namespaces, rescans, rescan_cpu_ns) = crate::source::stats::with(&self.sources, |s| {
+            let namespaces: Vec<(std::sync::Arc<str>, u64)> = s.namespaces.values().map(|n| (std::sync::Arc::clone(&n.label), n.events)).collect();
+            (s.total(), namespaces, s.rescans, s.rescan_cpu_ns)
+        });
+        let _ = writeln!(out, "# HELP conntrackd_kernel_messages_total ctnetlink messages by outcome (kernel program or netlink decoder), all namespaces.");
         let _ = writeln!(out, "# TYPE conntrackd_kernel_messages_total counter");
-        for (netns, r, _) in &sources {
-            for c in Counter::ALL {
-                let _ = writeln!(out, "conntrackd_kernel_messages_total{{netns=\"{netns}\",outcome=\"{}\"}} {}", c.name(), r.counters.get(c));
-            }
+        for c in Counter::ALL {
+            let _ = writeln!(out, "conntrackd_kernel_messages_total{{outcome=\"{}\"}} {}", c.name(), total.counters.get(c));
         }
-        for (name, help, get) in [
-            (
-                "conntrackd_source_decode_errors_total",
-                "Ring buffer records that could not be decoded.",
-                (|r: &crate::source::StopReport| r.decode_errors) as fn(&crate::source::StopReport) -> u64,
-            ),
-            ("conntrackd_source_overflows_total", "netlink receive buffer overflows (ENOBUFS).", |r| r.overflow.overflows),
-            ("conntrackd_source_lost_total", "Messages the kernel dropped for the netlink socket.", |r| r.overflow.lost),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (netns, r, _) in &sources {
-                let _ = writeln!(out, "{name}{{netns=\"{netns}\"}} {}", get(r));
-            }
+        counter(out, "conntrackd_source_decode_errors_total", "Ring buffer records that could not be decoded.", total.decode_errors);
+        counter(out, "conntrackd_source_unattributed_total", "Ring buffer records from a socket no watched namespace owns.", total.unattributed);
+        counter(out, "conntrackd_source_overflows_total", "netlink receive buffer overflows (ENOBUFS).", total.overflow.overflows);
+        counter(out, "conntrackd_source_lost_total", "Messages the kernel dropped for the netlink sockets.", total.overflow.lost);
+        let _ = writeln!(
+            out,
+            "# HELP conntrackd_sources_attached Network namespaces currently watched.\n# TYPE conntrackd_sources_attached gauge\nconntrackd_sources_attached {}",
+            namespaces.len()
+        );
+        let _ = writeln!(out, "# HELP conntrackd_namespace_events_total Events each watched namespace delivered to the pipeline.");
+        let _ = writeln!(out, "# TYPE conntrackd_namespace_events_total counter");
+        for (netns, events) in &namespaces {
+            let _ = writeln!(out, "conntrackd_namespace_events_total{{netns=\"{}\"}} {events}", escape_label(netns));
         }
+        counter(out, "conntrackd_netns_rescans_total", "Namespace discovery scans (netns = [\"all\"]).", rescans);
+        let _ = writeln!(
+            out,
+            "# HELP conntrackd_netns_rescan_cpu_seconds_total CPU time the discovery scans took.\n# TYPE conntrackd_netns_rescan_cpu_seconds_total counter\nconntrackd_netns_rescan_cpu_seconds_total {:.6}",
+            rescan_cpu_ns as f64 / 1e9
+        );
     }
 
     fn render_sinks(&self, out: &mut String) {
@@ -136,7 +143,7 @@ impl Metrics {
 
     /// Healthy: a source is attached and no sink has failed for longer than the threshold.
     pub fn health(&self) -> Result<(), String> {
-        if !self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(_, _, attached)| *attached) {
+        if crate::source::stats::with(&self.sources, |s| s.namespaces.is_empty()) {
             return Err("no source is attached".into());
         }
         let now_ms = crate::time::unix_ms();
@@ -151,6 +158,11 @@ impl Metrics {
         }
         Ok(())
     }
+}
+
+/// A label value in the text format: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {

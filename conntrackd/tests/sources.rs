@@ -1,7 +1,7 @@
 //! Source tests in network namespaces: eBPF and netlink agree, `auto` falls
 //! back when eBPF is refused, bursts are counted not silently lost, several
-//! namespaces are watched, NAT shows in the reply tuple, and DESTROY carries
-//! counters and durations.
+//! namespaces are watched (and released) with either source, NAT shows in the
+//! reply tuple, and DESTROY carries counters and durations.
 mod common;
 
 use common::{
@@ -103,13 +103,26 @@ fn burst_with_a_small_receive_buffer_is_counted() {
 
 #[test]
 fn all_namespaces_including_later_ones_carry_their_name() {
+    all_namespaces("ebpf", "nsa", "nsb");
+}
+
+#[test]
+fn all_namespaces_with_the_netlink_source() {
+    all_namespaces("netlink", "nsla", "nslb");
+}
+
+/// `netns = ["all"]`: an existing and a later namespace, each event named,
+/// and the later one released once deleted.
+fn all_namespaces(kind: &str, first: &str, second: &str) {
     require_root_and_tools();
-    let a = Netns::new("nsa");
+    let a = Netns::new(first);
     let d = Daemon::start(
         &a,
-        "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n[source]\nnetns = [\"all\"]\n[sink.stream]\nenable = true\n",
+        &format!(
+            "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n[source]\nkind = \"{kind}\"\nnetns = [\"all\"]\n[sink.stream]\nenable = true\n"
+        ),
     );
-    let b = Netns::new("nsb");
+    let b = Netns::new(second);
     d.wait_log(&format!("netns={}", b.name));
     tcp_entry(&a, "10.99.0.1", "8.8.8.8", "4001");
     tcp_entry(&b, "10.99.0.1", "8.8.8.8", "4002");
@@ -123,6 +136,10 @@ fn all_namespaces_including_later_ones_carry_their_name() {
     }
     found.sort();
     assert_eq!(found, vec![(a.name.clone(), 4001), (b.name.clone(), 4002)]);
+    let name = b.name.clone();
+    drop(b);
+    // Other tests' namespaces come and go too: wait for this one's line.
+    while !d.wait_log(&format!("netns={name} ")).contains("network namespace removed") {}
     d.stop();
 }
 

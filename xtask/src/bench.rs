@@ -13,6 +13,7 @@
 //! First, [`geoip`] measures the GeoIP enrichment cost on a real-sized database;
 //! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
 //! The rule, encoder and GeoIP figures come from conntrackd's benches ([`micro`]).
+//! [`scale`] measures `netns = ["all"]` with 250 namespaces and churn.
 //! Peers: `conntrack -E` and ulogd2 ([`ulogd`]). Every run is repeated; the
 //! report shows medians with their spread ([`median`], [`schedule`]), checks
 //! the generator ([`check`]) and draws PNG plots ([`plot`]).
@@ -42,6 +43,7 @@ mod reload_figures;
 mod reload_test;
 mod report;
 mod rules;
+mod scale;
 mod schedule;
 mod settings;
 mod table;
@@ -116,11 +118,21 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     run_with(root, &Options { quick, daemon: None, out: None })
 }
 
+/// Only the namespace scale measurement (`cargo xtask bench --netns`).
+pub(crate) fn run_netns(root: &Path) -> Result<()> {
+    println!("{}", scale::run(root, &root.join("target/bench"))?);
+    Ok(())
+}
+
 pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
     crate::setup::install_packages(&PACKAGES)?;
     let plan = Plan::new(options.quick);
     let files = Files::prepare(root, options)?;
     println!("{}", geoip::run(root, &files.dir, options.quick)?);
+    // The quick run leaves it to `cargo xtask test`, which runs the same test at a smaller count.
+    if !options.quick {
+        println!("{}", scale::run(root, &files.dir)?);
+    }
     interrupt::install();
     eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
     let rules = rules::run(root, plan.rules)?;

@@ -63,6 +63,9 @@ enum Task {
         /// Fewer events and rates, for a smoke run.
         #[arg(long)]
         quick: bool,
+        /// Only the namespace scale measurement (250 namespaces and churn).
+        #[arg(long, conflicts_with = "quick")]
+        netns: bool,
     },
     /// Release artifacts in target/dist: stripped binary, man pages, unit, config, each with .sha256.
     Dist {
@@ -110,10 +113,13 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             fuzz::run(&root, &target, seconds)
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, netns } => {
             setup::run()?;
             build(&root)?;
             require_root("the benchmark creates network namespaces")?;
+            if netns {
+                return bench::run_netns(&root);
+            }
             bench::run(&root, quick)
         }
         Task::Dist { arm64, binary, out } => {

@@ -126,7 +126,7 @@ pub(crate) struct SourceConfig {
     pub set_sysctls: bool,
     /// Explicit namespaces (None = the daemon's own); empty with `all_namespaces`.
     pub netns: Vec<Option<PathBuf>>,
-    /// `netns = ["all"]`: /run/netns plus self, rescanned while running.
+    /// `netns = ["all"]`: every namespace on the host, discovered while running.
     pub all_namespaces: bool,
     /// Events carry `netns` unless only the daemon's own namespace is watched.
     pub label_events: bool,

@@ -146,7 +146,7 @@ fn read_details(pid: u32) -> Option<Details> {
 
 /// The process's cgroup from /proc/PID/cgroup: the unified (v2) path, else on
 /// hybrid hosts the systemd hierarchy's, else any v1 path that is not the root.
-fn cgroup_path(text: &str) -> Option<String> {
+pub(crate) fn cgroup_path(text: &str) -> Option<String> {
     let path_of = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).filter(|p| *p != "/");
     path_of("0::")
         .or_else(|| text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p)).filter(|p| *p != "/"))

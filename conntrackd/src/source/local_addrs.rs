@@ -1,42 +1,31 @@
 //! The addresses of a network namespace's own interfaces, so a NEW event can
-//! be told apart as locally originated (its original source is ours).
+//! be told apart as locally originated (its original source is ours). The
+//! namespace worker reads them inside each namespace and hands them to the
+//! source; the event path only looks them up.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
-use std::{
-    collections::HashSet,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, net::IpAddr, sync::Arc};
 
-use super::netns::Namespace;
+/// How often the namespace worker reads every watched namespace's addresses again.
+pub(crate) const REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long a namespace's address list is trusted.
-const REFRESH: Duration = Duration::from_secs(5);
-
-/// A namespace's addresses, refreshed every few seconds.
-pub(crate) struct LocalAddrs {
-    ns: Namespace,
-    addrs: HashSet<IpAddr>,
-    at: Instant,
-}
+/// A namespace's addresses, as last read by the namespace worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LocalAddrs(Arc<HashSet<IpAddr>>);
 
 impl LocalAddrs {
-    pub fn new(ns: Namespace) -> Self {
-        let addrs = ns.run_in(read).unwrap_or_default();
-        Self { ns, addrs, at: Instant::now() }
+    /// The addresses of the calling thread's namespace, now.
+    pub fn read() -> Self {
+        Self(Arc::new(read()))
     }
 
     /// Whether `ip` is one of the namespace's addresses (IPv4-mapped counts as IPv4).
-    pub fn contains(&mut self, ip: IpAddr) -> bool {
-        if self.at.elapsed() > REFRESH {
-            self.addrs = self.ns.run_in(read).unwrap_or_default();
-            self.at = Instant::now();
-        }
-        self.addrs.contains(&ip.to_canonical())
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
     }
 }
 
@@ -88,7 +77,7 @@ mod tests {
 
     #[test]
     fn loopback_is_local() {
-        let mut local = LocalAddrs::new(Namespace::own().unwrap());
+        let local = LocalAddrs::read();
         assert!(local.contains("127.0.0.1".parse().unwrap()));
         assert!(local.contains("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!local.contains("203.0.113.200".parse().unwrap()));

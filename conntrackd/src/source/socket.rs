@@ -26,7 +26,7 @@ pub(crate) enum SocketError {
     Bind(std::io::Error),
     #[error("cannot join conntrack multicast group {group} ({kind}): {source} (needs CAP_NET_ADMIN)")]
     Join { group: u32, kind: &'static str, source: std::io::Error },
-    #[error("cannot set {option} on the ctnetlink socket: {source}")]
+    #[error("cannot set or read {option} on the ctnetlink socket: {source}")]
     Option { option: &'static str, source: std::io::Error },
 }
 
@@ -57,6 +57,20 @@ pub(crate) fn set_receive_buffer(fd: &OwnedFd, bytes: usize) -> Result<(), Socke
 pub(crate) fn set_reliable(fd: &OwnedFd) -> Result<(), SocketError> {
     setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_BROADCAST_ERROR, 1).map_err(|source| SocketError::Option { option: "NETLINK_BROADCAST_ERROR", source })?;
     setsockopt(fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1).map_err(|source| SocketError::Option { option: "NETLINK_NO_ENOBUFS", source })
+}
+
+/// The socket's cookie (SO_COOKIE): what `bpf_get_socket_cookie` returns
+/// for it in the kernel program, unique on the host while the socket lives.
+pub(crate) fn cookie(fd: &OwnedFd) -> Result<u64, SocketError> {
+    const SO_COOKIE: libc::c_int = 57;
+    let mut value = 0u64;
+    let mut len = socklen::<u64>();
+    // SAFETY: valid fd, a u64 buffer and its length.
+    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_COOKIE, (&mut value as *mut u64).cast(), &mut len) };
+    if rc < 0 {
+        return Err(SocketError::Option { option: "SO_COOKIE", source: std::io::Error::last_os_error() });
+    }
+    Ok(value)
 }
 
 /// Messages the kernel dropped for this socket (SK_MEMINFO_DROPS of SO_MEMINFO).

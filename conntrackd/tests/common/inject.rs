@@ -35,7 +35,7 @@ pub fn udp_entries_from(ns: &str, first: u32, count: u32, dst: [u8; 4]) -> u32 {
             let n = PER_DATAGRAM.min(count - sent);
             for i in first + sent..first + sent + n {
                 let (src, sport) = udp_source(i);
-                message(&mut buf, src, dst, sport, i);
+                message(&mut buf, src, dst, (sport, 53), i);
             }
             // SAFETY: valid fd and buffer.
             let rc = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
@@ -48,7 +48,42 @@ pub fn udp_entries_from(ns: &str, first: u32, count: u32, dst: [u8; 4]) -> u32 {
     .expect("injector thread")
 }
 
-fn message(buf: &mut Vec<u8>, src: [u8; 4], dst: [u8; 4], sport: u16, seq: u32) {
+/// In the namespace of the file `netns` (`/run/netns/NAME`, `/proc/PID/ns/net`),
+/// from a thread that enters it: sets `nf_conntrack_events=1`, then creates
+/// one UDP entry src:sport -> dst:dport and checks the kernel's ack. Its NEW
+/// event goes to every listener there.
+pub fn udp_entry_at(netns: &std::path::Path, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&netns).unwrap_or_else(|e| panic!("open {}: {e}", netns.display()));
+        // SAFETY: valid namespace fd; affects only this thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {}: {}", netns.display(), std::io::Error::last_os_error());
+        std::fs::write("/proc/sys/net/netfilter/nf_conntrack_events", "1").expect("enable conntrack events");
+        // SAFETY: plain socket(2); owned right away.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 12) };
+        assert!(fd >= 0, "netlink socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut buf = Vec::new();
+        message(&mut buf, src, dst, (sport, dport), 1);
+        // NLM_F_ACK: the kernel answers with an error message (0 = created).
+        buf[6] |= 0x4;
+        // SAFETY: valid fd and buffer.
+        let rc = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+        assert!(rc >= 0, "send: {}", std::io::Error::last_os_error());
+        let mut ack = [0u8; 256];
+        // SAFETY: valid fd and buffer.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), ack.as_mut_ptr().cast(), ack.len(), 0) };
+        assert!(n >= 20, "no ack from ctnetlink in {}: {}", netns.display(), std::io::Error::last_os_error());
+        let error = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+        assert_eq!(error, 0, "creating the entry in {} failed: {}", netns.display(), std::io::Error::from_raw_os_error(-error));
+    })
+    .join()
+    .expect("injector thread")
+}
+
+fn message(buf: &mut Vec<u8>, src: [u8; 4], dst: [u8; 4], (sport, dport): (u16, u16), seq: u32) {
     let start = buf.len();
     buf.extend_from_slice(&0u32.to_ne_bytes());
     buf.extend_from_slice(&(1u16 << 8).to_ne_bytes()); // IPCTNL_MSG_CT_NEW
@@ -56,9 +91,12 @@ fn message(buf: &mut Vec<u8>, src: [u8; 4], dst: [u8; 4], sport: u16, seq: u32) 
     buf.extend_from_slice(&seq.to_ne_bytes());
     buf.extend_from_slice(&0u32.to_ne_bytes());
     buf.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]);
-    tuple(buf, 1, src, dst, sport, 53);
-    tuple(buf, 2, dst, src, 53, sport);
-    attr(buf, 7, &60u32.to_be_bytes()); // CTA_TIMEOUT
+    tuple(buf, 1, src, dst, sport, dport);
+    tuple(buf, 2, dst, src, dport, sport);
+    // CTA_TIMEOUT: longer than any test runs, so no entry expires into a
+    // DESTROY event mid-test (on a loaded machine a 200k burst and reading
+    // its events took more than a minute); deleting the namespace removes them.
+    attr(buf, 7, &600u32.to_be_bytes());
     let len = (buf.len() - start) as u32;
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }

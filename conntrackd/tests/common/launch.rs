@@ -76,7 +76,15 @@ impl Daemon {
             cmd.envs(launch.env.iter().map(|(k, v)| (k, v))).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("cannot start conntrackd");
         let lines = forward(child.stdout.take().expect("stdout"));
         let logs = forward(child.stderr.take().expect("stderr"));
-        let mut daemon = Self { child, lines, logs, _config: config_file, seen_logs: std::cell::RefCell::new(Vec::new()), _notify: notify };
+        let mut daemon = Self {
+            child,
+            lines,
+            logs,
+            _config: config_file,
+            seen_logs: std::cell::RefCell::new(Vec::new()),
+            returned_logs: std::cell::Cell::new(0),
+            _notify: notify,
+        };
         if launch.ready_by_notify {
             daemon.wait_notify("READY=1");
         } else {

@@ -141,6 +141,8 @@ pub struct Daemon {
     logs: Receiver<String>,
     _config: tempfile_path::TempPath,
     seen_logs: std::cell::RefCell<Vec<String>>,
+    /// How many of `seen_logs` `new_logs` has returned.
+    returned_logs: std::cell::Cell<usize>,
     _notify: Option<launch::NotifySocket>,
 }
 
@@ -236,6 +238,21 @@ impl Daemon {
                 Err(e) => panic!("conntrackd never logged {needle:?}: {e}\n{}", self.seen_logs.borrow().join("\n")),
             }
         }
+    }
+
+    /// The stderr lines not returned by this before (without waiting),
+    /// including those `wait_log` read.
+    pub fn new_logs(&self) -> Vec<String> {
+        let mut seen = self.seen_logs.borrow_mut();
+        seen.extend(self.logs.try_iter());
+        let from = self.returned_logs.replace(seen.len());
+        seen[from..].to_vec()
+    }
+
+    /// The next JSON line on stdout, if one comes within `wait`.
+    pub fn try_event(&self, wait: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
     }
 
     /// The next JSON line on stdout.

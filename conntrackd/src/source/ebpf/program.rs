@@ -1,5 +1,5 @@
-//! The kernel program: load it, fill its policy maps, attach it to a socket,
-//! and decode the records it writes into the ring buffer.
+//! The kernel program: load it (once), fill its policy maps, attach it to
+//! sockets, and decode the records it writes into the ring buffer.
 use std::os::fd::OwnedFd;
 
 use aya::{
@@ -72,11 +72,6 @@ impl KernelProgram {
         Ok(Self { ring, counters: Counters(counters), logger, capture_comm, ebpf })
     }
 
-    /// Attaches the program to `socket` (SO_ATTACH_BPF).
-    pub fn attach(&mut self, socket: &OwnedFd) -> Result<(), ProgramError> {
-        Ok(program(&mut self.ebpf)?.attach(socket)?)
-    }
-
     /// Runs the program once on `message` with BPF_PROG_TEST_RUN; returns its return value.
     #[cfg(test)]
     pub fn test_run(&mut self, message: &[u8]) -> Result<u32, ProgramError> {
@@ -89,9 +84,24 @@ impl KernelProgram {
         Ok(program(&mut self.ebpf)?.test_run(opts)?.return_value)
     }
 
-    /// Keeps the object (and so the program) alive without the other parts.
-    pub fn into_parts(self) -> (RingBuf<MapData>, Counters, Option<aya_log::EbpfLogger<&'static dyn log::Log>>, Ebpf) {
-        (self.ring, self.counters, self.logger, self.ebpf)
+    /// Splits off the ring buffer, the counters and the logger; what remains
+    /// keeps the program (and its policy maps) loaded.
+    pub fn into_parts(self) -> (RingBuf<MapData>, Counters, Option<aya_log::EbpfLogger<&'static dyn log::Log>>, Loaded) {
+        (self.ring, self.counters, self.logger, Loaded(self.ebpf))
+    }
+}
+
+/// The loaded program and its policy maps.
+pub(crate) struct Loaded(Ebpf);
+
+impl Loaded {
+    /// Attaches the program to `socket` (SO_ATTACH_BPF; the attachment ends when the socket closes).
+    pub fn attach(&mut self, socket: &OwnedFd) -> Result<(), ProgramError> {
+        Ok(program(&mut self.0)?.attach(socket)?)
+    }
+
+    pub fn write_policy(&mut self, prefilter: &Prefilter, wakeup_bytes: u32) -> Result<(), ProgramError> {
+        write_policy(&mut self.0, prefilter, wakeup_bytes)
     }
 }
 
@@ -102,9 +112,9 @@ impl Counters {
     /// Sums over CPUs.
     pub fn read(&self) -> KernelCounters {
         let mut sums = KernelCounters::default();
-        for index in 0..COUNTER_COUNT {
+        for (index, sum) in (0..COUNTER_COUNT).zip(sums.0.iter_mut()) {
             if let Ok(values) = self.0.get(&index, 0) {
-                sums.0[index as usize] = values.iter().sum();
+                *sum = values.iter().sum();
             }
         }
         sums
@@ -120,14 +130,15 @@ pub(crate) enum DecodeError {
     Record(#[from] RecordError),
 }
 
-/// One ring buffer record -> an event; `offset` converts CLOCK_MONOTONIC to wall time.
-pub(crate) fn decode(bytes: &[u8], offset: i128) -> Result<Event, DecodeError> {
+/// One ring buffer record -> the cookie of its socket and an event; `offset`
+/// converts CLOCK_MONOTONIC to wall time.
+pub(crate) fn decode(bytes: &[u8], offset: i128) -> Result<(u64, Event), DecodeError> {
     if bytes.len() != EVENT_RECORD_SIZE {
         return Err(DecodeError::Size(bytes.len()));
     }
     // SAFETY: the length is checked; EventRecord is plain-old-data, read unaligned.
     let rec: EventRecord = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-    Ok(Event::from_record(&rec, offset)?)
+    Ok((rec.cookie, Event::from_record(&rec, offset)?))
 }
 
 fn fill_maps(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Result<(), ProgramError> {
@@ -141,7 +152,7 @@ fn fill_maps(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Resul
 }
 
 /// Writes the pre-filter table (atomically: one map element).
-pub(crate) fn write_policy(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Result<(), ProgramError> {
+fn write_policy(ebpf: &mut Ebpf, prefilter: &Prefilter, wakeup_bytes: u32) -> Result<(), ProgramError> {
     let mut policy: Array<_, Policy> = Array::try_from(map(ebpf, MAP_POLICY)?).map_err(map_err(MAP_POLICY))?;
     policy.set(0, prefilter.policy(wakeup_bytes), 0).map_err(map_err(MAP_POLICY))
 }

@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use conntrackd_common::Counter;
 
-use super::{drain_ring, program::KernelProgram};
+use aya::maps::{MapData, RingBuf};
+
+use super::program::{decode, KernelProgram};
 use crate::{
     config::SourceConfig,
     event::Event,
@@ -28,6 +30,19 @@ pub(crate) fn load() -> KernelProgram {
         label_events: false,
     };
     KernelProgram::load(&config, &Prefilter::derive(&Rules::defaults())).expect("load the kernel program")
+}
+
+/// Decodes every waiting record; undecodable ones are counted in `errors`.
+pub(crate) fn drain_ring(ring: &mut RingBuf<MapData>, offset: i128, out: &mut Vec<Event>, errors: &mut u64) -> usize {
+    let mut read = 0;
+    while let Some(item) = ring.next() {
+        read += 1;
+        match decode(&item, offset) {
+            Ok((_, ev)) => out.push(ev),
+            Err(_) => *errors += 1,
+        }
+    }
+    read
 }
 
 /// Runs one message; returns what each counter gained and the events written.
