@@ -331,9 +331,14 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
     toml::from_str(text).map_err(|err| ConfigError::Parse { path: path.into(), message: describe(text, &err) })
 }
 
-/// "line L, column C: message" from a toml error's span.
+/// "line L, column C: message" from a toml error's span. The TOML parser
+/// bounds nesting itself (arrays, inline tables, dotted keys): past its
+/// limit it reports "recursion limit exceeded", which gets a hint here.
 fn describe(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim_end().to_string();
+    let mut message = err.message().trim_end().to_string();
+    if message.ends_with("recursion limit exceeded") {
+        message.push_str(" (arrays, inline tables or dotted keys nested too deeply)");
+    }
     let Some(span) = err.span() else { return message };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;

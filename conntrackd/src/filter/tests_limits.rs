@@ -173,4 +173,3 @@ fn errors_quote_short_rules_whole_and_cut_long_ones() {
     let longer = format!("{exactly}B");
     assert!(error(&longer).starts_with(&format!("rule 1 \"{exactly}…\", ")), "{}", error(&longer));
 }
-
