@@ -1,8 +1,8 @@
 //! conntrackd: logs Linux conntrack events, pre-filtered in the kernel by eBPF.
 //!
 //! The data flows `source/ -> filter/ -> sink/`, wired together in `app.rs`.
-//! [`main_entry`] is the command line; [`fuzzing`] exposes the parsers to
-//! the cargo-fuzz targets, [`testing`] the journal transport to the tests
+//! [`main_entry`] is the command line; `fuzzing` (feature `fuzzing`) exposes
+//! the parsers to the cargo-fuzz targets, [`testing`] the journal transport to the tests
 //! against the real journald; nothing else is public.
 mod app;
 mod cli;
@@ -21,6 +21,8 @@ use std::process::ExitCode;
 
 #[doc(hidden)]
 pub mod bench_support;
+/// Only with the `fuzzing` feature (the fuzz crate's) and in tests.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 
