@@ -14,7 +14,7 @@ use super::{
     network::{NetworkClass, PREFIXES},
     Rules,
 };
-use crate::event::{Event, EventType, Protocol};
+use crate::event::{EventType, Protocol};
 
 const KINDS: [EventType; 3] = [EventType::New, EventType::Update, EventType::Destroy];
 const PROTOCOLS: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
@@ -128,8 +128,9 @@ impl Prefilter {
         self.keep[kind_bit(kind) as usize].iter().any(|&m| m != 0)
     }
 
-    /// The kernel's decision for a concrete event, in userspace.
-    pub fn keeps(&self, ev: &Event) -> bool {
+    /// The kernel's decision for a concrete event, in userspace (tests and fuzzing check soundness with it).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn keeps(&self, ev: &crate::event::Event) -> bool {
         let src = class_bit(NetworkClass::of(ev.orig.src));
         let dst = class_bit(NetworkClass::of(ev.orig.dst));
         let mask = self.keep[kind_bit(ev.kind) as usize][protocol_bit(ev.protocol) as usize];

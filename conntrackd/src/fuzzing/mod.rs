@@ -23,8 +23,11 @@ use crate::{
     filter::{Prefilter, Rules},
 };
 
+/// A fuzz target's entry point.
+pub type Entry = fn(&[u8]);
+
 /// Every fuzz target: name and entry point (the fuzz crate's binaries and the replay test use these).
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [("rules", rules), ("rules_generated", rules_generated), ("netlink", netlink), ("config", config)];
+pub const TARGETS: [(&str, Entry); 4] = [("rules", rules), ("rules_generated", rules_generated), ("netlink", netlink), ("config", config)];
 
 /// Compiles newline-separated rules; if they compile, derives the kernel
 /// table and evaluates them on sample events, checking the soundness invariant.

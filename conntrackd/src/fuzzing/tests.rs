@@ -17,7 +17,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs every input of `dir` through `entry` on a thread with 2 MiB of stack; returns how many ran.
-fn replay(dir: &Path, entry: fn(&[u8])) -> usize {
+fn replay(dir: &Path, entry: super::Entry) -> usize {
     let files = inputs(dir);
     for file in &files {
         let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
