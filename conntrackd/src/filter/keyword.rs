@@ -70,8 +70,9 @@ impl<'a> Parser<'_, 'a> {
         ParseError { column: self.column(), message: format!("expected {what}, found {}", self.found()) }
     }
 
+    /// Consumes the word if it is next (case-insensitive; `word` is lower case).
     fn eat_word(&mut self, word: &str) -> bool {
-        let hit = self.peek_word().as_deref() == Some(word);
+        let hit = matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(word));
         self.pos += usize::from(hit);
         hit
     }
@@ -251,7 +252,7 @@ impl<'a> Parser<'_, 'a> {
     fn list_continues(&self) -> bool {
         self.peek() == Some(&Tok::Comma)
             && match self.toks.get(self.pos + 1).map(|t| &t.kind) {
-                Some(Tok::Word(w)) => !STARTS.contains(&w.to_ascii_lowercase().as_str()),
+                Some(Tok::Word(w)) => !STARTS.iter().any(|s| s.eq_ignore_ascii_case(w)),
                 _ => false,
             }
     }

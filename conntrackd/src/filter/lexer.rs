@@ -46,8 +46,6 @@ pub(crate) struct LexError {
     pub message: String,
 }
 
-const OPS: [&str; 8] = ["==", "!=", "<=", ">=", "&&", "||", "<", ">"];
-
 /// Tokenizes `text`; `base` is the column of its first character. Linear in
 /// the length of the rule (columns are counted as the scan goes).
 pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexError> {
@@ -57,7 +55,7 @@ pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexErr
         let rest = &text[i..];
         let (kind, len) = if c.is_whitespace() {
             (None, c.len_utf8())
-        } else if let Some(op) = OPS.iter().find(|op| rest.starts_with(**op)) {
+        } else if let Some(op) = operator(rest) {
             (Some(Tok::Op(op)), op.len())
         } else if let Some(single) = match c {
             ',' => Some(Tok::Comma),
@@ -85,6 +83,22 @@ pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexErr
         i += len;
     }
     Ok(tokens)
+}
+
+/// The operator `rest` starts with: `== != < <= > >= && ||`. Byte tests,
+/// not string compares: this runs once per character of the rule.
+fn operator(rest: &str) -> Option<&'static str> {
+    let b = rest.as_bytes();
+    let pair = |op: &'static str| (b.get(1) == op.as_bytes().get(1)).then_some(op);
+    match b.first()? {
+        b'=' => pair("=="),
+        b'!' => pair("!="),
+        b'<' => pair("<=").or(Some("<")),
+        b'>' => pair(">=").or(Some(">")),
+        b'&' => pair("&&"),
+        b'|' => pair("||"),
+        _ => None,
+    }
 }
 
 fn is_word_char(c: char) -> bool {
@@ -130,6 +144,16 @@ mod tests {
                 Tok::Str("a"),
             ]
         );
+    }
+
+    #[test]
+    fn every_operator_and_lone_symbols() {
+        let ops: Vec<Tok<'_>> = kinds("a<=1<2>=3>4==5!=6&&7||8 !x").into_iter().filter(|t| !matches!(t, Tok::Word(_))).collect();
+        let want = ["<=", "<", ">=", ">", "==", "!=", "&&", "||"].map(Tok::Op).into_iter().chain([Tok::Bang]).collect::<Vec<_>>();
+        assert_eq!(ops, want);
+        for lone in ["a & b", "a | b", "a = b"] {
+            assert_eq!(tokenize(lone, 1).unwrap_err().column, 3, "{lone}");
+        }
     }
 
     #[test]
