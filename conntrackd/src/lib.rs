@@ -1,11 +1,12 @@
 //! conntrackd: logs Linux conntrack events, pre-filtered in the kernel by eBPF.
 //!
 //! The data flows `source/ -> filter/ -> sink/`, wired together in `app.rs`.
-//! [`main_entry`] is the command line; [`fuzzing`] exposes the parsers to
-//! the cargo-fuzz targets; with the features `bench` and `testing` (which the
-//! benches and tests enable, the daemon's build does not), `bench_support`
-//! holds the micro-benchmarks of `benches/` and `testing` the journal
-//! transport for the tests against the real journald; nothing else is public.
+//! [`main_entry`] is the command line; `fuzzing` (feature `fuzzing`, and in
+//! tests) exposes the parsers to the cargo-fuzz targets; with the features
+//! `bench` and `testing` (which the benches and tests enable, the daemon's
+//! build does not), `bench_support` holds the micro-benchmarks of `benches/`
+//! and `testing` the journal transport for the tests against the real
+//! journald; nothing else is public.
 mod app;
 mod cli;
 mod commands;
@@ -25,6 +26,8 @@ use std::process::ExitCode;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench_support;
+/// Only with the `fuzzing` feature (the fuzz crate's) and in tests.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 

@@ -50,11 +50,15 @@ enum Task {
     },
     /// Install the test tools, build and run every test (as root: the kernel tests use network namespaces).
     Test,
-    /// Run a cargo-fuzz target of conntrackd/fuzz (rules) with nightly.
+    /// Run cargo-fuzz targets of conntrackd/fuzz with nightly, one after the other.
     Fuzz {
-        /// Target name, e.g. `rules`.
-        target: String,
-        /// How long to run, in seconds.
+        /// Target: rules, rules_generated, netlink or config.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        target: Option<String>,
+        /// Run every target, each for --seconds.
+        #[arg(long)]
+        all: bool,
+        /// How long to run each target, in seconds.
         #[arg(long, default_value_t = 300)]
         seconds: u64,
     },
@@ -107,11 +111,14 @@ fn main() -> Result<()> {
         Task::Test => {
             setup::run()?;
             require_root("the kernel tests create network namespaces")?;
+            // The lints (the audited modules deny unwrap, indexing, truncating casts) hold only if clippy runs.
+            cargo(&root, &["fmt", "--all", "--check"])?;
+            cargo(&root, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
             cargo(&root, &["test", "--workspace", "--all-targets"])
         }
-        Task::Fuzz { target, seconds } => {
+        Task::Fuzz { target, all: _, seconds } => {
             build_ebpf(&root)?;
-            fuzz::run(&root, &target, seconds)
+            fuzz::run(&root, target.as_deref(), seconds)
         }
         Task::Bench { quick, netns } => {
             setup::run()?;

@@ -171,9 +171,16 @@ impl Config {
         Ok(config)
     }
 
-    /// A TOML text (tests and `conntrackd check` of the built-in default).
+    /// A TOML text (tests).
+    #[cfg(test)]
     pub fn from_text(file: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::from_document(file, Format::Toml, text, overrides, false)
+    }
+
+    /// A text in any of the formats (the fuzz targets).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn from_text_as(file: &Path, format: Format, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::from_document(file, format, text, overrides, false)
     }
 
     /// Checks the file's own shape (errors with line and column), applies the

@@ -46,56 +46,59 @@ pub(crate) struct LexError {
     pub message: String,
 }
 
-const OPS: [&str; 8] = ["==", "!=", "<=", ">=", "&&", "||", "<", ">"];
-
-/// Tokenizes `text`; `base` is the column of its first character.
+/// Tokenizes `text`; `base` is the column of its first character. Linear in
+/// the length of the rule (columns are counted as the scan goes).
 pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexError> {
     let mut tokens = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    let column = |byte: usize| base + text[..byte].chars().count();
-    while let Some(&(i, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
+    let (mut i, mut col) = (0, base);
+    while let Some(c) = text[i..].chars().next() {
         let rest = &text[i..];
-        let col = column(i);
-        if let Some(op) = OPS.iter().find(|op| rest.starts_with(**op)) {
-            tokens.push(Token { kind: Tok::Op(op), column: col });
-            for _ in 0..op.len() {
-                chars.next();
-            }
-            continue;
-        }
-        let single = match c {
+        let (kind, len) = if c.is_whitespace() {
+            (None, c.len_utf8())
+        } else if let Some(op) = operator(rest) {
+            (Some(Tok::Op(op)), op.len())
+        } else if let Some(single) = match c {
             ',' => Some(Tok::Comma),
             '(' => Some(Tok::LParen),
             ')' => Some(Tok::RParen),
             '!' => Some(Tok::Bang),
             _ => None,
-        };
-        if let Some(kind) = single {
-            tokens.push(Token { kind, column: col });
-            chars.next();
+        } {
+            (Some(single), 1)
         } else if c == '"' || c == '\'' {
             let Some(len) = rest[1..].find(c) else {
                 return Err(LexError { column: col, message: format!("unterminated string starting with {c}") });
             };
-            tokens.push(Token { kind: Tok::Str(&rest[1..1 + len]), column: col });
-            while chars.peek().is_some_and(|&(j, _)| j < i + len + 2) {
-                chars.next();
-            }
+            (Some(Tok::Str(&rest[1..1 + len])), len + 2)
         } else if is_word_char(c) {
             let len = rest.find(|ch: char| !is_word_char(ch)).unwrap_or(rest.len());
-            tokens.push(Token { kind: Tok::Word(&rest[..len]), column: col });
-            while chars.peek().is_some_and(|&(j, _)| j < i + len) {
-                chars.next();
-            }
+            (Some(Tok::Word(&rest[..len])), len)
         } else {
             return Err(LexError { column: col, message: format!("unexpected character '{c}'") });
+        };
+        if let Some(kind) = kind {
+            tokens.push(Token { kind, column: col });
         }
+        col += rest[..len].chars().count();
+        i += len;
     }
     Ok(tokens)
+}
+
+/// The operator `rest` starts with: `== != < <= > >= && ||`. Byte tests,
+/// not string compares: this runs once per character of the rule.
+fn operator(rest: &str) -> Option<&'static str> {
+    let b = rest.as_bytes();
+    let pair = |op: &'static str| (b.get(1) == op.as_bytes().get(1)).then_some(op);
+    match b.first()? {
+        b'=' => pair("=="),
+        b'!' => pair("!="),
+        b'<' => pair("<=").or(Some("<")),
+        b'>' => pair(">=").or(Some(">")),
+        b'&' => pair("&&"),
+        b'|' => pair("||"),
+        _ => None,
+    }
 }
 
 fn is_word_char(c: char) -> bool {
@@ -141,6 +144,16 @@ mod tests {
                 Tok::Str("a"),
             ]
         );
+    }
+
+    #[test]
+    fn every_operator_and_lone_symbols() {
+        let ops: Vec<Tok<'_>> = kinds("a<=1<2>=3>4==5!=6&&7||8 !x").into_iter().filter(|t| !matches!(t, Tok::Word(_))).collect();
+        let want = ["<=", "<", ">=", ">", "==", "!=", "&&", "||"].map(Tok::Op).into_iter().chain([Tok::Bang]).collect::<Vec<_>>();
+        assert_eq!(ops, want);
+        for lone in ["a & b", "a | b", "a = b"] {
+            assert_eq!(tokenize(lone, 1).unwrap_err().column, 3, "{lone}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::{
     network::{NetworkClass, PREFIXES},
     Rules,
 };
-use crate::event::{Event, EventType, Protocol};
+use crate::event::{EventType, Protocol};
 
 const KINDS: [EventType; 3] = [EventType::New, EventType::Update, EventType::Destroy];
 const PROTOCOLS: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
@@ -128,8 +128,9 @@ impl Prefilter {
         self.keep[kind_bit(kind) as usize].iter().any(|&m| m != 0)
     }
 
-    /// The kernel's decision for a concrete event, in userspace.
-    pub fn keeps(&self, ev: &Event) -> bool {
+    /// The kernel's decision for a concrete event, in userspace (tests and fuzzing check soundness with it).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn keeps(&self, ev: &crate::event::Event) -> bool {
         let src = class_bit(NetworkClass::of(ev.orig.src));
         let dst = class_bit(NetworkClass::of(ev.orig.dst));
         let mask = self.keep[kind_bit(ev.kind) as usize][protocol_bit(ev.protocol) as usize];
@@ -153,16 +154,17 @@ fn eval(expr: &Expr, c: &Combo) -> Tri {
     match expr {
         Expr::Const(b) => Tri::from(*b),
         Expr::Not(e) => eval(e, c).not(),
-        Expr::And(a, b) => match (eval(a, c), eval(b, c)) {
+        // Kleene logic: one false operand decides an `and`, one true an `or`.
+        Expr::And(all) => all.iter().fold(Tri::True, |acc, e| match (acc, eval(e, c)) {
             (Tri::False, _) | (_, Tri::False) => Tri::False,
             (Tri::True, Tri::True) => Tri::True,
             _ => Tri::Unknown,
-        },
-        Expr::Or(a, b) => match (eval(a, c), eval(b, c)) {
+        }),
+        Expr::Or(any) => any.iter().fold(Tri::False, |acc, e| match (acc, eval(e, c)) {
             (Tri::True, _) | (_, Tri::True) => Tri::True,
             (Tri::False, Tri::False) => Tri::False,
             _ => Tri::Unknown,
-        },
+        }),
         Expr::Type(set) => Tri::from(set.has(c.kind)),
         Expr::Protocol(set) => Tri::from(set.has(c.protocol)),
         Expr::Network(side, set) => Tri::from(set.has(if *side == Side::Source { c.src } else { c.dst })),
