@@ -99,7 +99,11 @@ pub(super) fn keyed(err: &serde_path_to_error::Error<toml::de::Error>) -> String
 
 /// "line L, column C: key.path: message" from a toml error's span.
 fn toml_message(text: &str, err: &serde_path_to_error::Error<toml::de::Error>) -> String {
-    let message = keyed(err);
+    let mut message = keyed(err);
+    // The TOML parser bounds nesting itself (arrays, inline tables, dotted keys).
+    if message.ends_with("recursion limit exceeded") {
+        message.push_str(" (arrays, inline tables or dotted keys nested too deeply)");
+    }
     let Some(span) = err.inner().span() else { return message };
     let before = text.get(..text.floor_char_boundary(span.start)).unwrap_or(text);
     let line = before.matches('\n').count().saturating_add(1);

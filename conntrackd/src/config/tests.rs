@@ -381,3 +381,16 @@ fn edges_of_the_integer_keys() {
         assert_eq!(err, want);
     }
 }
+
+#[test]
+fn deep_nesting_is_an_error_with_file_and_line_not_a_crash() {
+    let deep_array = format!("[sink.stream]\nenable = true\n[source]\nnetns = {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+    let deep_inline = format!("[sink.stream]\nenable = true\nx = {}1{}\n", "{a = ".repeat(20_000), "}".repeat(20_000));
+    let dotted = format!("[sink.stream]\nenable = true\n{} = 1\n", ["a"; 100_000].join("."));
+    let header = format!("[sink.stream]\nenable = true\n[{}]\n", ["a"; 100_000].join("."));
+    for (name, text, line) in [("array", deep_array, 4), ("inline table", deep_inline, 3), ("dotted key", dotted, 3), ("table header", header, 3)] {
+        let err = Config::from_text(Path::new("/etc/deep.toml"), &text, &Overrides::default()).expect_err(name).to_string();
+        assert!(err.starts_with(&format!("config file /etc/deep.toml: line {line}, column ")), "{name}: {err}");
+        assert!(err.ends_with("recursion limit exceeded (arrays, inline tables or dotted keys nested too deeply)"), "{name}: {err}");
+    }
+}

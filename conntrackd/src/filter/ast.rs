@@ -113,8 +113,11 @@ impl PortSet {
 pub(crate) enum Expr {
     Const(bool),
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// Every operand matches: `a and b and c` is one node of three, so a
+    /// long chain is wide, not deep (the tree is as deep as the rule nests).
+    And(Vec<Expr>),
+    /// Some operand matches; flat like [`Expr::And`].
+    Or(Vec<Expr>),
     /// Event type in the set (bits by [`kind_bit`]).
     Type(Bits),
     /// Protocol in the set (bits by [`protocol_bit`]).
@@ -139,12 +142,34 @@ pub(crate) enum ProcessField {
 }
 
 impl Expr {
-    pub fn and(a: Expr, b: Expr) -> Expr {
-        Expr::And(Box::new(a), Box::new(b))
+    /// Every operand matches: a single operand is itself, nested `and`s are merged.
+    pub fn all(operands: Vec<Expr>) -> Expr {
+        Self::flat(operands, Expr::And, |e| match e {
+            Expr::And(v) => Ok(v),
+            other => Err(other),
+        })
     }
 
-    pub fn or(a: Expr, b: Expr) -> Expr {
-        Expr::Or(Box::new(a), Box::new(b))
+    /// Some operand matches; merged like [`Expr::all`].
+    pub fn any(operands: Vec<Expr>) -> Expr {
+        Self::flat(operands, Expr::Or, |e| match e {
+            Expr::Or(v) => Ok(v),
+            other => Err(other),
+        })
+    }
+
+    fn flat(mut operands: Vec<Expr>, node: fn(Vec<Expr>) -> Expr, split: fn(Expr) -> Result<Vec<Expr>, Expr>) -> Expr {
+        if operands.len() == 1 {
+            return operands.pop().expect("one operand");
+        }
+        let mut flat = Vec::with_capacity(operands.len());
+        for e in operands {
+            match split(e) {
+                Ok(inner) => flat.extend(inner),
+                Err(other) => flat.push(other),
+            }
+        }
+        node(flat)
     }
 
     pub fn not(a: Expr) -> Expr {
@@ -156,8 +181,8 @@ impl Expr {
         match self {
             Expr::Const(b) => *b,
             Expr::Not(e) => !e.matches(ev),
-            Expr::And(a, b) => a.matches(ev) && b.matches(ev),
-            Expr::Or(a, b) => a.matches(ev) || b.matches(ev),
+            Expr::And(all) => all.iter().all(|e| e.matches(ev)),
+            Expr::Or(any) => any.iter().any(|e| e.matches(ev)),
             Expr::Type(set) => set.has(kind_bit(ev.kind)),
             Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
             Expr::Network(side, set) => {

@@ -9,16 +9,19 @@
 //! A general CEL interpreter would need a per-event activation (allocations,
 //! string compares) and hide the structure the kernel pre-filter is derived
 //! from; this subset compiles every comparison into a typed predicate.
+//!
+//! Each `!`, `(` and function call opens a nesting level, at most
+//! [`MAX_NESTING`](super::MAX_NESTING).
 use super::{
     ast::{Bits, Cidr, Expr, PortSet, ProcessField, Side},
     keyword::{network_bit, protocol_bit, type_bit},
     lexer::{Tok, Token},
-    ParseError,
+    Nesting, ParseError,
 };
 
 /// Parses a whole CEL expression.
 pub(crate) fn parse(tokens: &[Token<'_>], end_column: usize) -> Result<Expr, ParseError> {
-    let mut p = Parser { toks: tokens, pos: 0, end_column };
+    let mut p = Parser { toks: tokens, pos: 0, end_column, nesting: Nesting::default() };
     let expr = p.or()?;
     if p.pos < tokens.len() {
         return Err(p.expected("'&&', '||' or the end of the rule"));
@@ -82,6 +85,7 @@ struct Parser<'t, 'a> {
     toks: &'t [Token<'a>],
     pos: usize,
     end_column: usize,
+    nesting: Nesting,
 }
 
 impl<'a> Parser<'_, 'a> {
@@ -111,24 +115,27 @@ impl<'a> Parser<'_, 'a> {
         }
     }
 
+    /// Comparisons joined by `&&` and `||` (`&&` binds tighter), in one frame:
+    /// a long chain is a loop, not recursion. A lone operand may be any value.
     fn or(&mut self) -> Result<Value<'a>, ParseError> {
-        let mut lhs = self.and()?;
-        while self.eat(&Tok::Op("||")) {
-            let col = lhs.column();
-            let rhs = self.and()?;
-            lhs = Value::Bool(Expr::or(self.boolean(lhs)?, self.boolean(rhs)?), col);
-        }
-        Ok(lhs)
-    }
-
-    fn and(&mut self) -> Result<Value<'a>, ParseError> {
-        let mut lhs = self.comparison()?;
-        while self.eat(&Tok::Op("&&")) {
-            let col = lhs.column();
+        let first = self.comparison()?;
+        let col = first.column();
+        let (mut any, mut all, mut pending) = (Vec::new(), Vec::new(), first);
+        while let Some(Tok::Op(op @ ("&&" | "||"))) = self.peek().cloned() {
+            self.pos += 1;
             let rhs = self.comparison()?;
-            lhs = Value::Bool(Expr::and(self.boolean(lhs)?, self.boolean(rhs)?), col);
+            all.push(self.boolean(pending)?);
+            if op == "||" {
+                any.push(Expr::all(std::mem::take(&mut all)));
+            }
+            pending = rhs;
         }
-        Ok(lhs)
+        if any.is_empty() && all.is_empty() {
+            return Ok(pending);
+        }
+        all.push(self.boolean(pending)?);
+        any.push(Expr::all(all));
+        Ok(Value::Bool(Expr::any(any), col))
     }
 
     fn comparison(&mut self) -> Result<Value<'a>, ParseError> {
@@ -144,13 +151,25 @@ impl<'a> Parser<'_, 'a> {
         compare(lhs, op, rhs, op_col).map(|e| Value::Bool(e, col))
     }
 
+    /// `!`s (counted in a loop, not recursion), then a primary.
     fn unary(&mut self) -> Result<Value<'a>, ParseError> {
         let col = self.column();
-        if self.eat(&Tok::Bang) {
-            let inner = self.unary()?;
-            return Ok(Value::Bool(Expr::not(self.boolean(inner)?), col));
+        let mut negations = 0;
+        while self.peek() == Some(&Tok::Bang) {
+            self.nesting.enter(self.column())?;
+            self.pos += 1;
+            negations += 1;
         }
-        self.primary()
+        let value = self.primary()?;
+        if negations == 0 {
+            return Ok(value);
+        }
+        let mut expr = self.boolean(value)?;
+        for _ in 0..negations {
+            self.nesting.leave();
+            expr = Expr::not(expr);
+        }
+        Ok(Value::Bool(expr, col))
     }
 
     fn primary(&mut self) -> Result<Value<'a>, ParseError> {
@@ -159,10 +178,12 @@ impl<'a> Parser<'_, 'a> {
         self.pos += 1;
         match tok {
             Tok::LParen => {
+                self.nesting.enter(col)?;
                 let inner = self.or()?;
                 if !self.eat(&Tok::RParen) {
-                    return Err(self.expected(&format!("')' to close the '(' at column {col}")));
+                    return Err(self.unclosed(col));
                 }
+                self.nesting.leave();
                 Ok(inner)
             }
             Tok::Str(s) => Ok(Value::Str(s, col)),
@@ -177,8 +198,15 @@ impl<'a> Parser<'_, 'a> {
         }
     }
 
+    #[cold]
+    fn unclosed(&self, open: usize) -> ParseError {
+        self.expected(&format!("')' to close the '(' at column {open}"))
+    }
+
     fn call(&mut self, name: &'a str, col: usize) -> Result<Value<'a>, ParseError> {
+        let open = self.column();
         self.pos += 1; // '('
+        self.nesting.enter(open)?;
         let mut args = Vec::new();
         if !self.eat(&Tok::RParen) {
             loop {
@@ -191,6 +219,7 @@ impl<'a> Parser<'_, 'a> {
                 }
             }
         }
+        self.nesting.leave();
         function(name, args, col).map(|e| Value::Bool(e, col))
     }
 }

@@ -12,17 +12,18 @@
 //! PORTS     := (N | N-M),…
 //! ```
 //! A comma continues a list when the next token can be a list element and
-//! is an `or` between predicates otherwise.
+//! is an `or` between predicates otherwise. Each `not`, `!` and `(` opens a
+//! nesting level, at most [`MAX_NESTING`](super::MAX_NESTING).
 use super::{
     ast::{class_bit, Bits, Cidr, Expr, PortSet, ProcessField, Side},
     lexer::{Tok, Token},
     network::NetworkClass,
-    ParseError,
+    Nesting, ParseError,
 };
 
 /// Parses a whole keyword expression.
 pub(crate) fn parse(tokens: &[Token<'_>], end_column: usize) -> Result<Expr, ParseError> {
-    let mut p = Parser { toks: tokens, pos: 0, end_column };
+    let mut p = Parser { toks: tokens, pos: 0, end_column, nesting: Nesting::default() };
     let expr = p.expr("the action")?;
     match p.peek() {
         None => Ok(expr),
@@ -35,6 +36,7 @@ struct Parser<'t, 'a> {
     toks: &'t [Token<'a>],
     pos: usize,
     end_column: usize,
+    nesting: Nesting,
 }
 
 /// Words that start a predicate: after a comma they end a list.
@@ -80,44 +82,68 @@ impl<'a> Parser<'_, 'a> {
         hit
     }
 
+    /// `and`s joined by `or` (or `,`), in one frame: a long chain is a loop, not recursion.
     fn expr(&mut self, after: &str) -> Result<Expr, ParseError> {
-        let mut expr = self.and(after)?;
+        let mut any = Vec::new();
+        let mut all = vec![self.unary(after)?];
         loop {
+            if self.eat_word("and") {
+                all.push(self.unary("'and'")?);
+                continue;
+            }
             let op = if self.eat_word("or") {
                 "'or'"
             } else if self.eat(&Tok::Comma) {
                 "','"
             } else {
-                return Ok(expr);
+                break;
             };
-            expr = Expr::or(expr, self.and(op)?);
+            any.push(Expr::all(std::mem::take(&mut all)));
+            all.push(self.unary(op)?);
         }
+        any.push(Expr::all(all));
+        Ok(Expr::any(any))
     }
 
-    fn and(&mut self, after: &str) -> Result<Expr, ParseError> {
-        let mut expr = self.unary(after)?;
-        while self.eat_word("and") {
-            expr = Expr::and(expr, self.unary("'and'")?);
+    /// Negations (counted in a loop), then a group or a predicate. Only `(`
+    /// recurses, one frame per level.
+    fn unary(&mut self, after: &str) -> Result<Expr, ParseError> {
+        let mut after = after;
+        let mut negations = 0;
+        loop {
+            let column = self.column();
+            after = if self.eat_word("not") {
+                "'not'"
+            } else if self.eat(&Tok::Bang) {
+                "'!'"
+            } else {
+                break;
+            };
+            self.nesting.enter(column)?;
+            negations += 1;
+        }
+        let open = self.column();
+        let mut expr = if self.eat(&Tok::LParen) {
+            self.nesting.enter(open)?;
+            let inner = self.expr("'('")?;
+            if !self.eat(&Tok::RParen) {
+                return Err(self.unclosed(open));
+            }
+            self.nesting.leave();
+            inner
+        } else {
+            self.predicate(after)?
+        };
+        for _ in 0..negations {
+            self.nesting.leave();
+            expr = Expr::not(expr);
         }
         Ok(expr)
     }
 
-    fn unary(&mut self, after: &str) -> Result<Expr, ParseError> {
-        if self.eat_word("not") {
-            return Ok(Expr::not(self.unary("'not'")?));
-        }
-        if self.eat(&Tok::Bang) {
-            return Ok(Expr::not(self.unary("'!'")?));
-        }
-        let open = self.column();
-        if self.eat(&Tok::LParen) {
-            let inner = self.expr("'('")?;
-            if !self.eat(&Tok::RParen) {
-                return Err(self.expected(&format!("')' to close the '(' at column {open}")));
-            }
-            return Ok(inner);
-        }
-        self.predicate(after)
+    #[cold]
+    fn unclosed(&self, open: usize) -> ParseError {
+        self.expected(&format!("')' to close the '(' at column {open}"))
     }
 
     fn predicate(&mut self, after: &str) -> Result<Expr, ParseError> {

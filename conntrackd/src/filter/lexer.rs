@@ -48,52 +48,41 @@ pub(crate) struct LexError {
 
 const OPS: [&str; 8] = ["==", "!=", "<=", ">=", "&&", "||", "<", ">"];
 
-/// Tokenizes `text`; `base` is the column of its first character.
+/// Tokenizes `text`; `base` is the column of its first character. Linear in
+/// the length of the rule (columns are counted as the scan goes).
 pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexError> {
     let mut tokens = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    let column = |byte: usize| base + text[..byte].chars().count();
-    while let Some(&(i, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
+    let (mut i, mut col) = (0, base);
+    while let Some(c) = text[i..].chars().next() {
         let rest = &text[i..];
-        let col = column(i);
-        if let Some(op) = OPS.iter().find(|op| rest.starts_with(**op)) {
-            tokens.push(Token { kind: Tok::Op(op), column: col });
-            for _ in 0..op.len() {
-                chars.next();
-            }
-            continue;
-        }
-        let single = match c {
+        let (kind, len) = if c.is_whitespace() {
+            (None, c.len_utf8())
+        } else if let Some(op) = OPS.iter().find(|op| rest.starts_with(**op)) {
+            (Some(Tok::Op(op)), op.len())
+        } else if let Some(single) = match c {
             ',' => Some(Tok::Comma),
             '(' => Some(Tok::LParen),
             ')' => Some(Tok::RParen),
             '!' => Some(Tok::Bang),
             _ => None,
-        };
-        if let Some(kind) = single {
-            tokens.push(Token { kind, column: col });
-            chars.next();
+        } {
+            (Some(single), 1)
         } else if c == '"' || c == '\'' {
             let Some(len) = rest[1..].find(c) else {
                 return Err(LexError { column: col, message: format!("unterminated string starting with {c}") });
             };
-            tokens.push(Token { kind: Tok::Str(&rest[1..1 + len]), column: col });
-            while chars.peek().is_some_and(|&(j, _)| j < i + len + 2) {
-                chars.next();
-            }
+            (Some(Tok::Str(&rest[1..1 + len])), len + 2)
         } else if is_word_char(c) {
             let len = rest.find(|ch: char| !is_word_char(ch)).unwrap_or(rest.len());
-            tokens.push(Token { kind: Tok::Word(&rest[..len]), column: col });
-            while chars.peek().is_some_and(|&(j, _)| j < i + len) {
-                chars.next();
-            }
+            (Some(Tok::Word(&rest[..len])), len)
         } else {
             return Err(LexError { column: col, message: format!("unexpected character '{c}'") });
+        };
+        if let Some(kind) = kind {
+            tokens.push(Token { kind, column: col });
         }
+        col += rest[..len].chars().count();
+        i += len;
     }
     Ok(tokens)
 }

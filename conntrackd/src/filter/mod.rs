@@ -4,6 +4,14 @@
 //! detected per rule; both compile into the typed tree of `ast.rs`. The first
 //! matching rule decides; an event no rule matches is logged; no rules = log
 //! everything. `prefilter.rs` derives from the rules what the kernel may drop.
+//!
+//! Limits (docs/rules.md "Limits"): a rule is at most [`MAX_RULE_BYTES`] long
+//! and nests at most [`MAX_NESTING`] levels deep. Both parsers are recursive
+//! descent, so without the bound a rule like `log ((((…` would overflow the
+//! stack; with it, a rule past the limit is an ordinary error naming the rule
+//! and the column. The compiled tree is no deeper than about twice the
+//! nesting (`and`/`or` chains are flat lists), so evaluating it, deriving the
+//! kernel table from it and dropping it recurse a bounded depth too.
 pub(crate) mod ast;
 mod cel;
 mod keyword;
@@ -12,6 +20,8 @@ pub(crate) mod network;
 pub(crate) mod prefilter;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 
 use std::fmt;
 
@@ -26,6 +36,33 @@ use crate::event::Event;
 #[cfg(test)]
 pub(crate) const DEFAULT_RULES: [&str; 2] = ["log protocol tcp and destination network public", "drop any"];
 
+/// How many levels a rule may nest. Each `(`, `not`, `!` and CEL function
+/// call opens a level until its operand ends.
+pub(crate) const MAX_NESTING: usize = 256;
+
+/// The longest rule accepted, in bytes of UTF-8.
+pub(crate) const MAX_RULE_BYTES: usize = 65_536;
+
+/// The open nesting levels while a rule is parsed (both parsers share it).
+#[derive(Debug, Default)]
+pub(crate) struct Nesting(usize);
+
+impl Nesting {
+    /// Opens a level at the token at `column`; an error past [`MAX_NESTING`].
+    pub fn enter(&mut self, column: usize) -> Result<(), ParseError> {
+        if self.0 == MAX_NESTING {
+            return Err(ParseError { column, message: format!("nesting deeper than {MAX_NESTING} levels") });
+        }
+        self.0 += 1;
+        Ok(())
+    }
+
+    /// Closes the level opened last.
+    pub fn leave(&mut self) {
+        self.0 -= 1;
+    }
+}
+
 /// A parse error inside one rule: the column and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParseError {
@@ -35,12 +72,23 @@ pub(crate) struct ParseError {
 
 /// An error in one rule, naming the rule by index (1-based) and text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rule {index} {text:?}, column {column}: {message}")]
+#[error("rule {index} {:?}, column {column}: {message}", quoted(text))]
 pub(crate) struct RuleError {
     pub index: usize,
     pub text: String,
     pub column: usize,
     pub message: String,
+}
+
+/// Characters of a rule an error quotes; a longer rule is cut with "…".
+const QUOTED_CHARS: usize = 60;
+
+/// The rule as an error quotes it: whole, or its first [`QUOTED_CHARS`] characters and "…".
+fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
 }
 
 /// Every error of a rule list, one per line.
@@ -109,6 +157,10 @@ impl Rules {
 
 /// Parses `log|drop <expression>`.
 fn compile_rule(text: &str) -> Result<Rule, ParseError> {
+    if text.len() > MAX_RULE_BYTES {
+        let column = text[..text.floor_char_boundary(MAX_RULE_BYTES)].chars().count() + 1;
+        return Err(ParseError { column, message: format!("the rule is {} bytes long, more than the limit of {MAX_RULE_BYTES}", text.len()) });
+    }
     let trimmed = text.trim_start();
     let lead = text.len() - trimmed.len();
     let word_end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());

@@ -153,16 +153,17 @@ fn eval(expr: &Expr, c: &Combo) -> Tri {
     match expr {
         Expr::Const(b) => Tri::from(*b),
         Expr::Not(e) => eval(e, c).not(),
-        Expr::And(a, b) => match (eval(a, c), eval(b, c)) {
+        // Kleene logic: one false operand decides an `and`, one true an `or`.
+        Expr::And(all) => all.iter().fold(Tri::True, |acc, e| match (acc, eval(e, c)) {
             (Tri::False, _) | (_, Tri::False) => Tri::False,
             (Tri::True, Tri::True) => Tri::True,
             _ => Tri::Unknown,
-        },
-        Expr::Or(a, b) => match (eval(a, c), eval(b, c)) {
+        }),
+        Expr::Or(any) => any.iter().fold(Tri::False, |acc, e| match (acc, eval(e, c)) {
             (Tri::True, _) | (_, Tri::True) => Tri::True,
             (Tri::False, Tri::False) => Tri::False,
             _ => Tri::Unknown,
-        },
+        }),
         Expr::Type(set) => Tri::from(set.has(c.kind)),
         Expr::Protocol(set) => Tri::from(set.has(c.protocol)),
         Expr::Network(side, set) => Tri::from(set.has(if *side == Side::Source { c.src } else { c.dst })),
