@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub sinks: Mutex<Vec<(&'static str, Arc<BoundedQueue>)>>,
     pub source_kind: Mutex<&'static str>,
     pub unhealthy_after: Duration,
+    /// Evaluation errors per rule of the rules in force.
+    pub rule_errors: Mutex<Arc<crate::filter::EvalErrors>>,
 }
 
 impl Metrics {
@@ -61,6 +63,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP conntrackd_sources_attached Sources (namespaces) currently attached.\n# TYPE conntrackd_sources_attached gauge\nconntrackd_sources_attached {attached}");
         counter(&mut out, "conntrackd_events_read_total", "Events the sources delivered to the pipeline.", self.read.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
+        self.render_rule_errors(&mut out);
         counter(&mut out, "conntrackd_events_attributed_total", "Events given the process that made the connection.", self.attributed.load(Ordering::Relaxed));
         if let Some(g) = *self.geoip.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = writeln!(
@@ -109,6 +112,18 @@ impl Metrics {
             for (netns, r, _) in &sources {
                 let _ = writeln!(out, "{name}{{netns=\"{netns}\"}} {}", get(r));
             }
+        }
+    }
+
+    fn render_rule_errors(&self, out: &mut String) {
+        let counts = self.rule_errors.lock().unwrap_or_else(|p| p.into_inner()).counts();
+        let _ = writeln!(
+            out,
+            "# HELP conntrackd_rule_evaluation_errors_total Events a CEL rule failed on (it did not match them), per rule since the rules were loaded.\n\
+             # TYPE conntrackd_rule_evaluation_errors_total counter"
+        );
+        for (i, n) in counts.iter().enumerate() {
+            let _ = writeln!(out, "conntrackd_rule_evaluation_errors_total{{rule=\"{}\"}} {n}", i + 1);
         }
     }
 

@@ -1,9 +1,16 @@
 //! The compiled rule tree both languages produce, and its evaluation on an
-//! event. Everything is a typed value (bit sets, ranges, prefixes): evaluation
-//! never allocates and never compares strings.
+//! event. Everything but [`Expr::Cel`] is a typed value (bit sets, ranges,
+//! prefixes, literal strings): evaluating it never allocates. A CEL subtree
+//! the tree cannot express is an [`Expr::Cel`] node, run by the interpreter;
+//! only it can fail, and a failure propagates as CEL's logic says
+//! (`false && error` is false, `true || error` true, anything else an error).
 use std::net::IpAddr;
 
-use super::network::NetworkClass;
+use super::{
+    cel::{EvalError, Opaque},
+    network::NetworkClass,
+    text::{AddrBuf, TextField, TextTest},
+};
 use crate::event::{Event, EventType, Protocol};
 
 /// What a matching rule does.
@@ -128,9 +135,13 @@ pub(crate) enum Expr {
     Address(Side, Vec<Cidr>, Option<PortSet>),
     /// The side's port (or either port) in the set.
     Port(Side, PortSet),
-    /// The attributed process's field is one of the values (false when the
+    /// A string field passes a test (a process field is empty when the
     /// process is not known). Never known to the kernel pre-filter.
-    Process(ProcessField, Vec<String>),
+    Text(TextField, TextTest),
+    /// CEL's `c ? a : b` on conditions.
+    If(Box<[Expr; 3]>),
+    /// A CEL subtree for the interpreter; unknown to the kernel pre-filter.
+    Cel(Box<Opaque>),
 }
 
 /// A process field rules can test.
@@ -176,13 +187,29 @@ impl Expr {
         Expr::Not(Box::new(a))
     }
 
-    /// Evaluates on an event (original-direction tuple).
-    pub fn matches(&self, ev: &Event) -> bool {
+    /// Whether evaluating can fail (the tree has a CEL subtree).
+    pub fn fallible(&self) -> bool {
         match self {
+            Expr::Cel(_) => true,
+            Expr::Not(e) => e.fallible(),
+            Expr::And(v) | Expr::Or(v) => v.iter().any(Expr::fallible),
+            Expr::If(abc) => abc.iter().any(Expr::fallible),
+            _ => false,
+        }
+    }
+
+    /// Evaluates on an event (original-direction tuple); a failure is false.
+    pub fn matches(&self, ev: &Event) -> bool {
+        self.eval(ev).unwrap_or(false)
+    }
+
+    /// Evaluates on an event (original-direction tuple).
+    pub fn eval(&self, ev: &Event) -> Result<bool, EvalError> {
+        Ok(match self {
             Expr::Const(b) => *b,
-            Expr::Not(e) => !e.matches(ev),
-            Expr::And(all) => all.iter().all(|e| e.matches(ev)),
-            Expr::Or(any) => any.iter().any(|e| e.matches(ev)),
+            Expr::Not(e) => !e.eval(ev)?,
+            Expr::And(all) => return Self::fold(all, ev, false),
+            Expr::Or(any) => return Self::fold(any, ev, true),
             Expr::Type(set) => set.has(kind_bit(ev.kind)),
             Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
             Expr::Network(side, set) => {
@@ -194,20 +221,34 @@ impl Expr {
                 Side::Destination => address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
                 Side::Either => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports) || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
             },
-            Expr::Process(field, values) => ev.process.as_ref().is_some_and(|p| {
-                let value = match field {
-                    ProcessField::Comm => &p.comm,
-                    ProcessField::User => &p.user,
-                    ProcessField::Exe => &p.exe,
-                };
-                value.as_ref().is_some_and(|v| values.iter().any(|x| x == v))
-            }),
+            Expr::Text(field, test) => test.test(field.read(ev, &mut AddrBuf::default())),
             Expr::Port(side, set) => match side {
                 Side::Source => set.contains(ev.orig.src_port),
                 Side::Destination => set.contains(ev.orig.dst_port),
                 Side::Either => set.contains(ev.orig.src_port) || set.contains(ev.orig.dst_port),
             },
+            Expr::If(abc) => {
+                let [c, a, b] = &**abc;
+                return if c.eval(ev)? { a.eval(ev) } else { b.eval(ev) };
+            }
+            Expr::Cel(opaque) => return opaque.eval(ev),
+        })
+    }
+
+    /// `and` (`decisive` false) or `or` (true) in CEL's logic: the decisive
+    /// value wins over errors; else the first error, else the other value.
+    fn fold(operands: &[Expr], ev: &Event, decisive: bool) -> Result<bool, EvalError> {
+        let mut error = None;
+        for e in operands {
+            match e.eval(ev) {
+                Ok(v) if v == decisive => return Ok(decisive),
+                Ok(_) => {}
+                Err(err) => {
+                    error.get_or_insert(err);
+                }
+            }
         }
+        error.map_or(Ok(!decisive), Err)
     }
 }
 
