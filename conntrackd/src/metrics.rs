@@ -218,3 +218,26 @@ async fn respond(mut stream: TcpStream, metrics: Arc<Metrics>) {
     let response = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let _ = stream.write_all(response.as_bytes()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Endpoints, Event, EventType, Protocol};
+
+    #[test]
+    fn rule_evaluation_errors_are_one_series_per_rule() {
+        // `process.comm` is "" without a process: int("") fails on every event.
+        let rules = crate::filter::Rules::compile(&["drop int(process.comm) > 0", "log any"]).unwrap();
+        let ev = Event::bare(
+            EventType::New,
+            Protocol::Tcp,
+            Endpoints { src: "10.0.0.1".parse().unwrap(), dst: "10.0.0.2".parse().unwrap(), src_port: 1, dst_port: 2 },
+        );
+        assert_eq!(rules.decide(&ev), (true, Some(1)));
+        assert_eq!(rules.decide(&ev), (true, Some(1)));
+        let metrics = Metrics { rule_errors: Mutex::new(rules.errors()), ..Metrics::default() };
+        let text = metrics.render();
+        assert!(text.contains("# TYPE conntrackd_rule_evaluation_errors_total counter\n"), "{text}");
+        assert!(text.contains("conntrackd_rule_evaluation_errors_total{rule=\"1\"} 2\nconntrackd_rule_evaluation_errors_total{rule=\"2\"} 0\n"), "{text}");
+    }
+}

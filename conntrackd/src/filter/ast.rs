@@ -198,18 +198,51 @@ impl Expr {
         }
     }
 
-    /// Evaluates on an event (original-direction tuple); a failure is false.
+    /// Evaluates a tree without CEL subtrees ([`Expr::fallible`] false) on
+    /// an event (original-direction tuple): the hot path, a plain bool. On a
+    /// fallible tree a failing CEL subtree counts as false where it stands,
+    /// which is not CEL's logic (`!error` would be true): use [`Expr::eval`].
     pub fn matches(&self, ev: &Event) -> bool {
-        self.eval(ev).unwrap_or(false)
+        match self {
+            Expr::Const(b) => *b,
+            Expr::Not(e) => !e.matches(ev),
+            Expr::And(all) => all.iter().all(|e| e.matches(ev)),
+            Expr::Or(any) => any.iter().any(|e| e.matches(ev)),
+            Expr::If(abc) => {
+                let [c, a, b] = &**abc;
+                if c.matches(ev) {
+                    a.matches(ev)
+                } else {
+                    b.matches(ev)
+                }
+            }
+            Expr::Cel(opaque) => opaque.eval(ev).unwrap_or(false),
+            leaf => leaf.leaf(ev),
+        }
     }
 
-    /// Evaluates on an event (original-direction tuple).
+    /// Evaluates on an event (original-direction tuple), failures as CEL propagates them.
     pub fn eval(&self, ev: &Event) -> Result<bool, EvalError> {
-        Ok(match self {
-            Expr::Const(b) => *b,
-            Expr::Not(e) => !e.eval(ev)?,
-            Expr::And(all) => return Self::fold(all, ev, false),
-            Expr::Or(any) => return Self::fold(any, ev, true),
+        match self {
+            Expr::Not(e) => Ok(!e.eval(ev)?),
+            Expr::And(all) => Self::fold(all, ev, false),
+            Expr::Or(any) => Self::fold(any, ev, true),
+            Expr::If(abc) => {
+                let [c, a, b] = &**abc;
+                if c.eval(ev)? {
+                    a.eval(ev)
+                } else {
+                    b.eval(ev)
+                }
+            }
+            Expr::Cel(opaque) => opaque.eval(ev),
+            other => Ok(other.matches(ev)),
+        }
+    }
+
+    /// A predicate on the event's fields.
+    fn leaf(&self, ev: &Event) -> bool {
+        match self {
             Expr::Type(set) => set.has(kind_bit(ev.kind)),
             Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
             Expr::Network(side, set) => {
@@ -227,12 +260,9 @@ impl Expr {
                 Side::Destination => set.contains(ev.orig.dst_port),
                 Side::Either => set.contains(ev.orig.src_port) || set.contains(ev.orig.dst_port),
             },
-            Expr::If(abc) => {
-                let [c, a, b] = &**abc;
-                return if c.eval(ev)? { a.eval(ev) } else { b.eval(ev) };
-            }
-            Expr::Cel(opaque) => return opaque.eval(ev),
-        })
+            Expr::Const(b) => *b,
+            Expr::Not(_) | Expr::And(_) | Expr::Or(_) | Expr::If(_) | Expr::Cel(_) => self.matches(ev),
+        }
     }
 
     /// `and` (`decisive` false) or `or` (true) in CEL's logic: the decisive

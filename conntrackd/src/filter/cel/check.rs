@@ -16,24 +16,29 @@ use crate::filter::{ast::Cidr, keyword::network_bit, ParseError};
 /// Maps node ids to rule columns.
 pub(crate) struct Positions<'a> {
     pub info: &'a SourceInfo,
-    /// The expression's characters (offsets count characters).
-    pub chars: Vec<char>,
+    /// The expression (the crate's node offsets count its bytes).
+    pub text: &'a str,
     /// The rule column of the expression's first character.
     pub base: usize,
 }
 
 impl Positions<'_> {
+    /// The rule column of the character at byte `offset`.
+    fn at(&self, offset: usize) -> usize {
+        self.base + self.text.get(..self.text.floor_char_boundary(offset)).map_or(0, |s| s.chars().count())
+    }
+
     /// The column where the node starts (an operator's is the operator, a call's its '(').
     pub fn column(&self, id: u64) -> usize {
-        self.base + self.info.offset_for(id).map_or(0, |(start, _)| start as usize)
+        self.at(self.info.offset_for(id).map_or(0, |(start, _)| start as usize))
     }
 
     /// A call's column: its name, when the name stands right before the '('.
     pub fn call_column(&self, id: u64, name: &str) -> usize {
         let Some((open, _)) = self.info.offset_for(id) else { return self.base };
-        let (open, len) = (open as usize, name.chars().count());
-        let named = open >= len && self.chars.get(open - len..open).is_some_and(|s| s.iter().copied().eq(name.chars()));
-        self.base + if named { open - len } else { open }
+        let open = open as usize;
+        let named = self.text.get(..open).is_some_and(|before| before.ends_with(name));
+        self.at(if named { open - name.len() } else { open })
     }
 
     pub fn error(&self, id: u64, message: String) -> ParseError {
@@ -169,17 +174,22 @@ impl<'a> Checker<'a> {
                 if let Some(target) = &call.target {
                     args.push(self.check(target)?);
                 }
-                for a in &call.args {
-                    args.push(self.check(a)?);
-                }
                 let member = call.target.is_some();
                 let column = if call.func_name.starts_with(|c: char| c.is_ascii_alphabetic()) && !member {
                     self.pos.call_column(e.id, &call.func_name)
                 } else {
                     self.pos.column(e.id)
                 };
+                if !types::known(&call.func_name, member) {
+                    // Named before its arguments are checked: `[1].all(x)` is not the macro.
+                    let message = types::call(&call.func_name, member, &args).err().unwrap_or_default();
+                    return Err(ParseError { column, message });
+                }
+                for a in &call.args {
+                    args.push(self.check(a)?);
+                }
                 let ty = types::call(&call.func_name, member, &args).map_err(|message| match (member, call.args.as_slice(), args.as_slice()) {
-                    (false, [a, b], [ta, tb]) if call.func_name.starts_with('_') => ParseError {
+                    (false, [a, b], [ta, tb]) if call.func_name.starts_with('_') || call.func_name == "@in" => ParseError {
                         column: self.pos.column(b.id),
                         message: format!("{} does not apply to {} and {}", types::display_name(&call.func_name), describe(a, ta), describe(b, tb)),
                     },

@@ -41,7 +41,7 @@ use super::{ast::Expr, ParseError, MAX_NESTING};
 /// Compiles the expression of a CEL rule; `base` is the rule column of its first character.
 pub(crate) fn compile(text: &str, base: usize) -> Result<Expr, ParseError> {
     let (expr, info) = parse(text, base)?;
-    let pos = Positions { info: &info, chars: text.chars().collect(), base };
+    let pos = Positions { info: &info, text, base };
     let lookup = |name: &str| Var::lookup(name).map(Var::ty);
     let ty = Checker::new(&pos, &lookup).check(&expr)?;
     if !matches!(ty, Ty::Bool | Ty::Dyn) {

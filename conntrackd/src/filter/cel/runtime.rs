@@ -33,9 +33,10 @@ use crate::{
 pub(crate) static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib().with_optional_support(false);
     let ours = [
-        cel::add_overload!(env, fn is_network: (CelString, CelString) -> Result<CelBool>),
-        cel::add_overload!(env, fn in_cidr: (CelString, CelString) -> Result<CelBool>),
-        cel::add_overload!(env, fn in_range: (CelInt, CelInt, CelInt) -> CelBool),
+        // The macro would name them in camel case (isNetwork): the names are given.
+        cel::add_overload!(env, fn is_network: (CelString, CelString) -> Result<CelBool>, name = "is_network"),
+        cel::add_overload!(env, fn in_cidr: (CelString, CelString) -> Result<CelBool>, name = "in_cidr"),
+        cel::add_overload!(env, fn in_range: (CelInt, CelInt, CelInt) -> CelBool, name = "in_range"),
     ];
     for result in ours {
         if let Err(err) = result {
@@ -83,7 +84,7 @@ impl VariableResolver for EventVars<'_> {
 
 /// Why an expression failed on an event (the rule does not match it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EvalError(pub Box<str>);
+pub(crate) struct EvalError(pub Box<String>);
 
 impl std::fmt::Display for EvalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +118,11 @@ impl Opaque {
 /// Evaluates `expr` with the event's variables (if any) and extra bindings:
 /// the same interpreter and environment the rules use.
 pub(crate) fn evaluate(expr: &IdedExpr, ev: Option<&Event>, bindings: &[(String, Value)]) -> Result<Value, ExecutionError> {
+    evaluate_typed(expr, ev, bindings).map(|(value, _)| value)
+}
+
+/// [`evaluate`], with the CEL type name of the result (a type value is a `Value::String` of its name).
+pub(crate) fn evaluate_typed(expr: &IdedExpr, ev: Option<&Event>, bindings: &[(String, Value)]) -> Result<(Value, String), ExecutionError> {
     let vars = ev.map(EventVars);
     let mut ctx = Context::with_env(Arc::clone(&ENV));
     if let Some(vars) = &vars {
@@ -125,5 +131,7 @@ pub(crate) fn evaluate(expr: &IdedExpr, ev: Option<&Event>, bindings: &[(String,
     for (name, value) in bindings {
         ctx.add_variable_from_value(name.clone(), value.clone());
     }
-    Value::resolve(expr, &ctx)
+    let val = Value::resolve_val(expr, &ctx)?;
+    let type_name = val.get_type().name().to_string();
+    Ok((Value::try_from(val.as_ref())?, type_name))
 }

@@ -104,6 +104,34 @@ pub(crate) fn display_name(func: &str) -> String {
 pub(crate) const FUNCTIONS: &str = "size, contains, startsWith, endsWith, matches, int, uint, double, string, bytes, bool, dyn, type, \
                                     is_network, in_cidr, in_range, and the macros has, all, exists, exists_one, map, filter";
 
+/// Whether a function or method of this name exists (whatever its arguments).
+pub(crate) fn known(func: &str, member: bool) -> bool {
+    const GLOBAL: [&str; 16] = [
+        "size",
+        "matches",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "dyn",
+        "type",
+        "is_network",
+        "in_cidr",
+        "in_range",
+        "@in",
+        "@not_strictly_false",
+        "-_",
+    ];
+    const METHODS: [&str; 5] = ["size", "contains", "startsWith", "endsWith", "matches"];
+    if member {
+        METHODS.contains(&func)
+    } else {
+        GLOBAL.contains(&func) || (func.starts_with('_') && func.ends_with('_')) || func == "!_" || func == "_[_]"
+    }
+}
+
 /// The result type of `func` applied to `args` (a member call's target first),
 /// or what is wrong. `member` tells `x.f(y)` from `f(x, y)`.
 pub(crate) fn call(func: &str, member: bool, args: &[Ty]) -> Result<Ty, String> {
