@@ -77,6 +77,7 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics { sources: Arc::clone(&sources.snapshots), unhealthy_after: config.metrics.unhealthy_after, ..Metrics::default() });
     *metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = sinks.queues();
     *metrics.source_kind.lock().unwrap_or_else(|p| p.into_inner()) = sources.kind();
+    *metrics.rule_errors.lock().unwrap_or_else(|p| p.into_inner()) = config.rules.errors();
     if let Some(addr) = config.metrics.listen {
         crate::metrics::serve(addr, Arc::clone(&metrics)).await.with_context(|| format!("metrics.listen {addr}"))?;
     }
@@ -233,6 +234,7 @@ fn apply_reload(ready: ReloadReady, live: &mut Live<'_>, reload: &Reload) -> Ret
     let table = prefilter(&new);
     live.sources.update_prefilter(table);
     live.pipeline.rules = new.rules.clone();
+    *live.metrics.rule_errors.lock().unwrap_or_else(|p| p.into_inner()) = new.rules.errors();
     let started = prepared.started();
     let retiring = live.sinks.apply(prepared);
     *live.metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = live.sinks.queues();

@@ -31,7 +31,7 @@ pub fn geoip(config: &Path, lookups: usize) -> Result<String, String> {
 
 /// Evaluates `rules` first-match on a fixed mix of events, `rounds` times
 /// over the mix; returns (evaluations, seconds, events logged).
-pub fn rule_evaluations<S: AsRef<str>>(rules: &[S], rounds: u32) -> Result<(u64, f64, u64), String> {
+pub fn rule_evaluations<S: AsRef<str> + Sync>(rules: &[S], rounds: u32) -> Result<(u64, f64, u64), String> {
     let rules = Rules::compile(rules).map_err(|e: RulesError| e.to_string())?;
     let events = sample_events();
     let mut logged = 0u64;

@@ -31,6 +31,9 @@ pub(crate) enum CommandKind {
     Run(RunArgs),
     /// Validate the configuration and rules; print the kernel pre-filter they give. Exits 1 on errors.
     Check(RunArgs),
+    /// Apply the rules to saved events: read event lines (the stream sink's JSON) on stdin, write those the rules log, unchanged.
+    /// A line that is not an event is an error naming its number (exit 1 at the end; the other lines are still processed).
+    Filter(FilterArgs),
     /// GeoIP tools.
     #[command(subcommand)]
     Geoip(GeoipCommand),
@@ -62,6 +65,15 @@ pub(crate) enum GeoipCommand {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct FilterArgs {
+    /// Write every event line as `log|drop<TAB>rule N|no rule<TAB>line` instead of the logged lines only.
+    #[arg(long)]
+    pub explain: bool,
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// Configuration file: .toml, .yaml/.yml or .json. [default: /etc/conntrackd/conntrackd.{toml,yaml,yml,json} if one exists, else the built-in default]
     #[arg(long, value_name = "FILE")]
@@ -76,7 +88,7 @@ pub(crate) fn parse() -> Cli {
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let Some((_, mut sub)) = matches.subcommand() else { return cli };
     let args = match &mut cli.command {
-        CommandKind::Run(args) | CommandKind::Check(args) => args,
+        CommandKind::Run(args) | CommandKind::Check(args) | CommandKind::Filter(FilterArgs { args, .. }) => args,
         CommandKind::Geoip(GeoipCommand::Lookup { args, .. }) => {
             let Some((_, inner)) = sub.subcommand() else { return cli };
             sub = inner;
@@ -88,9 +100,13 @@ pub(crate) fn parse() -> Cli {
     cli
 }
 
-/// The clap command with the key flags added to `run` and `check`.
+/// The clap command with the key flags added to `run`, `check` and `filter`.
 pub(crate) fn command() -> Command {
-    Cli::command().mut_subcommand("run", with_keys).mut_subcommand("check", with_keys).mut_subcommand("geoip", |g| g.mut_subcommand("lookup", with_keys))
+    Cli::command()
+        .mut_subcommand("run", with_keys)
+        .mut_subcommand("check", with_keys)
+        .mut_subcommand("filter", with_keys)
+        .mut_subcommand("geoip", |g| g.mut_subcommand("lookup", with_keys))
 }
 
 fn with_keys(cmd: Command) -> Command {

@@ -14,6 +14,7 @@ mod config;
 mod enrich;
 mod event;
 mod filter;
+mod filter_command;
 mod host;
 mod metrics;
 mod notify;
@@ -74,6 +75,16 @@ pub fn main_entry() -> ExitCode {
         }
         cli::CommandKind::Man { dir } => print_or_fail(write_man_pages(&dir)),
         cli::CommandKind::Check(args) => print_or_fail(load(&args).and_then(|config| commands::check_report(&config))),
+        cli::CommandKind::Filter(cli::FilterArgs { explain, args }) => match load(&args) {
+            Ok(config) => {
+                cli::init_logging(config.log.level, config.log.format.as_deref());
+                filter_command::run(&config.rules, explain)
+            }
+            Err(err) => {
+                eprintln!("conntrackd: {err}");
+                ExitCode::FAILURE
+            }
+        },
         cli::CommandKind::Geoip(cli::GeoipCommand::Lookup { ip, args }) => print_or_fail(load(&args).and_then(|config| {
             cli::init_logging(config.log.level, config.log.format.as_deref());
             commands::geoip_lookup(&config, ip)

@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub sinks: Mutex<Vec<(&'static str, Arc<BoundedQueue>)>>,
     pub source_kind: Mutex<&'static str>,
     pub unhealthy_after: Duration,
+    /// Evaluation errors per rule of the rules in force.
+    pub rule_errors: Mutex<Arc<crate::filter::EvalErrors>>,
 }
 
 impl Metrics {
@@ -59,6 +61,7 @@ impl Metrics {
         self.render_sources(&mut out);
         counter(&mut out, "conntrackd_events_read_total", "Events the sources delivered to the pipeline.", self.read.load(Ordering::Relaxed));
         counter(&mut out, "conntrackd_events_dropped_by_rules_total", "Events a rule dropped in userspace.", self.dropped_by_rules.load(Ordering::Relaxed));
+        self.render_rule_errors(&mut out);
         counter(&mut out, "conntrackd_events_attributed_total", "Events given the process that made the connection.", self.attributed.load(Ordering::Relaxed));
         if let Some(g) = *self.geoip.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = writeln!(
@@ -117,6 +120,18 @@ impl Metrics {
             "# HELP conntrackd_netns_rescan_cpu_seconds_total CPU time the discovery scans took.\n# TYPE conntrackd_netns_rescan_cpu_seconds_total counter\nconntrackd_netns_rescan_cpu_seconds_total {:.6}",
             rescan_cpu_ns as f64 / 1e9
         );
+    }
+
+    fn render_rule_errors(&self, out: &mut String) {
+        let counts = self.rule_errors.lock().unwrap_or_else(|p| p.into_inner()).counts();
+        let _ = writeln!(
+            out,
+            "# HELP conntrackd_rule_evaluation_errors_total Events a CEL rule failed on (it did not match them), per rule since the rules were loaded.\n\
+             # TYPE conntrackd_rule_evaluation_errors_total counter"
+        );
+        for (i, n) in counts.iter().enumerate() {
+            let _ = writeln!(out, "conntrackd_rule_evaluation_errors_total{{rule=\"{}\"}} {n}", i + 1);
+        }
     }
 
     fn render_sinks(&self, out: &mut String) {
@@ -214,4 +229,27 @@ async fn respond(mut stream: TcpStream, metrics: Arc<Metrics>) {
     };
     let response = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let _ = stream.write_all(response.as_bytes()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Endpoints, Event, EventType, Protocol};
+
+    #[test]
+    fn rule_evaluation_errors_are_one_series_per_rule() {
+        // `process.comm` is "" without a process: int("") fails on every event.
+        let rules = crate::filter::Rules::compile(&["drop int(process.comm) > 0", "log any"]).unwrap();
+        let ev = Event::bare(
+            EventType::New,
+            Protocol::Tcp,
+            Endpoints { src: "10.0.0.1".parse().unwrap(), dst: "10.0.0.2".parse().unwrap(), src_port: 1, dst_port: 2 },
+        );
+        assert_eq!(rules.decide(&ev), (true, Some(1)));
+        assert_eq!(rules.decide(&ev), (true, Some(1)));
+        let metrics = Metrics { rule_errors: Mutex::new(rules.errors()), ..Metrics::default() };
+        let text = metrics.render();
+        assert!(text.contains("# TYPE conntrackd_rule_evaluation_errors_total counter\n"), "{text}");
+        assert!(text.contains("conntrackd_rule_evaluation_errors_total{rule=\"1\"} 2\nconntrackd_rule_evaluation_errors_total{rule=\"2\"} 0\n"), "{text}");
+    }
 }

@@ -39,7 +39,7 @@ fn commands(help: &str) -> Vec<String> {
 fn help_lists_only_the_daemons_commands() {
     let out = conntrackd(&["--help"]);
     assert!(out.status.success(), "conntrackd --help: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(commands(&String::from_utf8_lossy(&out.stdout)), ["run", "check", "geoip", "version", "completion", "help"]);
+    assert_eq!(commands(&String::from_utf8_lossy(&out.stdout)), ["run", "check", "filter", "geoip", "version", "completion", "help"]);
     let out = conntrackd(&["geoip", "--help"]);
     assert!(out.status.success(), "conntrackd geoip --help: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(commands(&String::from_utf8_lossy(&out.stdout)), ["lookup", "help"]);

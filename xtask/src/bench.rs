@@ -137,9 +137,11 @@ pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
     eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
     let rules = rules::run(root, plan.rules)?;
     eprintln!(
-        "bench:   {:.1} M evaluations/s ({} rules), baseline {:.1} M/s",
+        "bench:   {:.1} M evaluations/s ({} rules), full CEL {:.2} M/s ({} rules), baseline {:.1} M/s",
         rules.realistic.best_per_s / 1e6,
         rules::REALISTIC.len(),
+        rules.full_cel.best_per_s / 1e6,
+        rules::FULL_CEL.len(),
         rules.baseline.best_per_s / 1e6
     );
     let sources = generator::sources_for(plan.connections, netns::CLIENT_ADDR);

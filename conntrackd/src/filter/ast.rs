@@ -1,9 +1,16 @@
 //! The compiled rule tree both languages produce, and its evaluation on an
-//! event. Everything is a typed value (bit sets, ranges, prefixes): evaluation
-//! never allocates and never compares strings.
+//! event. Everything but [`Expr::Cel`] is a typed value (bit sets, ranges,
+//! prefixes, literal strings): evaluating it never allocates. A CEL subtree
+//! the tree cannot express is an [`Expr::Cel`] node, run by the interpreter;
+//! only it can fail, and a failure propagates as CEL's logic says
+//! (`false && error` is false, `true || error` true, anything else an error).
 use std::net::IpAddr;
 
-use super::network::NetworkClass;
+use super::{
+    cel::{EvalError, Opaque},
+    network::NetworkClass,
+    text::{AddrBuf, TextField, TextTest},
+};
 use crate::event::{Event, EventType, Protocol};
 
 /// What a matching rule does.
@@ -128,9 +135,13 @@ pub(crate) enum Expr {
     Address(Side, Vec<Cidr>, Option<PortSet>),
     /// The side's port (or either port) in the set.
     Port(Side, PortSet),
-    /// The attributed process's field is one of the values (false when the
+    /// A string field passes a test (a process field is empty when the
     /// process is not known). Never known to the kernel pre-filter.
-    Process(ProcessField, Vec<String>),
+    Text(TextField, TextTest),
+    /// CEL's `c ? a : b` on conditions.
+    If(Box<[Expr; 3]>),
+    /// A CEL subtree for the interpreter; unknown to the kernel pre-filter.
+    Cel(Box<Opaque>),
 }
 
 /// A process field rules can test.
@@ -176,13 +187,62 @@ impl Expr {
         Expr::Not(Box::new(a))
     }
 
-    /// Evaluates on an event (original-direction tuple).
+    /// Whether evaluating can fail (the tree has a CEL subtree).
+    pub fn fallible(&self) -> bool {
+        match self {
+            Expr::Cel(_) => true,
+            Expr::Not(e) => e.fallible(),
+            Expr::And(v) | Expr::Or(v) => v.iter().any(Expr::fallible),
+            Expr::If(abc) => abc.iter().any(Expr::fallible),
+            _ => false,
+        }
+    }
+
+    /// Evaluates a tree without CEL subtrees ([`Expr::fallible`] false) on
+    /// an event (original-direction tuple): the hot path, a plain bool. On a
+    /// fallible tree a failing CEL subtree counts as false where it stands,
+    /// which is not CEL's logic (`!error` would be true): use [`Expr::eval`].
     pub fn matches(&self, ev: &Event) -> bool {
         match self {
             Expr::Const(b) => *b,
             Expr::Not(e) => !e.matches(ev),
             Expr::And(all) => all.iter().all(|e| e.matches(ev)),
             Expr::Or(any) => any.iter().any(|e| e.matches(ev)),
+            Expr::If(abc) => {
+                let [c, a, b] = &**abc;
+                if c.matches(ev) {
+                    a.matches(ev)
+                } else {
+                    b.matches(ev)
+                }
+            }
+            Expr::Cel(opaque) => opaque.eval(ev).unwrap_or(false),
+            leaf => leaf.leaf(ev),
+        }
+    }
+
+    /// Evaluates on an event (original-direction tuple), failures as CEL propagates them.
+    pub fn eval(&self, ev: &Event) -> Result<bool, EvalError> {
+        match self {
+            Expr::Not(e) => Ok(!e.eval(ev)?),
+            Expr::And(all) => Self::fold(all, ev, false),
+            Expr::Or(any) => Self::fold(any, ev, true),
+            Expr::If(abc) => {
+                let [c, a, b] = &**abc;
+                if c.eval(ev)? {
+                    a.eval(ev)
+                } else {
+                    b.eval(ev)
+                }
+            }
+            Expr::Cel(opaque) => opaque.eval(ev),
+            other => Ok(other.matches(ev)),
+        }
+    }
+
+    /// A predicate on the event's fields.
+    fn leaf(&self, ev: &Event) -> bool {
+        match self {
             Expr::Type(set) => set.has(kind_bit(ev.kind)),
             Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
             Expr::Network(side, set) => {
@@ -194,20 +254,31 @@ impl Expr {
                 Side::Destination => address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
                 Side::Either => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports) || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
             },
-            Expr::Process(field, values) => ev.process.as_ref().is_some_and(|p| {
-                let value = match field {
-                    ProcessField::Comm => &p.comm,
-                    ProcessField::User => &p.user,
-                    ProcessField::Exe => &p.exe,
-                };
-                value.as_ref().is_some_and(|v| values.iter().any(|x| x == v))
-            }),
+            Expr::Text(field, test) => test.test(field.read(ev, &mut AddrBuf::default())),
             Expr::Port(side, set) => match side {
                 Side::Source => set.contains(ev.orig.src_port),
                 Side::Destination => set.contains(ev.orig.dst_port),
                 Side::Either => set.contains(ev.orig.src_port) || set.contains(ev.orig.dst_port),
             },
+            Expr::Const(b) => *b,
+            Expr::Not(_) | Expr::And(_) | Expr::Or(_) | Expr::If(_) | Expr::Cel(_) => self.matches(ev),
         }
+    }
+
+    /// `and` (`decisive` false) or `or` (true) in CEL's logic: the decisive
+    /// value wins over errors; else the first error, else the other value.
+    fn fold(operands: &[Expr], ev: &Event, decisive: bool) -> Result<bool, EvalError> {
+        let mut error = None;
+        for e in operands {
+            match e.eval(ev) {
+                Ok(v) if v == decisive => return Ok(decisive),
+                Ok(_) => {}
+                Err(err) => {
+                    error.get_or_insert(err);
+                }
+            }
+        }
+        error.map_or(Ok(!decisive), Err)
     }
 }
 

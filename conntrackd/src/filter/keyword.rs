@@ -18,6 +18,7 @@ use super::{
     ast::{class_bit, Bits, Cidr, Expr, PortSet, ProcessField, Side},
     lexer::{Tok, Token},
     network::NetworkClass,
+    text::{TextField, TextTest},
     Nesting, ParseError,
 };
 
@@ -189,7 +190,7 @@ impl<'a> Parser<'_, 'a> {
         };
         let keyword = self.toks[self.pos].kind.describe();
         let values = self.values_after(&keyword, "a name or path", |w: &str| Some(w.to_string()))?;
-        Ok(Expr::Process(field, values))
+        Ok(Expr::Text(TextField::Process(field), TextTest::OneOf(values)))
     }
 
     fn sided(&mut self, side: Side, dir: &str) -> Result<Expr, ParseError> {

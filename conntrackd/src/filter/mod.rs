@@ -1,19 +1,24 @@
 //! Rules: which events are logged (PRODUCT.md "Rules").
 //!
 //! Each rule is `log|drop <expression>` in the keyword language or in CEL,
-//! detected per rule; both compile into the typed tree of `ast.rs`. The first
+//! detected per rule; both compile into the typed tree of `ast.rs` (CEL
+//! subtrees it cannot express stay CEL, for the interpreter). The first
 //! matching rule decides; an event no rule matches is logged; no rules = log
 //! everything. `prefilter.rs` derives from the rules what the kernel may drop.
+//! A CEL rule that fails on an event does not match it (`errors.rs` counts).
 //!
 //! Limits (docs/rules.md "Limits"): a rule is at most [`MAX_RULE_BYTES`] long
-//! and nests at most [`MAX_NESTING`] levels deep. Both parsers are recursive
+//! and nests at most [`MAX_NESTING`] levels deep. The parsers are recursive
 //! descent, so without the bound a rule like `log ((((…` would overflow the
 //! stack; with it, a rule past the limit is an ordinary error naming the rule
 //! and the column. The compiled tree is no deeper than about twice the
 //! nesting (`and`/`or` chains are flat lists), so evaluating it, deriving the
-//! kernel table from it and dropping it recurse a bounded depth too.
+//! kernel table from it and dropping it recurse a bounded depth too. Rules
+//! are compiled on a thread of their own with a large stack ([`COMPILE_STACK`]):
+//! the `cel` crate's parser needs several KiB per level.
 pub(crate) mod ast;
 mod cel;
+mod errors;
 mod keyword;
 pub(crate) mod lexer;
 pub(crate) mod network;
@@ -22,14 +27,15 @@ pub(crate) mod prefilter;
 mod tests;
 #[cfg(test)]
 mod tests_limits;
+pub(crate) mod text;
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
-pub(crate) use self::prefilter::Prefilter;
 use self::{
     ast::{Action, Expr},
-    lexer::{tokenize, Tok, Token},
+    lexer::tokenize,
 };
+pub(crate) use self::{errors::EvalErrors, prefilter::Prefilter};
 use crate::event::Event;
 
 /// The rules of the built-in default (contrib/conntrackd.toml); a test checks they agree.
@@ -42,6 +48,9 @@ pub(crate) const MAX_NESTING: usize = 256;
 
 /// The longest rule accepted, in bytes of UTF-8.
 pub(crate) const MAX_RULE_BYTES: usize = 65_536;
+
+/// The stack of the thread rules are compiled on (reserved, touched only as deep as parsing goes).
+pub(crate) const COMPILE_STACK: usize = 64 << 20;
 
 /// The open nesting levels while a rule is parsed (both parsers share it).
 #[derive(Debug, Default)]
@@ -116,30 +125,37 @@ pub(crate) struct Rule {
     pub expr: Expr,
     pub language: Language,
     pub text: String,
+    /// The expression has CEL subtrees, which can fail on an event.
+    pub fallible: bool,
 }
 
-/// A compiled rule list.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A compiled rule list and the counters of its evaluation errors.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Rules {
     pub rules: Vec<Rule>,
+    errors: Arc<EvalErrors>,
 }
+
+impl PartialEq for Rules {
+    fn eq(&self, other: &Self) -> bool {
+        self.rules == other.rules
+    }
+}
+
+impl Eq for Rules {}
 
 impl Rules {
     /// Compiles every rule; reports every broken rule, not just the first.
-    pub fn compile<S: AsRef<str>>(texts: &[S]) -> Result<Self, RulesError> {
-        let mut rules = Vec::new();
-        let mut errors = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            let text = text.as_ref();
-            match compile_rule(text) {
-                Ok(rule) => rules.push(rule),
-                Err(e) => errors.push(RuleError { index: i + 1, text: text.to_string(), column: e.column, message: e.message }),
+    pub fn compile<S: AsRef<str> + Sync>(texts: &[S]) -> Result<Self, RulesError> {
+        let work = || compile_all(texts);
+        let spawned = std::thread::scope(|scope| std::thread::Builder::new().stack_size(COMPILE_STACK).spawn_scoped(scope, work).map(|h| h.join()));
+        match spawned {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start the thread rules are compiled on; compiling on this one");
+                compile_all(texts)
             }
-        }
-        if errors.is_empty() {
-            Ok(Self { rules })
-        } else {
-            Err(RulesError(errors))
         }
     }
 
@@ -149,9 +165,49 @@ impl Rules {
         Self::compile(&DEFAULT_RULES).unwrap_or_default()
     }
 
-    /// First match wins; no match logs. Never allocates.
+    /// First match wins; no match logs. Never allocates, but in CEL subtrees.
     pub fn logs(&self, ev: &Event) -> bool {
-        self.rules.iter().find(|r| r.expr.matches(ev)).is_none_or(|r| r.action == Action::Log)
+        self.decide(ev).0
+    }
+
+    /// Whether the event is logged, and the index (0-based) of the rule that decided, if one matched.
+    pub fn decide(&self, ev: &Event) -> (bool, Option<usize>) {
+        for (i, rule) in self.rules.iter().enumerate() {
+            let hit = if rule.fallible {
+                rule.expr.eval(ev).unwrap_or_else(|err| {
+                    self.errors.record(i, &rule.text, &err);
+                    false
+                })
+            } else {
+                rule.expr.matches(ev)
+            };
+            if hit {
+                return (rule.action == Action::Log, Some(i));
+            }
+        }
+        (true, None)
+    }
+
+    /// The evaluation error counters (for `/metrics`).
+    pub fn errors(&self) -> Arc<EvalErrors> {
+        Arc::clone(&self.errors)
+    }
+}
+
+fn compile_all<S: AsRef<str>>(texts: &[S]) -> Result<Rules, RulesError> {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let text = text.as_ref();
+        match compile_rule(text) {
+            Ok(rule) => rules.push(rule),
+            Err(e) => errors.push(RuleError { index: i + 1, text: text.to_string(), column: e.column, message: e.message }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Rules { errors: Arc::new(EvalErrors::new(rules.len())), rules })
+    } else {
+        Err(RulesError(errors))
     }
 }
 
@@ -175,30 +231,13 @@ fn compile_rule(text: &str) -> Result<Rule, ParseError> {
     let rest_start = lead + word_end;
     let base = text[..rest_start].chars().count() + 1;
     let end_column = text.chars().count() + 1;
-    let tokens = tokenize(&text[rest_start..], base).map_err(|e| ParseError { column: e.column, message: e.message })?;
-    let language = detect(&tokens);
-    let expr = match language {
-        Language::Cel => cel::parse(&tokens, end_column)?,
-        Language::Keyword => keyword::parse(&tokens, end_column)?,
-    };
-    Ok(Rule { action, expr, language, text: text.to_string() })
-}
-
-/// CEL uses operators, quoted strings, dotted variables or function calls;
-/// the keyword language uses none of them.
-fn detect(tokens: &[Token<'_>]) -> Language {
-    let cel = tokens.iter().enumerate().any(|(i, t)| match &t.kind {
-        Tok::Op(_) | Tok::Str(_) => true,
-        Tok::Word(w) => {
-            let dotted = w.starts_with(|c: char| c.is_ascii_alphabetic()) && w.contains('.') && ast::Cidr::parse(w).is_none();
-            let call = matches!(*w, "is_network" | "in_cidr" | "in_range") && tokens.get(i + 1).is_some_and(|n| n.kind == Tok::LParen);
-            dotted || call || matches!(*w, "true" | "false")
-        }
-        _ => false,
-    });
-    if cel {
-        Language::Cel
+    let rest = &text[rest_start..];
+    let (language, expr) = if cel::looks_like_cel(rest) {
+        (Language::Cel, cel::compile(rest, base)?)
     } else {
-        Language::Keyword
-    }
+        let tokens = tokenize(rest, base).map_err(|e| ParseError { column: e.column, message: e.message })?;
+        (Language::Keyword, keyword::parse(&tokens, end_column)?)
+    };
+    let fallible = expr.fallible();
+    Ok(Rule { action, expr, language, text: text.to_string(), fallible })
 }

@@ -183,7 +183,17 @@ fn eval(expr: &Expr, c: &Combo) -> Tri {
         }
         Expr::Port(_, set) if set.0.is_empty() => Tri::False,
         Expr::Port(_, set) if set.0.iter().any(|&(lo, hi)| lo == 0 && hi == 65535) => Tri::True,
-        Expr::Port(..) | Expr::Process(..) => Tri::Unknown,
+        Expr::If(abc) => {
+            let [cond, a, b] = &**abc;
+            match eval(cond, c) {
+                Tri::True => eval(a, c),
+                Tri::False => eval(b, c),
+                // Not `a` even when both branches agree: a CEL condition may fail.
+                Tri::Unknown => Tri::Unknown,
+            }
+        }
+        // A CEL subtree may be true, false or fail (the rule does not match): unknown.
+        Expr::Port(..) | Expr::Text(..) | Expr::Cel(_) => Tri::Unknown,
     }
 }
 

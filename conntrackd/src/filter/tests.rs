@@ -178,16 +178,16 @@ fn every_error_names_rule_column_found_and_expected() {
         ("log type NEW protocol TCP", "rule 1 \"log type NEW protocol TCP\", column 14: expected 'and', 'or' or the end of the rule, found 'protocol'"),
         ("log type NEW; drop", "rule 1 \"log type NEW; drop\", column 13: unexpected character ';'"),
         ("log is_network(destination.address, \"INTERNET\")", "rule 1 \"log is_network(destination.address, \\\"INTERNET\\\")\", column 37: unknown network class \"INTERNET\": expected LOCAL, PRIVATE, PUBLIC or MULTICAST"),
-        ("log dest.port == 80", "rule 1 \"log dest.port == 80\", column 5: unknown variable 'dest.port': expected event.type, protocol, source.address, destination.address, source.port, destination.port, process.comm, process.user or process.exe"),
-        ("log source.port == \"80\"", "rule 1 \"log source.port == \\\"80\\\"\", column 20: 'source.port' is a number: compare it with a number, not a string"),
+        ("log dest.port == 80", "rule 1 \"log dest.port == 80\", column 5: unknown variable 'dest.port': expected event.type, protocol, source.address, destination.address, source.port, destination.port, process.comm, process.user, process.exe or destination.domain"),
+        ("log source.port == \"80\"", "rule 1 \"log source.port == \\\"80\\\"\", column 20: '==' does not apply to 'source.port' (an int) and the string \"80\""),
         ("log protocol == \"ICMP\"", "rule 1 \"log protocol == \\\"ICMP\\\"\", column 17: expected \"TCP\" or \"UDP\", found \"ICMP\""),
         ("log in_cidr(source.address, \"10.0.0.0/33\")", "rule 1 \"log in_cidr(source.address, \\\"10.0.0.0/33\\\")\", column 29: expected a CIDR such as \"10.0.0.0/8\", found \"10.0.0.0/33\""),
         ("log in_range(source.port, 90, 80)", "rule 1 \"log in_range(source.port, 90, 80)\", column 27: in_range(90, 80) is empty: the low bound is above the high bound"),
-        ("log protocol == \"TCP\" &&", "rule 1 \"log protocol == \\\"TCP\\\" &&\", column 25: expected a condition, found end of rule"),
-        ("log source.port", "rule 1 \"log source.port\", column 5: expected a condition, found 'source.port'"),
-        ("log frob(source.port)", "rule 1 \"log frob(source.port)\", column 5: unknown function 'frob': expected is_network, in_cidr or in_range"),
+        ("log protocol == \"TCP\" &&", "rule 1 \"log protocol == \\\"TCP\\\" &&\", column 25: syntax error: expected a value, a variable, '(' or '!', found end of rule"),
+        ("log source.port", "rule 1 \"log source.port\", column 5: expected a condition, found 'source.port' (an int)"),
+        ("log frob(source.port)", "rule 1 \"log frob(source.port)\", column 5: unknown function 'frob': expected one of size, contains, startsWith, endsWith, matches, int, uint, double, string, bytes, bool, dyn, type, is_network, in_cidr, in_range, and the macros has, all, exists, exists_one, map, filter"),
         ("log frob", "rule 1 \"log frob\", column 5: expected a condition (any, type, protocol, source/destination address|network|port, on port) after the action, found 'frob'"),
-        ("log is_nework(source.address)", "rule 1 \"log is_nework(source.address)\", column 5: unknown function 'is_nework': expected is_network, in_cidr or in_range"),
+        ("log is_nework(source.address)", "rule 1 \"log is_nework(source.address)\", column 5: unknown function 'is_nework': expected one of size, contains, startsWith, endsWith, matches, int, uint, double, string, bytes, bool, dyn, type, is_network, in_cidr, in_range, and the macros has, all, exists, exists_one, map, filter"),
     ];
     for (rule, want) in table {
         let err = Rules::compile(&[*rule]).expect_err(rule);

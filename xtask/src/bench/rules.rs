@@ -1,7 +1,9 @@
 //! Rule-evaluation throughput on one thread: runs conntrackd's `rules` bench
 //! binary ([`micro`]: `cargo bench -p conntrackd --bench rules`) on a
-//! realistic 10-rule list and on the single rule `log any`, interleaved in
-//! the same invocation, and parses its `rules set=...` lines.
+//! realistic 10-rule list, on a list using the rest of CEL (string methods,
+//! macros, conversions: the interpreter's share) and on the single rule
+//! `log any`, interleaved in the same invocation, and parses its
+//! `rules set=...` lines.
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +23,18 @@ pub(crate) const REALISTIC: [&str; 10] = [
     "drop source network MULTICAST or destination network MULTICAST",
     "log event.type == \"NEW\" && in_cidr(destination.address, \"10.1.0.0/16\") && in_range(destination.port, 1, 1023)",
     "log protocol TCP and destination network PUBLIC",
+    "drop any",
+];
+/// CEL beyond the fast tree's shapes: string methods, `in` lists, macros,
+/// `size()`, conversions, two variables compared, `?:`.
+pub(crate) const FULL_CEL: [&str; 8] = [
+    "drop destination.port in [53, 5353, 6000]",
+    "drop process.comm.startsWith(\"apt\") || process.exe.matches(\"^/usr/lib/\")",
+    "drop [\"192.0.2.0/24\", \"198.51.100.0/24\"].exists(net, in_cidr(destination.address, net))",
+    "drop size(process.user) > 8",
+    "drop source.port < 1024 && source.port < destination.port",
+    "log protocol == \"TCP\" ? is_network(destination.address, \"PUBLIC\") : destination.port == 53",
+    "log string(destination.port).endsWith(\"443\") && event.type == \"NEW\"",
     "drop any",
 ];
 pub(crate) const BASELINE: [&str; 1] = ["log any"];
@@ -52,6 +66,7 @@ pub(crate) struct SetResult {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RulesResult {
     pub realistic: SetResult,
+    pub full_cel: SetResult,
     pub baseline: SetResult,
     pub rounds: u32,
     pub repeats: u32,
@@ -67,7 +82,7 @@ impl RulesResult {
 /// Builds and runs the bench binary from the workspace at `root`.
 pub(crate) fn run(root: &Path, effort: Effort) -> Result<RulesResult> {
     let mut args = vec![effort.rounds.to_string(), effort.repeats.to_string()];
-    for (name, rules) in [("realistic", &REALISTIC[..]), ("baseline", &BASELINE[..])] {
+    for (name, rules) in [("realistic", &REALISTIC[..]), ("full-cel", &FULL_CEL[..]), ("baseline", &BASELINE[..])] {
         args.extend(["--set".to_string(), name.to_string()]);
         args.extend(rules.iter().map(ToString::to_string));
     }
@@ -78,8 +93,9 @@ pub(crate) fn run(root: &Path, effort: Effort) -> Result<RulesResult> {
         Ok(summarise(name, rules, &runs))
     };
     let realistic = take("realistic", &REALISTIC)?;
+    let full_cel = take("full-cel", &FULL_CEL)?;
     let baseline = take("baseline", &BASELINE)?;
-    Ok(RulesResult { realistic, baseline, rounds: effort.rounds, repeats: effort.repeats })
+    Ok(RulesResult { realistic, full_cel, baseline, rounds: effort.rounds, repeats: effort.repeats })
 }
 
 /// One `rules set=NAME rules=N evaluations=E seconds=S logged=L` line.
