@@ -4,13 +4,11 @@
 mod common;
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     os::unix::net::UnixDatagram,
     time::{Duration, Instant},
 };
 
-use common::{conntrack, enter_netns, inject, require_root_and_tools, Daemon, Netns, WAIT};
+use common::{conntrack, inject, require_root_and_tools, Daemon, Netns, WAIT};
 
 fn tcp_entry(ns: &Netns, dst: &str, sport: u16) {
     let sport = sport.to_string();
@@ -19,19 +17,7 @@ fn tcp_entry(ns: &Netns, dst: &str, sport: u16) {
 
 /// GET `path` from 127.0.0.1:`port` inside the namespace: (status line, body).
 fn get(ns: &Netns, port: u16, path: &str) -> (String, String) {
-    let name = ns.name.clone();
-    let path = path.to_string();
-    std::thread::spawn(move || {
-        enter_netns(&name);
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("response");
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
-    })
-    .join()
-    .expect("http thread")
+    common::http_get(ns, port, path)
 }
 
 /// True when the kernel counter `outcome` equals `n` in the body.

@@ -105,6 +105,23 @@ pub fn enter_netns(name: &str) {
     assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
+/// GET `path` from 127.0.0.1:`port` inside the namespace `ns`: (status line, body).
+pub fn http_get(ns: &Netns, port: u16, path: &str) -> (String, String) {
+    use std::io::Read;
+    let (name, path) = (ns.name.clone(), path.to_string());
+    thread::spawn(move || {
+        enter_netns(&name);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("response");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    })
+    .join()
+    .expect("http thread")
+}
+
 /// Joins two namespaces with a veth pair and addresses them.
 pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     let (ia, ib) = ("veth-a", "veth-b");

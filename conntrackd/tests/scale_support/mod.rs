@@ -4,14 +4,13 @@
 //! says about the daemon (its BPF objects, RSS, CPU).
 use std::{
     collections::{HashMap, HashSet},
-    io::{Read, Write},
-    net::TcpStream,
+    io::Write,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::common::{enter_netns, Daemon, Netns};
+use crate::common::{Daemon, Netns};
 
 /// `ip netns` namespaces named `PREFIX-PID-N`, deleted on drop.
 pub struct NamedSet {
@@ -183,17 +182,7 @@ fn netns_of(line: &str) -> Option<String> {
 
 /// GET `path` from 127.0.0.1:`port` inside `ns`: the body.
 pub fn get(ns: &Netns, port: u16, path: &str) -> String {
-    let (name, path) = (ns.name.clone(), path.to_string());
-    std::thread::spawn(move || {
-        enter_netns(&name);
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("response");
-        text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
-    })
-    .join()
-    .expect("http thread")
+    crate::common::http_get(ns, port, path).1
 }
 
 /// The value of the metric line that is exactly `series VALUE`.
