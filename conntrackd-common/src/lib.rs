@@ -39,7 +39,7 @@ pub const KIND_NEW: u8 = 0;
 pub const KIND_UPDATE: u8 = 1;
 pub const KIND_DESTROY: u8 = 2;
 
-/// Network classes (PRODUCT.md "Rules"): trie values and class index in
+/// Network classes (docs/rules.md): trie values and class index in
 /// [`Policy::keep`]. An address no trie prefix matches is [`CLASS_PUBLIC`].
 pub const CLASS_LOCAL: u32 = 0;
 pub const CLASS_PRIVATE: u32 = 1;

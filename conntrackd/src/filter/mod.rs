@@ -1,4 +1,4 @@
-//! Rules: which events are logged (PRODUCT.md "Rules").
+//! Rules: which events are logged (README "Rules", docs/rules.md).
 //!
 //! Each rule is `log|drop <expression>` in the keyword language or in CEL,
 //! detected per rule; both compile into the typed tree of `ast.rs` (CEL

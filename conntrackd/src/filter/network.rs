@@ -1,4 +1,4 @@
-//! Network classes (PRODUCT.md "Rules"): LOCAL, PRIVATE, MULTICAST, and PUBLIC
+//! Network classes (docs/rules.md): LOCAL, PRIVATE, MULTICAST, and PUBLIC
 //! for everything else. IPv4-mapped IPv6 addresses are classified as IPv4.
 use std::net::{IpAddr, Ipv6Addr};
 
