@@ -81,7 +81,7 @@ mod tests {
         let mut errors = EvalErrors::new(2);
         // Pretend the rules were loaded two minutes ago.
         errors.start = Instant::now().checked_sub(Duration::from_secs(120)).unwrap_or(errors.start);
-        let e = EvalError(Box::new("boom".into()));
+        let e = EvalError("boom".into());
         for _ in 0..5 {
             errors.record(1, "log x", &e);
         }

@@ -86,7 +86,7 @@ fn constant(e: &IdedExpr) -> Option<Value> {
 impl Lower<'_> {
     /// The fast tree of a boolean expression.
     pub fn condition(&self, e: &IdedExpr) -> Result<Expr, ParseError> {
-        let CelExpr::Call(call) = &e.expr else { return Ok(self.fallback(e)) };
+        let CelExpr::Call(call) = &e.expr else { return self.fallback(e) };
         match (call.func_name.as_str(), call.target.as_deref(), call.args.as_slice()) {
             ("_&&_", None, [a, b]) => Ok(Expr::all(vec![self.condition(a)?, self.condition(b)?])),
             ("_||_", None, [a, b]) => Ok(Expr::any(vec![self.condition(a)?, self.condition(b)?])),
@@ -96,15 +96,20 @@ impl Lower<'_> {
             ("@in", None, [a, b]) => self.membership(e, a, b),
             (name @ ("is_network" | "in_cidr" | "in_range"), None, args) => self.function(e, name, args),
             (name @ ("startsWith" | "endsWith" | "contains" | "matches"), Some(target), [arg]) => self.text_call(e, name, target, arg),
-            _ => Ok(self.fallback(e)),
+            _ => self.fallback(e),
         }
     }
 
-    /// A constant condition is evaluated now; anything else is for the interpreter.
-    fn fallback(&self, e: &IdedExpr) -> Expr {
+    /// A constant condition is evaluated now; anything else is for the
+    /// interpreter, which recurses once per level of its tree (a macro two):
+    /// deeper than [`MAX_INTERPRETED_DEPTH`] is an error.
+    fn fallback(&self, e: &IdedExpr) -> Result<Expr, ParseError> {
         match constant(e) {
-            Some(Value::Bool(b)) => Expr::Const(b),
-            _ => Expr::Cel(Box::new(Opaque { expr: e.clone() })),
+            Some(Value::Bool(b)) => Ok(Expr::Const(b)),
+            _ if depth(e) > MAX_INTERPRETED_DEPTH => {
+                Err(self.pos.error(e.id, format!("nesting deeper than {MAX_INTERPRETED_DEPTH} levels in a part the CEL interpreter runs (macros count two)")))
+            }
+            _ => Ok(Expr::Cel(Box::new(Opaque { expr: e.clone() }))),
         }
     }
 
@@ -112,19 +117,19 @@ impl Lower<'_> {
         let (v, lit, node, op) = match (var(a), var(b)) {
             (Some(v), None) => (v, constant(b), b, op),
             (None, Some(v)) => (v, constant(a), a, flip(op)),
-            _ => return Ok(self.fallback(e)),
+            _ => return self.fallback(e),
         };
         let column = self.pos.column(node.id);
         match (v.text(), lit) {
             (None, Some(Value::Int(i))) => match v {
                 Var::Port(side) => Ok(Expr::Port(side, port_range(op, i))),
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
             (Some(field), Some(Value::String(s))) if op == "_==_" || op == "_!=_" => {
                 let positive = self.equals(field, std::slice::from_ref(&*s), column)?;
                 Ok(if op == "_==_" { positive } else { Expr::not(positive) })
             }
-            _ => Ok(self.fallback(e)),
+            _ => self.fallback(e),
         }
     }
 
@@ -156,22 +161,22 @@ impl Lower<'_> {
     }
 
     fn membership(&self, e: &IdedExpr, a: &IdedExpr, b: &IdedExpr) -> Result<Expr, ParseError> {
-        let (Some(v), Some(Value::List(items))) = (var(a), constant(b)) else { return Ok(self.fallback(e)) };
+        let (Some(v), Some(Value::List(items))) = (var(a), constant(b)) else { return self.fallback(e) };
         match v.text() {
             None => {
                 let ports: Option<Vec<i64>> = items.iter().map(|x| if let Value::Int(i) = x { Some(*i) } else { None }).collect();
-                let Some(ports) = ports else { return Ok(self.fallback(e)) };
+                let Some(ports) = ports else { return self.fallback(e) };
                 let ranges = ports.into_iter().filter_map(|p| u16::try_from(p).ok()).map(|p| (p, p)).collect();
                 match v {
                     Var::Port(side) => Ok(Expr::Port(side, PortSet(ranges))),
-                    _ => Ok(self.fallback(e)),
+                    _ => self.fallback(e),
                 }
             }
             Some(field) => {
                 let strings: Option<Vec<String>> = items.iter().map(|x| if let Value::String(s) = x { Some(s.to_string()) } else { None }).collect();
                 match strings {
                     Some(values) => self.equals(field, &values, self.pos.column(b.id)),
-                    None => Ok(self.fallback(e)),
+                    None => self.fallback(e),
                 }
             }
         }
@@ -192,14 +197,14 @@ impl Lower<'_> {
                     Some(bit) => Ok(Expr::Network(side, Bits::default().with(bit))),
                     None => Err(self.pos.error(class.id, format!("unknown network class \"{c}\": expected LOCAL, PRIVATE, PUBLIC or MULTICAST"))),
                 },
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
             ("in_cidr", [a, cidr]) => match (var(a), string(cidr)) {
                 (Some(Var::Address(side)), Some(c)) => match Cidr::parse(&c) {
                     Some(net) => Ok(Expr::Address(side, vec![net], None)),
                     None => Err(self.pos.error(cidr.id, format!("expected a CIDR such as \"10.0.0.0/8\", found \"{c}\""))),
                 },
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
             ("in_range", [a, lo, hi]) => match (var(a), int(lo), int(hi)) {
                 (Some(Var::Port(side)), Some(l), Some(h)) => {
@@ -210,14 +215,14 @@ impl Lower<'_> {
                     let ranges = from.into_iter().filter(|&(lo, _)| i64::from(lo) <= h).map(|(lo, top)| (lo, clamp(h.min(i64::from(top))))).collect();
                     Ok(Expr::Port(side, PortSet(ranges)))
                 }
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
-            _ => Ok(self.fallback(e)),
+            _ => self.fallback(e),
         }
     }
 
     fn text_call(&self, e: &IdedExpr, name: &str, target: &IdedExpr, arg: &IdedExpr) -> Result<Expr, ParseError> {
-        let (Some(field), Some(Value::String(s))) = (var(target).and_then(Var::text), constant(arg)) else { return Ok(self.fallback(e)) };
+        let (Some(field), Some(Value::String(s))) = (var(target).and_then(Var::text), constant(arg)) else { return self.fallback(e) };
         let s = s.to_string();
         let test = match name {
             "startsWith" => TextTest::StartsWith(s),
@@ -231,6 +236,31 @@ impl Lower<'_> {
             },
         };
         Ok(Expr::Text(field, test))
+    }
+}
+
+/// How deep the interpreter may recurse in one CEL part: its evaluation
+/// needs a few KiB of stack per level optimized (tens unoptimized).
+pub(crate) const MAX_INTERPRETED_DEPTH: usize = 100;
+
+/// The depth of the tree the interpreter walks; a comprehension counts two.
+fn depth(e: &IdedExpr) -> usize {
+    let max = |xs: &mut dyn Iterator<Item = &IdedExpr>| xs.map(depth).max().unwrap_or(0);
+    1 + match &e.expr {
+        CelExpr::Literal(_) | CelExpr::Ident(_) | CelExpr::Unspecified => 0,
+        CelExpr::Select(s) => depth(&s.operand),
+        CelExpr::Call(c) => max(&mut c.target.as_deref().into_iter().chain(c.args.iter())),
+        CelExpr::List(l) => max(&mut l.elements.iter()),
+        CelExpr::Map(m) => max(&mut m
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(m) => Some([&m.key, &m.value]),
+                cel::common::ast::EntryExpr::StructField(_) => None,
+            })
+            .flatten()),
+        CelExpr::Struct(_) => 0,
+        CelExpr::Comprehension(c) => 1 + max(&mut [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter()),
     }
 }
 
