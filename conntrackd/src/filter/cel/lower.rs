@@ -2,7 +2,7 @@
 //! `!` and `?:` over comparisons of a variable with a constant, `in` a
 //! constant list, `is_network`/`in_cidr`/`in_range` with constant arguments
 //! and `startsWith`/`endsWith`/`contains`/`matches` on a variable with a
-//! constant become typed nodes the kernel pre-filter can reason about and
+//! constant, and `all`/`exists` over a constant list (unrolled), become typed nodes the kernel pre-filter can reason about and
 //! that evaluate without allocating. Constant subexpressions (`[80, 400 + 43]`,
 //! `1 == 1`) are evaluated once, here. Any other subtree is an
 //! [`Expr::Cel`] node for the interpreter.
@@ -13,7 +13,10 @@
 use std::net::IpAddr;
 
 use cel::{
-    common::ast::{Expr as CelExpr, IdedExpr, LiteralValue},
+    common::{
+        ast::{ComprehensionExpr, Expr as CelExpr, IdedExpr, LiteralValue},
+        types::{CelBool, CelDouble, CelInt, CelString, CelUInt},
+    },
     Value,
 };
 
@@ -86,6 +89,9 @@ fn constant(e: &IdedExpr) -> Option<Value> {
 impl Lower<'_> {
     /// The fast tree of a boolean expression.
     pub fn condition(&self, e: &IdedExpr) -> Result<Expr, ParseError> {
+        if let CelExpr::Comprehension(c) = &e.expr {
+            return self.unroll(e, c);
+        }
         let CelExpr::Call(call) = &e.expr else { return self.fallback(e) };
         match (call.func_name.as_str(), call.target.as_deref(), call.args.as_slice()) {
             ("_&&_", None, [a, b]) => Ok(Expr::all(vec![self.condition(a)?, self.condition(b)?])),
@@ -111,6 +117,34 @@ impl Lower<'_> {
             }
             _ => Ok(Expr::Cel(Box::new(Opaque { expr: e.clone() }))),
         }
+    }
+
+    /// `all` and `exists` over a constant list (of at most [`MAX_UNROLLED`]
+    /// scalars) become `&&` and `||` of the body with each element in place
+    /// of the variable: `["10.0.0.0/8", "fd00::/8"].exists(n, in_cidr(source.address, n))`
+    /// is two fast tests. CEL's logic is the same: a true (for `exists`) or
+    /// false (for `all`) element decides over errors of the others.
+    fn unroll(&self, e: &IdedExpr, c: &ComprehensionExpr) -> Result<Expr, ParseError> {
+        let (Some(Value::List(items)), CelExpr::Call(step), CelExpr::Literal(LiteralValue::Boolean(init))) =
+            (constant(&c.iter_range), &c.loop_step.expr, &c.accu_init.expr)
+        else {
+            return self.fallback(e);
+        };
+        let exists = match (step.func_name.as_str(), *init.inner()) {
+            ("_||_", false) => true,
+            ("_&&_", true) => false,
+            _ => return self.fallback(e),
+        };
+        let [accu, body] = step.args.as_slice() else { return self.fallback(e) };
+        let literals: Option<Vec<LiteralValue>> = items.iter().map(literal).collect();
+        let (true, None, Some(literals)) = (matches!(&accu.expr, CelExpr::Ident(n) if *n == c.accu_var), &c.iter_var2, literals) else {
+            return self.fallback(e);
+        };
+        if literals.len() > MAX_UNROLLED || mentions(body, &c.accu_var) {
+            return self.fallback(e);
+        }
+        let parts = literals.iter().map(|lit| self.condition(&substitute(body, &c.iter_var, lit))).collect::<Result<Vec<_>, _>>()?;
+        Ok(if exists { Expr::any(parts) } else { Expr::all(parts) })
     }
 
     fn compare(&self, e: &IdedExpr, op: &str, a: &IdedExpr, b: &IdedExpr) -> Result<Expr, ParseError> {
@@ -237,6 +271,88 @@ impl Lower<'_> {
         };
         Ok(Expr::Text(field, test))
     }
+}
+
+/// The longest constant list `all`/`exists` is unrolled over.
+const MAX_UNROLLED: usize = 64;
+
+/// A constant scalar as a literal node.
+fn literal(v: &Value) -> Option<LiteralValue> {
+    Some(match v {
+        Value::Int(i) => LiteralValue::Int(CelInt::from(*i)),
+        Value::UInt(u) => LiteralValue::UInt(CelUInt::from(*u)),
+        Value::Float(f) => LiteralValue::Double(CelDouble::from(*f)),
+        Value::String(s) => LiteralValue::String(CelString::from(s.to_string())),
+        Value::Bool(b) => LiteralValue::Boolean(CelBool::from(*b)),
+        Value::Null => LiteralValue::Null,
+        _ => return None,
+    })
+}
+
+/// Whether the identifier `name` appears in `e` (bound or not).
+fn mentions(e: &IdedExpr, name: &str) -> bool {
+    let mut found = false;
+    let _ = substitute_with(e, name, &mut |_| {
+        found = true;
+        None
+    });
+    found
+}
+
+/// `e` with the free identifier `name` replaced by the literal.
+fn substitute(e: &IdedExpr, name: &str, lit: &LiteralValue) -> IdedExpr {
+    substitute_with(e, name, &mut |_| Some(lit.clone()))
+}
+
+fn substitute_with(e: &IdedExpr, name: &str, with: &mut dyn FnMut(&IdedExpr) -> Option<LiteralValue>) -> IdedExpr {
+    let mut sub = |x: &IdedExpr| substitute_with(x, name, with);
+    let expr = match &e.expr {
+        CelExpr::Ident(n) if n == name => match with(e) {
+            Some(lit) => CelExpr::Literal(lit),
+            None => e.expr.clone(),
+        },
+        CelExpr::Select(s) => {
+            let mut s = s.clone();
+            *s.operand = sub(&s.operand);
+            CelExpr::Select(s)
+        }
+        CelExpr::Call(c) => {
+            let mut c = c.clone();
+            c.target = c.target.as_deref().map(|t| Box::new(sub(t)));
+            c.args = c.args.iter().map(&mut sub).collect();
+            CelExpr::Call(c)
+        }
+        CelExpr::List(l) => {
+            let mut l = l.clone();
+            l.elements = l.elements.iter().map(&mut sub).collect();
+            CelExpr::List(l)
+        }
+        CelExpr::Comprehension(c) => {
+            let mut c = c.clone();
+            c.iter_range = sub(&c.iter_range);
+            c.accu_init = sub(&c.accu_init);
+            // An inner comprehension that binds the name shadows it.
+            if c.iter_var != name && c.accu_var != name && c.iter_var2.as_deref() != Some(name) {
+                c.loop_cond = sub(&c.loop_cond);
+                c.loop_step = sub(&c.loop_step);
+                c.result = sub(&c.result);
+            }
+            CelExpr::Comprehension(c)
+        }
+        CelExpr::Map(m) => {
+            let mut m = m.clone();
+            for entry in &mut m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &mut entry.expr {
+                    me.key = sub(&me.key);
+                    me.value = sub(&me.value);
+                }
+            }
+            CelExpr::Map(m)
+        }
+        // Literals, other identifiers; messages are refused by the check.
+        other => other.clone(),
+    };
+    IdedExpr { id: e.id, expr }
 }
 
 /// How deep the interpreter may recurse in one CEL part: its evaluation
