@@ -43,7 +43,8 @@ pub(crate) fn run(rules: &Rules, explain: bool) -> std::process::ExitCode {
     match result {
         Ok(s) if s.bad_lines == 0 => std::process::ExitCode::SUCCESS,
         Ok(s) => {
-            eprintln!("conntrackd filter: {} lines were not events ({} events read, {} logged)", s.bad_lines, s.events, s.logged);
+            let (lines, were) = if s.bad_lines == 1 { ("line", "was not an event") } else { ("lines", "were not events") };
+            eprintln!("conntrackd filter: {} {lines} {were} ({} events read, {} logged)", s.bad_lines, s.events, s.logged);
             std::process::ExitCode::FAILURE
         }
         // `conntrackd filter … | head`: the reader is gone, nothing is wrong.

@@ -208,6 +208,23 @@ impl Expr {
             Expr::Not(e) => !e.matches(ev),
             Expr::And(all) => all.iter().all(|e| e.matches(ev)),
             Expr::Or(any) => any.iter().any(|e| e.matches(ev)),
+            Expr::Type(set) => set.has(kind_bit(ev.kind)),
+            Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
+            Expr::Network(side, set) => {
+                let ip = if *side == Side::Source { ev.orig.src } else { ev.orig.dst };
+                set.has(class_bit(NetworkClass::of(ip)))
+            }
+            Expr::Address(side, cidrs, ports) => match side {
+                Side::Source => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports),
+                Side::Destination => address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
+                Side::Either => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports) || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
+            },
+            Expr::Port(side, set) => match side {
+                Side::Source => set.contains(ev.orig.src_port),
+                Side::Destination => set.contains(ev.orig.dst_port),
+                Side::Either => set.contains(ev.orig.src_port) || set.contains(ev.orig.dst_port),
+            },
+            Expr::Text(field, test) => test.test(field.read(ev, &mut AddrBuf::default())),
             Expr::If(abc) => {
                 let [c, a, b] = &**abc;
                 if c.matches(ev) {
@@ -217,7 +234,6 @@ impl Expr {
                 }
             }
             Expr::Cel(opaque) => opaque.eval(ev).unwrap_or(false),
-            leaf => leaf.leaf(ev),
         }
     }
 
@@ -236,32 +252,7 @@ impl Expr {
                 }
             }
             Expr::Cel(opaque) => opaque.eval(ev),
-            other => Ok(other.matches(ev)),
-        }
-    }
-
-    /// A predicate on the event's fields.
-    fn leaf(&self, ev: &Event) -> bool {
-        match self {
-            Expr::Type(set) => set.has(kind_bit(ev.kind)),
-            Expr::Protocol(set) => set.has(protocol_bit(ev.protocol)),
-            Expr::Network(side, set) => {
-                let ip = if *side == Side::Source { ev.orig.src } else { ev.orig.dst };
-                set.has(class_bit(NetworkClass::of(ip)))
-            }
-            Expr::Address(side, cidrs, ports) => match side {
-                Side::Source => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports),
-                Side::Destination => address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
-                Side::Either => address_matches(ev.orig.src, ev.orig.src_port, cidrs, ports) || address_matches(ev.orig.dst, ev.orig.dst_port, cidrs, ports),
-            },
-            Expr::Text(field, test) => test.test(field.read(ev, &mut AddrBuf::default())),
-            Expr::Port(side, set) => match side {
-                Side::Source => set.contains(ev.orig.src_port),
-                Side::Destination => set.contains(ev.orig.dst_port),
-                Side::Either => set.contains(ev.orig.src_port) || set.contains(ev.orig.dst_port),
-            },
-            Expr::Const(b) => *b,
-            Expr::Not(_) | Expr::And(_) | Expr::Or(_) | Expr::If(_) | Expr::Cel(_) => self.matches(ev),
+            leaf => Ok(leaf.matches(ev)),
         }
     }
 

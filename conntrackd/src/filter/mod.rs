@@ -15,7 +15,10 @@
 //! nesting (`and`/`or` chains are flat lists), so evaluating it, deriving the
 //! kernel table from it and dropping it recurse a bounded depth too. Rules
 //! are compiled on a thread of their own with a large stack ([`COMPILE_STACK`]):
-//! the `cel` crate's parser needs several KiB per level.
+//! the `cel` crate's parser needs several KiB per level. A CEL part left to
+//! the interpreter is at most `cel::MAX_INTERPRETED_DEPTH` (100) levels deep,
+//! so evaluating it fits the daemon's stack (its main thread's 8 MiB; an
+//! optimized build needs a few KiB per level).
 pub(crate) mod ast;
 mod cel;
 mod errors;

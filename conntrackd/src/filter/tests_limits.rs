@@ -91,6 +91,88 @@ fn deepest_rules() -> Vec<String> {
     vec![alternating(MAX_NESTING), nest("not ", "destination network PUBLIC", "", MAX_NESTING), nest("!", "true", "", MAX_NESTING), cel()]
 }
 
+/// Shapes of CEL the interpreter runs (not the fast tree), `k` levels deep.
+const GENERAL_SHAPES: [fn(usize) -> String; 6] = [
+    // Over a list that is not constant: not unrolled into the fast tree.
+    |k| format!("log {}x == 443{}", "[destination.port].exists(x, ".repeat(k), ")".repeat(k)),
+    |k| format!("log destination.port{} == 443", " + 1".repeat(k)),
+    |k| format!("log {}destination.port{} == \"443\"", "string(".repeat(k), ")".repeat(k)),
+    |k| format!("log {}destination.port{} != []", "[".repeat(k), "]".repeat(k)),
+    |k| format!("log {}false", "destination.port + 0 == 1 ? true : ".repeat(k)),
+    |k| format!("log size({}process.comm{}) >= 0", "(".repeat(k), ")".repeat(k)),
+];
+
+/// The deepest rule of each shape that compiles (found by bisection).
+fn deepest_general_cel() -> Vec<String> {
+    GENERAL_SHAPES
+        .iter()
+        .map(|shape| {
+            let (mut ok, mut bad) = (1, 2 * MAX_NESTING);
+            while bad - ok > 1 {
+                let mid = (ok + bad) / 2;
+                if Rules::compile(&[shape(mid)]).is_ok() {
+                    ok = mid;
+                } else {
+                    bad = mid;
+                }
+            }
+            let err = error(&shape(bad));
+            assert!(err.contains("nesting deeper than"), "one level more is too deep, not another error: {err}");
+            shape(ok)
+        })
+        .collect()
+}
+
+/// The daemon evaluates on its main thread (8 MiB); an optimized build needs
+/// a few KiB per interpreted level, an unoptimized one (these tests) tens.
+#[test]
+fn general_cel_at_the_interpreter_limit_evaluates_in_the_daemons_stack() {
+    const STACK: usize = 8 << 20;
+    let texts = deepest_general_cel();
+    let work = move || {
+        let rules = Rules::compile(&texts).unwrap_or_else(|e| panic!("{e}"));
+        let ev = Event::bare(
+            EventType::New,
+            Protocol::Tcp,
+            Endpoints { src: "10.0.0.1".parse().unwrap(), dst: "8.8.8.8".parse().unwrap(), src_port: 1, dst_port: 443 },
+        );
+        for (i, rule) in rules.rules.iter().enumerate() {
+            assert!(rule.fallible, "rule {i} is the interpreter's");
+            let _ = rule.expr.eval(&ev);
+        }
+        let _ = rules.logs(&ev);
+        assert_eq!(rules.errors().counts().len(), texts.len());
+        let copy = rules.clone();
+        assert_eq!(copy, rules);
+        assert!(format!("{rules:?}").len() > 1000);
+        drop((copy, rules));
+    };
+    std::thread::Builder::new().stack_size(STACK).spawn(work).expect("spawn").join().expect("deep CEL evaluates within the daemon's stack");
+}
+
+#[test]
+fn general_cel_past_the_limit_is_an_error() {
+    let n = MAX_NESTING + 1;
+    for rule in [
+        format!("log {}true{}", "[1].exists(x, ".repeat(n / 2 + 1), ")".repeat(n / 2 + 1)),
+        format!("log destination.port{} == 1", " + 1".repeat(n)),
+        format!("log {}1{} == \"1\"", "string(".repeat(n), ")".repeat(n)),
+        format!("log {}1{} != []", "[".repeat(n), "]".repeat(n)),
+        format!("log {}false", "true ? true : ".repeat(n)),
+        // Far past the limit, where the crate's parser alone would overflow the stack.
+        format!("log 1{} == 1", " + 1".repeat(16_000)),
+        format!("log {}1{} == 1", "-(".repeat(10_000), ")".repeat(10_000)),
+        format!("log x{} == 1", ".a".repeat(30_000)),
+        format!("log {}1{} == 1", "size(".repeat(10_000), ")".repeat(10_000)),
+        format!("log {}1{} == 1", "[".repeat(20_000), "]".repeat(20_000)),
+    ] {
+        assert!(error(&rule).ends_with(&format!("nesting deeper than {MAX_NESTING} levels")), "{}", &rule[..40]);
+    }
+    // Within the nesting limit but deeper than the interpreter's.
+    let deep = format!("log {}destination.port{} == \"443\"", "string(".repeat(150), ")".repeat(150));
+    assert!(error(&deep).contains("nesting deeper than 100 levels in a part the CEL interpreter runs"), "{}", error(&deep));
+}
+
 /// Parse, evaluate, derive the kernel table, print, clone, compare and drop.
 fn end_to_end() {
     let texts = deepest_rules();

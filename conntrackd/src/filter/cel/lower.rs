@@ -2,7 +2,7 @@
 //! `!` and `?:` over comparisons of a variable with a constant, `in` a
 //! constant list, `is_network`/`in_cidr`/`in_range` with constant arguments
 //! and `startsWith`/`endsWith`/`contains`/`matches` on a variable with a
-//! constant become typed nodes the kernel pre-filter can reason about and
+//! constant, and `all`/`exists` over a constant list (unrolled), become typed nodes the kernel pre-filter can reason about and
 //! that evaluate without allocating. Constant subexpressions (`[80, 400 + 43]`,
 //! `1 == 1`) are evaluated once, here. Any other subtree is an
 //! [`Expr::Cel`] node for the interpreter.
@@ -13,7 +13,10 @@
 use std::net::IpAddr;
 
 use cel::{
-    common::ast::{Expr as CelExpr, IdedExpr, LiteralValue},
+    common::{
+        ast::{ComprehensionExpr, Expr as CelExpr, IdedExpr, LiteralValue},
+        types::{CelBool, CelDouble, CelInt, CelString, CelUInt},
+    },
     Value,
 };
 
@@ -86,7 +89,10 @@ fn constant(e: &IdedExpr) -> Option<Value> {
 impl Lower<'_> {
     /// The fast tree of a boolean expression.
     pub fn condition(&self, e: &IdedExpr) -> Result<Expr, ParseError> {
-        let CelExpr::Call(call) = &e.expr else { return Ok(self.fallback(e)) };
+        if let CelExpr::Comprehension(c) = &e.expr {
+            return self.unroll(e, c);
+        }
+        let CelExpr::Call(call) = &e.expr else { return self.fallback(e) };
         match (call.func_name.as_str(), call.target.as_deref(), call.args.as_slice()) {
             ("_&&_", None, [a, b]) => Ok(Expr::all(vec![self.condition(a)?, self.condition(b)?])),
             ("_||_", None, [a, b]) => Ok(Expr::any(vec![self.condition(a)?, self.condition(b)?])),
@@ -96,35 +102,68 @@ impl Lower<'_> {
             ("@in", None, [a, b]) => self.membership(e, a, b),
             (name @ ("is_network" | "in_cidr" | "in_range"), None, args) => self.function(e, name, args),
             (name @ ("startsWith" | "endsWith" | "contains" | "matches"), Some(target), [arg]) => self.text_call(e, name, target, arg),
-            _ => Ok(self.fallback(e)),
+            _ => self.fallback(e),
         }
     }
 
-    /// A constant condition is evaluated now; anything else is for the interpreter.
-    fn fallback(&self, e: &IdedExpr) -> Expr {
+    /// A constant condition is evaluated now; anything else is for the
+    /// interpreter, which recurses once per level of its tree (a macro two):
+    /// deeper than [`MAX_INTERPRETED_DEPTH`] is an error.
+    fn fallback(&self, e: &IdedExpr) -> Result<Expr, ParseError> {
         match constant(e) {
-            Some(Value::Bool(b)) => Expr::Const(b),
-            _ => Expr::Cel(Box::new(Opaque { expr: e.clone() })),
+            Some(Value::Bool(b)) => Ok(Expr::Const(b)),
+            _ if depth(e) > MAX_INTERPRETED_DEPTH => {
+                Err(self.pos.error(e.id, format!("nesting deeper than {MAX_INTERPRETED_DEPTH} levels in a part the CEL interpreter runs (macros count two)")))
+            }
+            _ => Ok(Expr::Cel(Box::new(Opaque { expr: e.clone() }))),
         }
+    }
+
+    /// `all` and `exists` over a constant list (of at most [`MAX_UNROLLED`]
+    /// scalars) become `&&` and `||` of the body with each element in place
+    /// of the variable: `["10.0.0.0/8", "fd00::/8"].exists(n, in_cidr(source.address, n))`
+    /// is two fast tests. CEL's logic is the same: a true (for `exists`) or
+    /// false (for `all`) element decides over errors of the others.
+    fn unroll(&self, e: &IdedExpr, c: &ComprehensionExpr) -> Result<Expr, ParseError> {
+        let (Some(Value::List(items)), CelExpr::Call(step), CelExpr::Literal(LiteralValue::Boolean(init))) =
+            (constant(&c.iter_range), &c.loop_step.expr, &c.accu_init.expr)
+        else {
+            return self.fallback(e);
+        };
+        let exists = match (step.func_name.as_str(), *init.inner()) {
+            ("_||_", false) => true,
+            ("_&&_", true) => false,
+            _ => return self.fallback(e),
+        };
+        let [accu, body] = step.args.as_slice() else { return self.fallback(e) };
+        let literals: Option<Vec<LiteralValue>> = items.iter().map(literal).collect();
+        let (true, None, Some(literals)) = (matches!(&accu.expr, CelExpr::Ident(n) if *n == c.accu_var), &c.iter_var2, literals) else {
+            return self.fallback(e);
+        };
+        if literals.len() > MAX_UNROLLED || mentions(body, &c.accu_var) {
+            return self.fallback(e);
+        }
+        let parts = literals.iter().map(|lit| self.condition(&substitute(body, &c.iter_var, lit))).collect::<Result<Vec<_>, _>>()?;
+        Ok(if exists { Expr::any(parts) } else { Expr::all(parts) })
     }
 
     fn compare(&self, e: &IdedExpr, op: &str, a: &IdedExpr, b: &IdedExpr) -> Result<Expr, ParseError> {
         let (v, lit, node, op) = match (var(a), var(b)) {
             (Some(v), None) => (v, constant(b), b, op),
             (None, Some(v)) => (v, constant(a), a, flip(op)),
-            _ => return Ok(self.fallback(e)),
+            _ => return self.fallback(e),
         };
         let column = self.pos.column(node.id);
         match (v.text(), lit) {
             (None, Some(Value::Int(i))) => match v {
                 Var::Port(side) => Ok(Expr::Port(side, port_range(op, i))),
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
             (Some(field), Some(Value::String(s))) if op == "_==_" || op == "_!=_" => {
                 let positive = self.equals(field, std::slice::from_ref(&*s), column)?;
                 Ok(if op == "_==_" { positive } else { Expr::not(positive) })
             }
-            _ => Ok(self.fallback(e)),
+            _ => self.fallback(e),
         }
     }
 
@@ -156,22 +195,22 @@ impl Lower<'_> {
     }
 
     fn membership(&self, e: &IdedExpr, a: &IdedExpr, b: &IdedExpr) -> Result<Expr, ParseError> {
-        let (Some(v), Some(Value::List(items))) = (var(a), constant(b)) else { return Ok(self.fallback(e)) };
+        let (Some(v), Some(Value::List(items))) = (var(a), constant(b)) else { return self.fallback(e) };
         match v.text() {
             None => {
                 let ports: Option<Vec<i64>> = items.iter().map(|x| if let Value::Int(i) = x { Some(*i) } else { None }).collect();
-                let Some(ports) = ports else { return Ok(self.fallback(e)) };
+                let Some(ports) = ports else { return self.fallback(e) };
                 let ranges = ports.into_iter().filter_map(|p| u16::try_from(p).ok()).map(|p| (p, p)).collect();
                 match v {
                     Var::Port(side) => Ok(Expr::Port(side, PortSet(ranges))),
-                    _ => Ok(self.fallback(e)),
+                    _ => self.fallback(e),
                 }
             }
             Some(field) => {
                 let strings: Option<Vec<String>> = items.iter().map(|x| if let Value::String(s) = x { Some(s.to_string()) } else { None }).collect();
                 match strings {
                     Some(values) => self.equals(field, &values, self.pos.column(b.id)),
-                    None => Ok(self.fallback(e)),
+                    None => self.fallback(e),
                 }
             }
         }
@@ -192,14 +231,14 @@ impl Lower<'_> {
                     Some(bit) => Ok(Expr::Network(side, Bits::default().with(bit))),
                     None => Err(self.pos.error(class.id, format!("unknown network class \"{c}\": expected LOCAL, PRIVATE, PUBLIC or MULTICAST"))),
                 },
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
             ("in_cidr", [a, cidr]) => match (var(a), string(cidr)) {
                 (Some(Var::Address(side)), Some(c)) => match Cidr::parse(&c) {
                     Some(net) => Ok(Expr::Address(side, vec![net], None)),
                     None => Err(self.pos.error(cidr.id, format!("expected a CIDR such as \"10.0.0.0/8\", found \"{c}\""))),
                 },
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
             ("in_range", [a, lo, hi]) => match (var(a), int(lo), int(hi)) {
                 (Some(Var::Port(side)), Some(l), Some(h)) => {
@@ -210,14 +249,14 @@ impl Lower<'_> {
                     let ranges = from.into_iter().filter(|&(lo, _)| i64::from(lo) <= h).map(|(lo, top)| (lo, clamp(h.min(i64::from(top))))).collect();
                     Ok(Expr::Port(side, PortSet(ranges)))
                 }
-                _ => Ok(self.fallback(e)),
+                _ => self.fallback(e),
             },
-            _ => Ok(self.fallback(e)),
+            _ => self.fallback(e),
         }
     }
 
     fn text_call(&self, e: &IdedExpr, name: &str, target: &IdedExpr, arg: &IdedExpr) -> Result<Expr, ParseError> {
-        let (Some(field), Some(Value::String(s))) = (var(target).and_then(Var::text), constant(arg)) else { return Ok(self.fallback(e)) };
+        let (Some(field), Some(Value::String(s))) = (var(target).and_then(Var::text), constant(arg)) else { return self.fallback(e) };
         let s = s.to_string();
         let test = match name {
             "startsWith" => TextTest::StartsWith(s),
@@ -231,6 +270,113 @@ impl Lower<'_> {
             },
         };
         Ok(Expr::Text(field, test))
+    }
+}
+
+/// The longest constant list `all`/`exists` is unrolled over.
+const MAX_UNROLLED: usize = 64;
+
+/// A constant scalar as a literal node.
+fn literal(v: &Value) -> Option<LiteralValue> {
+    Some(match v {
+        Value::Int(i) => LiteralValue::Int(CelInt::from(*i)),
+        Value::UInt(u) => LiteralValue::UInt(CelUInt::from(*u)),
+        Value::Float(f) => LiteralValue::Double(CelDouble::from(*f)),
+        Value::String(s) => LiteralValue::String(CelString::from(s.to_string())),
+        Value::Bool(b) => LiteralValue::Boolean(CelBool::from(*b)),
+        Value::Null => LiteralValue::Null,
+        _ => return None,
+    })
+}
+
+/// Whether the identifier `name` appears in `e` (bound or not).
+fn mentions(e: &IdedExpr, name: &str) -> bool {
+    let mut found = false;
+    let _ = substitute_with(e, name, &mut |_| {
+        found = true;
+        None
+    });
+    found
+}
+
+/// `e` with the free identifier `name` replaced by the literal.
+fn substitute(e: &IdedExpr, name: &str, lit: &LiteralValue) -> IdedExpr {
+    substitute_with(e, name, &mut |_| Some(lit.clone()))
+}
+
+fn substitute_with(e: &IdedExpr, name: &str, with: &mut dyn FnMut(&IdedExpr) -> Option<LiteralValue>) -> IdedExpr {
+    let mut sub = |x: &IdedExpr| substitute_with(x, name, with);
+    let expr = match &e.expr {
+        CelExpr::Ident(n) if n == name => match with(e) {
+            Some(lit) => CelExpr::Literal(lit),
+            None => e.expr.clone(),
+        },
+        CelExpr::Select(s) => {
+            let mut s = s.clone();
+            *s.operand = sub(&s.operand);
+            CelExpr::Select(s)
+        }
+        CelExpr::Call(c) => {
+            let mut c = c.clone();
+            c.target = c.target.as_deref().map(|t| Box::new(sub(t)));
+            c.args = c.args.iter().map(&mut sub).collect();
+            CelExpr::Call(c)
+        }
+        CelExpr::List(l) => {
+            let mut l = l.clone();
+            l.elements = l.elements.iter().map(&mut sub).collect();
+            CelExpr::List(l)
+        }
+        CelExpr::Comprehension(c) => {
+            let mut c = c.clone();
+            c.iter_range = sub(&c.iter_range);
+            c.accu_init = sub(&c.accu_init);
+            // An inner comprehension that binds the name shadows it.
+            if c.iter_var != name && c.accu_var != name && c.iter_var2.as_deref() != Some(name) {
+                c.loop_cond = sub(&c.loop_cond);
+                c.loop_step = sub(&c.loop_step);
+                c.result = sub(&c.result);
+            }
+            CelExpr::Comprehension(c)
+        }
+        CelExpr::Map(m) => {
+            let mut m = m.clone();
+            for entry in &mut m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &mut entry.expr {
+                    me.key = sub(&me.key);
+                    me.value = sub(&me.value);
+                }
+            }
+            CelExpr::Map(m)
+        }
+        // Literals, other identifiers; messages are refused by the check.
+        other => other.clone(),
+    };
+    IdedExpr { id: e.id, expr }
+}
+
+/// How deep the interpreter may recurse in one CEL part: its evaluation
+/// needs a few KiB of stack per level optimized (tens unoptimized).
+pub(crate) const MAX_INTERPRETED_DEPTH: usize = 100;
+
+/// The depth of the tree the interpreter walks; a comprehension counts two.
+fn depth(e: &IdedExpr) -> usize {
+    let max = |xs: &mut dyn Iterator<Item = &IdedExpr>| xs.map(depth).max().unwrap_or(0);
+    1 + match &e.expr {
+        CelExpr::Literal(_) | CelExpr::Ident(_) | CelExpr::Unspecified => 0,
+        CelExpr::Select(s) => depth(&s.operand),
+        CelExpr::Call(c) => max(&mut c.target.as_deref().into_iter().chain(c.args.iter())),
+        CelExpr::List(l) => max(&mut l.elements.iter()),
+        CelExpr::Map(m) => max(&mut m
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(m) => Some([&m.key, &m.value]),
+                cel::common::ast::EntryExpr::StructField(_) => None,
+            })
+            .flatten()),
+        CelExpr::Struct(_) => 0,
+        CelExpr::Comprehension(c) => 1 + max(&mut [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter()),
     }
 }
 

@@ -84,7 +84,7 @@ impl VariableResolver for EventVars<'_> {
 
 /// Why an expression failed on an event (the rule does not match it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EvalError(pub Box<str>);
+pub(crate) struct EvalError(pub String);
 
 impl std::fmt::Display for EvalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +98,7 @@ pub(crate) struct Opaque {
     pub expr: IdedExpr,
 }
 
-// The tree holds no NaN literal that would make it unequal to itself in a way that matters here.
+// A parsed tree equals itself: CEL has no NaN literal (`double("NaN")` is a call).
 impl Eq for Opaque {}
 
 impl Opaque {
@@ -107,10 +107,10 @@ impl Opaque {
         let vars = EventVars(ev);
         let mut ctx = Context::with_env(Arc::clone(&ENV));
         ctx.set_variable_resolver(&vars);
-        let value = Value::resolve_val(&self.expr, &ctx).map_err(|e| EvalError(e.to_string().into()))?;
+        let value = Value::resolve_val(&self.expr, &ctx).map_err(|e| EvalError(e.to_string()))?;
         match value.downcast_ref::<CelBool>() {
             Some(b) => Ok(*b.inner()),
-            None => Err(EvalError(format!("the expression gave a {}, not a bool", value.get_type().name()).into())),
+            None => Err(EvalError(format!("the expression gave a {}, not a bool", value.get_type().name()))),
         }
     }
 }

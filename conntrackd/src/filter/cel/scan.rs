@@ -210,7 +210,8 @@ pub(crate) fn looks_like_cel(text: &str) -> bool {
         let len = rest.find(|c: char| !word_char(c)).unwrap_or(rest.len());
         let word = &rest[..len];
         rest = &rest[len..];
-        let dotted = word.starts_with(|c: char| c.is_ascii_alphabetic()) && word.contains('.') && crate::filter::ast::Cidr::parse(word).is_none();
+        // `source.port`, not an address or a dotted process name (`process comm python3.11`).
+        let dotted = word.split_once('.').is_some_and(|(first, _)| super::vars::NAMESPACES.contains(&first));
         let lower = word.to_ascii_lowercase();
         let call = rest.starts_with('(') && !matches!(lower.as_str(), "not" | "and" | "or");
         if dotted || call || word == "true" || word == "false" {
@@ -265,7 +266,7 @@ mod tests {
 
     #[test]
     fn cel_is_told_apart_from_the_keyword_language() {
-        for cel in ["destination.port in [80, 443]", "size(x) > 1", "true", "a + b", "'x'", "x // c", "f(1)", "!x.y", "process.comm.startsWith(\"a\")"] {
+        for cel in ["destination.port in [80, 443]", "size(x) > 1", "true", "a + b", "'x'", "x // c", "f(1)", "!source.x", "process.comm.startsWith(\"a\")"] {
             assert!(looks_like_cel(cel), "{cel}");
         }
         for keyword in [

@@ -110,7 +110,27 @@ fn common_shapes_compile_to_the_fast_tree() {
     for cel in ["process.comm.startsWith(\"c\")", "destination.address.matches(\"^10\\\\.\")", "process.exe.endsWith(\"x\") || protocol == \"UDP\""] {
         assert!(!compile(cel).rules[0].fallible, "{cel}");
     }
-    for cel in ["size(process.comm) > 1", "source.port < destination.port", "[1].exists(x, x == destination.port)"] {
+    // `all` and `exists` over a constant list are unrolled.
+    let unrolled: &[(&str, &str)] = &[
+        ("source address 10.0.0.0/8,192.168.0.0/16", "[\"10.0.0.0/8\", \"192.168.0.0/16\"].exists(n, in_cidr(source.address, n))"),
+        ("not destination port 22,80", "[22, 80].all(p, destination.port != p)"),
+        (
+            "destination network PUBLIC and destination port 443",
+            "[443].all(p, [\"PUBLIC\"].exists(c, is_network(destination.address, c) && destination.port == p))",
+        ),
+        ("any", "[].all(x, x == destination.port)"),
+    ];
+    for (dsl, cel) in unrolled {
+        let (a, b) = (compile(dsl), compile(cel));
+        assert!(!b.rules[0].fallible, "{cel}: {:?}", b.rules[0].expr);
+        assert_eq!(Prefilter::derive(&a), Prefilter::derive(&b), "{dsl:?} vs {cel:?}");
+        for e in events() {
+            assert_eq!(a.logs(&e), b.logs(&e), "{dsl:?} vs {cel:?} on {e:?}");
+        }
+    }
+    for cel in
+        ["size(process.comm) > 1", "source.port < destination.port", "[1].exists(x, x + destination.port == 444)", "[[1]].exists(x, destination.port in x)"]
+    {
         assert!(compile(cel).rules[0].fallible, "{cel} is for the interpreter");
     }
     // The pre-filter reasons around an opaque part: a UDP-only rule still lets the kernel drop TCP.
@@ -192,7 +212,7 @@ fn same_verdict(expr: &str, e: &Event) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-const SHAPES: [&str; 16] = [
+const SHAPES: [&str; 18] = [
     "destination.port in [53, 443, 70000]",
     "event.type == \"NEW\" && protocol != \"UDP\"",
     "is_network(source.address, \"private\") || in_cidr(destination.address, \"2001:db8::/32\")",
@@ -204,6 +224,8 @@ const SHAPES: [&str; 16] = [
     "source.address.contains(\":\") != (destination.port > 100)",
     "size(source.address) > 9 && source.port < destination.port",
     "[source.port, destination.port].exists(p, p == 22 || p == 53)",
+    "[22, 53, 443].exists(p, p == destination.port) && [\"10.0.0.0/8\"].all(n, !in_cidr(destination.address, n))",
+    "[1, 0].exists(d, 100 / d == 100 && destination.port > 0)",
     "1 / (destination.port - 80) > 0 || protocol == \"UDP\"",
     "destination.port - 443 == 0 ? true : int(process.comm) > 1",
     "string(source.port).endsWith(\"0\") && event.type in [\"NEW\", \"UPDATE\"]",
