@@ -156,14 +156,18 @@ impl<'a> Parser<'_, 'a> {
             "destination" | "dst" | "dest" => Some(Side::Destination),
             _ => None,
         };
-        let keyword = self.toks[self.pos].kind.describe();
+        // The keyword as written, for messages (quoted only when one is made).
+        let keyword = match self.peek() {
+            Some(Tok::Word(w)) => *w,
+            _ => unreachable!("peek_word saw a word"),
+        };
         match (word.as_str(), side) {
             ("any", _) => {
                 self.pos += 1;
                 Ok(Expr::Const(true))
             }
-            ("type", _) => self.list_after(&keyword, "an event type (NEW, UPDATE, DESTROY)", type_bit).map(Expr::Type),
-            ("protocol", _) => self.list_after(&keyword, "a protocol (TCP, UDP)", protocol_bit).map(Expr::Protocol),
+            ("type", _) => self.list_after(keyword, "an event type (NEW, UPDATE, DESTROY)", type_bit).map(Expr::Type),
+            ("protocol", _) => self.list_after(keyword, "a protocol (TCP, UDP)", protocol_bit).map(Expr::Protocol),
             ("on", _) => {
                 self.pos += 1;
                 if !self.eat_word("port") {
@@ -173,7 +177,7 @@ impl<'a> Parser<'_, 'a> {
             }
             ("process", _) => self.process(),
             ("port", _) => Err(self.error_here("found 'port' without a direction: expected 'source port', 'destination port' or 'on port'")),
-            (_, Some(side)) => self.sided(side, &keyword),
+            (_, Some(side)) => self.sided(side, keyword),
             _ => Err(self.expected(&format!("a condition (any, type, protocol, source/destination address|network|port, on port) after {after}"))),
         }
     }
@@ -187,8 +191,11 @@ impl<'a> Parser<'_, 'a> {
             Some("exe") => ProcessField::Exe,
             _ => return Err(self.expected("'comm', 'user' or 'exe' after 'process'")),
         };
-        let keyword = self.toks[self.pos].kind.describe();
-        let values = self.values_after(&keyword, "a name or path", |w: &str| Some(w.to_string()))?;
+        let keyword = match self.peek() {
+            Some(Tok::Word(w)) => *w,
+            _ => unreachable!("peek_word saw a word"),
+        };
+        let values = self.values_after(keyword, "a name or path", |w: &str| Some(w.to_string()))?;
         Ok(Expr::Process(field, values))
     }
 
@@ -196,7 +203,7 @@ impl<'a> Parser<'_, 'a> {
         self.pos += 1;
         match self.peek_word().as_deref() {
             Some("address") => {
-                let cidrs = self.values_after("'address'", "an IP address or CIDR", Cidr::parse)?;
+                let cidrs = self.values_after("address", "an IP address or CIDR", Cidr::parse)?;
                 let port = if self.peek_word().as_deref() == Some("on")
                     && matches!(self.toks.get(self.pos + 1).map(|t| &t.kind), Some(Tok::Word(w)) if w.eq_ignore_ascii_case("port"))
                 {
@@ -208,13 +215,13 @@ impl<'a> Parser<'_, 'a> {
                 Ok(Expr::Address(side, cidrs, port))
             }
             Some("network") => {
-                self.list_after("'network'", "a network class (LOCAL, PRIVATE, PUBLIC, MULTICAST)", network_bit).map(|bits| Expr::Network(side, bits))
+                self.list_after("network", "a network class (LOCAL, PRIVATE, PUBLIC, MULTICAST)", network_bit).map(|bits| Expr::Network(side, bits))
             }
             Some("port") => {
                 self.pos += 1;
                 Ok(Expr::Port(side, self.ports()?))
             }
-            _ => Err(self.expected(&format!("'address', 'network' or 'port' after {dir}"))),
+            _ => Err(self.expected(&format!("'address', 'network' or 'port' after '{dir}'"))),
         }
     }
 
@@ -224,27 +231,33 @@ impl<'a> Parser<'_, 'a> {
         Ok(bits.into_iter().fold(Bits::default(), Bits::with))
     }
 
-    /// Skips the keyword, then reads `V(,V)*` with `parse`.
+    /// Skips the keyword (as written, unquoted), then reads `V(,V)*` with `parse`.
     fn values_after<T>(&mut self, keyword: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, ParseError> {
         self.pos += 1;
-        let mut values = vec![self.value(&format!("{what} after {keyword}"), &parse)?];
+        let mut values = vec![self.value(what, Some(keyword), &parse)?];
         while self.list_continues() {
             self.pos += 1;
-            values.push(self.value(&format!("{what} after ','"), &parse)?);
+            values.push(self.value(what, None, &parse)?);
         }
         Ok(values)
     }
 
-    fn value<T>(&mut self, expected: &str, parse: &impl Fn(&str) -> Option<T>) -> Result<T, ParseError> {
-        match self.peek() {
-            Some(Tok::Word(w)) => match parse(w).or_else(|| parse(&w.to_ascii_uppercase())) {
-                Some(v) => {
-                    self.pos += 1;
-                    Ok(v)
-                }
-                None => Err(self.expected(expected)),
-            },
-            _ => Err(self.expected(expected)),
+    /// One list value; the error (made only on failure) says it was expected
+    /// after `keyword`, or after ',' when None.
+    fn value<T>(&mut self, what: &str, keyword: Option<&str>, parse: &impl Fn(&str) -> Option<T>) -> Result<T, ParseError> {
+        let parsed = match self.peek() {
+            Some(Tok::Word(w)) => parse(w).or_else(|| parse(&w.to_ascii_uppercase())),
+            _ => None,
+        };
+        match parsed {
+            Some(v) => {
+                self.pos += 1;
+                Ok(v)
+            }
+            None => Err(self.expected(&match keyword {
+                Some(k) => format!("{what} after '{k}'"),
+                None => format!("{what} after ','"),
+            })),
         }
     }
 
