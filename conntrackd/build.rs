@@ -25,20 +25,29 @@ fn main() {
 
 /// The commit being built, or "unknown" outside a git checkout.
 fn git_commit() -> String {
-    println!("cargo:rerun-if-changed=../.git/HEAD");
-    // HEAD names a branch; the branch file changes with every commit.
-    if let Ok(head) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.git/HEAD")) {
-        if let Some(branch) = head.trim().strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed=../.git/{branch}");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    // HEAD names a branch; the branch file changes with every commit. `--git-path`
+    // finds both in a worktree too (where .git is a file): a path that does not
+    // exist would make cargo rerun this script, and rebuild the crate, every time.
+    if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+        let mut watch = vec![head.clone()];
+        if let Some(branch) = std::fs::read_to_string(&head).ok().as_deref().and_then(|h| h.trim().strip_prefix("ref: ").map(str::to_string)) {
+            watch.extend(git(&["rev-parse", "--git-path", &branch]));
+            watch.extend(git(&["rev-parse", "--git-path", "packed-refs"]));
+        }
+        for path in watch.iter().filter(|p| std::path::Path::new(p).exists()) {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())
 }
 
 /// aya's version from the workspace lock file.
