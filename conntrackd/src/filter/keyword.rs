@@ -107,7 +107,7 @@ impl<'a> Parser<'_, 'a> {
     }
 
     /// Negations (counted in a loop), then a group or a predicate. Only `(`
-    /// recurses, one frame per level.
+    /// recurses (through `expr`).
     fn unary(&mut self, after: &str) -> Result<Expr, ParseError> {
         let mut after = after;
         let mut negations = 0;

@@ -7,11 +7,12 @@
 //!
 //! Limits (docs/rules.md "Limits"): a rule is at most [`MAX_RULE_BYTES`] long
 //! and nests at most [`MAX_NESTING`] levels deep. Both parsers are recursive
-//! descent, so without the bound a rule like `log ((((…` would overflow the
+//! descent for parentheses and CEL calls (negations and `and`/`or` chains are
+//! loops), so without the bound a rule like `log ((((…` would overflow the
 //! stack; with it, a rule past the limit is an ordinary error naming the rule
 //! and the column. The compiled tree is no deeper than about twice the
 //! nesting (`and`/`or` chains are flat lists), so evaluating it, deriving the
-//! kernel table from it and dropping it recurse a bounded depth too.
+//! kernel table from it, cloning and dropping it recurse a bounded depth too.
 pub(crate) mod ast;
 mod cel;
 mod keyword;
