@@ -2,6 +2,8 @@
 //! parenthesizing by precedence and counting nesting exactly as the parsers
 //! do (each `(`, `not`/`!` and CEL call opens a level), so the generator
 //! knows the column where a rule goes past [`MAX_NESTING`].
+use std::fmt::{self, Write};
+
 use arbitrary::{Result, Unstructured};
 
 use super::rulegen::{Dir, Node, Pred, Written, PROCESS};
@@ -43,11 +45,20 @@ impl Out {
         }
     }
 
-    fn word(&mut self, s: &str) {
+    /// Writes formatted text without an intermediate string (this runs
+    /// for every token of rules up to 64 KiB long).
+    fn put(&mut self, args: fmt::Arguments<'_>) {
+        if !self.full() {
+            let _ = self.text.write_fmt(args);
+        }
+    }
+
+    /// Writes keywords, in upper case when the rule is written so.
+    fn word(&mut self, args: fmt::Arguments<'_>) {
+        let start = self.text.len();
+        self.put(args);
         if self.upper {
-            self.push(&s.to_ascii_uppercase());
-        } else {
-            self.push(s);
+            self.text[start..].make_ascii_uppercase();
         }
     }
 
@@ -129,8 +140,12 @@ impl Out {
         match node {
             Node::Pred(p) => self.keyword_pred(p, u),
             Node::Not(inner) => {
-                let op = if u.arbitrary()? { "not " } else { "!" };
-                self.open(&if self.upper { op.to_ascii_uppercase() } else { op.to_string() });
+                let op = match (u.arbitrary()?, self.upper) {
+                    (true, false) => "not ",
+                    (true, true) => "NOT ",
+                    (false, _) => "!",
+                };
+                self.open(op);
                 self.keyword(inner, Prec::Unary, u)?;
                 self.close("");
                 Ok(())
@@ -172,25 +187,23 @@ impl Out {
                 Dir::Destination => *u.choose(&["destination", "dst", "dest"])?,
             })
         };
-        let ports = |v: &[(u16, u16)]| v.iter().map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") }).collect::<Vec<_>>().join(",");
         match p {
-            Pred::Any => self.word("any"),
-            Pred::Type(v) => self.word(&format!("type {}", v.join(","))),
-            Pred::Protocol(v) => self.word(&format!("protocol {}", v.join(","))),
-            Pred::Network(d, v) => self.word(&format!("{} network {}", dir(u, *d)?, v.join(","))),
+            Pred::Any => self.word(format_args!("any")),
+            Pred::Type(v) => self.word(format_args!("type {}", List(v))),
+            Pred::Protocol(v) => self.word(format_args!("protocol {}", List(v))),
+            Pred::Network(d, v) => self.word(format_args!("{} network {}", dir(u, *d)?, List(v))),
             Pred::Address(d, v, p) => {
-                self.word(&format!("{} address ", dir(u, *d)?));
-                self.push(&v.join(","));
+                self.word(format_args!("{} address ", dir(u, *d)?));
+                self.put(format_args!("{}", List(v)));
                 if let Some(p) = p {
-                    self.word(" on port ");
-                    self.push(&ports(p));
+                    self.word(format_args!(" on port {}", Ports(p)));
                 }
             }
-            Pred::Port(d, v) => self.word(&format!("{} port {}", dir(u, *d)?, ports(v))),
-            Pred::OnPort(v) => self.word(&format!("on port {}", ports(v))),
+            Pred::Port(d, v) => self.word(format_args!("{} port {}", dir(u, *d)?, Ports(v))),
+            Pred::OnPort(v) => self.word(format_args!("on port {}", Ports(v))),
             Pred::Process(f, v) => {
-                self.word(&format!("process {} ", PROCESS[*f].0));
-                self.push(&v.join(","));
+                self.word(format_args!("process {} ", PROCESS[*f].0));
+                self.put(format_args!("{}", List(v)));
             }
         }
         Ok(())
@@ -247,11 +260,17 @@ impl Out {
                 self.push("true");
                 Ok(())
             }
-            Pred::Type(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare("event.type", &format!("\"{t}\""), u)),
-            Pred::Protocol(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare("protocol", &format!("\"{t}\""), u)),
+            Pred::Type(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare(format_args!("event.type"), format_args!("\"{t}\""), u)),
+            Pred::Protocol(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare(format_args!("protocol"), format_args!("\"{t}\""), u)),
             Pred::Network(d, v) => self.any_of(v, Prec::Unary, place, u, |o, c, u| {
-                let class = if u.arbitrary()? { c.to_ascii_lowercase() } else { c.to_string() };
-                o.call("is_network", &[&format!("{}.address", side(*d)), &format!("\"{class}\"")]);
+                o.call("is_network", format_args!("{}.address, \"", side(*d)));
+                // The class is case-insensitive in CEL.
+                let start = o.text.len();
+                o.put(format_args!("{c}\")"));
+                if u.arbitrary()? {
+                    o.text[start..].make_ascii_lowercase();
+                }
+                o.close("");
                 Ok(())
             }),
             Pred::Address(d, v, None) => self.cel_addresses(side(*d), v, place, u),
@@ -266,34 +285,35 @@ impl Out {
                 o.push(" || ");
                 o.cel_ports("destination", v, Prec::Or, u)
             }),
-            Pred::Process(f, v) => self.any_of(v, Prec::Compare, place, u, |o, x, u| o.compare(PROCESS[*f].1, &format!("\"{x}\""), u)),
+            Pred::Process(f, v) => self.any_of(v, Prec::Compare, place, u, |o, x, u| o.compare(format_args!("{}", PROCESS[*f].1), format_args!("\"{x}\""), u)),
         }
     }
 
     fn cel_addresses(&mut self, side: &str, v: &[&'static str], place: Prec, u: &mut Unstructured<'_>) -> Result<()> {
         let plain = v.len() == 1 && !v[0].contains('/');
         if plain && u.arbitrary()? {
-            return self.group(Prec::Compare, place, |o| o.compare(&format!("{side}.address"), &format!("\"{}\"", v[0]), u));
+            return self.group(Prec::Compare, place, |o| o.compare(format_args!("{side}.address"), format_args!("\"{}\"", v[0]), u));
         }
         self.any_of(v, Prec::Unary, place, u, |o, a, _| {
-            o.call("in_cidr", &[&format!("{side}.address"), &format!("\"{a}\"")]);
+            o.call("in_cidr", format_args!("{side}.address, \"{a}\")"));
+            o.close("");
             Ok(())
         })
     }
 
     fn cel_ports(&mut self, side: &str, v: &[(u16, u16)], place: Prec, u: &mut Unstructured<'_>) -> Result<()> {
-        let var = format!("{side}.port");
         let single = |&(lo, hi): &(u16, u16)| if lo == hi { Prec::Compare } else { Prec::Unary };
         let item = v.iter().map(single).min().unwrap_or(Prec::Unary);
         self.any_of(v, item, place, u, |o, (lo, hi), u| {
             if lo == hi {
-                o.compare(&var, &lo.to_string(), u)
+                o.compare(format_args!("{side}.port"), format_args!("{lo}"), u)
             } else if u.arbitrary()? {
-                o.call("in_range", &[&var, &lo.to_string(), &hi.to_string()]);
+                o.call("in_range", format_args!("{side}.port, {lo}, {hi})"));
+                o.close("");
                 Ok(())
             } else {
                 o.open("(");
-                o.push(&format!("{var} >= {lo} && {var} <= {hi}"));
+                o.put(format_args!("{side}.port >= {lo} && {side}.port <= {hi}"));
                 o.close(")");
                 Ok(())
             }
@@ -301,20 +321,54 @@ impl Out {
     }
 
     /// `var == literal`, sometimes written `literal == var`.
-    fn compare(&mut self, var: &str, literal: &str, u: &mut Unstructured<'_>) -> Result<()> {
+    fn compare(&mut self, var: fmt::Arguments<'_>, literal: fmt::Arguments<'_>, u: &mut Unstructured<'_>) -> Result<()> {
         if u.arbitrary()? {
-            self.push(&format!("{literal} == {var}"));
+            self.put(format_args!("{literal} == {var}"));
         } else {
-            self.push(&format!("{var} == {literal}"));
+            self.put(format_args!("{var} == {literal}"));
         }
         Ok(())
     }
 
-    /// `name(args…)`: a call opens a nesting level.
-    fn call(&mut self, name: &str, args: &[&str]) {
+    /// `name(` and the arguments with their `)`: a call opens a nesting
+    /// level, which the caller closes (`close("")`) once the `)` is written.
+    fn call(&mut self, name: &str, args: fmt::Arguments<'_>) {
         self.push(name);
         self.open("(");
-        self.push(&args.join(", "));
-        self.close(")");
+        self.put(args);
+    }
+}
+
+/// Values joined by commas.
+struct List<'a>(&'a [&'a str]);
+
+impl fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, v) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(v)?;
+        }
+        Ok(())
+    }
+}
+
+/// A keyword port set: `N` or `N-M`, joined by commas.
+struct Ports<'a>(&'a [(u16, u16)]);
+
+impl fmt::Display for Ports<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
     }
 }
