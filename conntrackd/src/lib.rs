@@ -6,7 +6,8 @@
 //! `bench` and `testing` (which the benches and tests enable, the daemon's
 //! build does not), `bench_support` holds the micro-benchmarks of `benches/`
 //! and `testing` the journal transport for the tests against the real
-//! journald; nothing else is public.
+//! journald and the Community ID hash for the test against the reference
+//! implementation; nothing else is public.
 mod app;
 mod cli;
 mod commands;
@@ -32,8 +33,9 @@ pub mod bench_support;
 #[doc(hidden)]
 pub mod fuzzing;
 
-/// For `tests/logsinks`: the journal sink's transport, so an entry larger
-/// than any event the kernel can produce today can be sent to the real journald.
+/// For tests against real peers: the journal sink's transport (`tests/logsinks`),
+/// so an entry larger than any event the kernel can produce today can be sent
+/// to the real journald, and the Community ID hash (`tests/community_id.rs`).
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
@@ -49,6 +51,12 @@ pub mod testing {
         let sock = crate::sink::journal::JournalSocket::new(socket).map_err(|e| e.to_string())?;
         let route = sock.send(&entry).map_err(|e| e.to_string())?;
         Ok(route == crate::sink::journal::Route::Memfd)
+    }
+
+    /// For `tests/community_id.rs`: the event's `community_id` of a flow,
+    /// compared there with the reference implementation.
+    pub fn community_id(seed: u16, protocol: u8, src: (std::net::IpAddr, u16), dst: (std::net::IpAddr, u16)) -> String {
+        crate::event::community_id::CommunityId::new(seed, protocol, src, dst).to_string()
     }
 }
 

@@ -1,8 +1,9 @@
 //! Setup for the contrib tests (unit, install script, dashboard):
 //! shellcheck, strip (binutils, the install tests run `dist`), setpriv (util-linux),
 //! python3 + pip, node + npm from Debian when missing; Grafana's LogQL parser
-//! (npm `@grafana/lezer-logql`) and dashboard model (PyPI
-//! `grafana-foundation-sdk`) into `target/contrib-tools`, where the tests look.
+//! (npm `@grafana/lezer-logql`), dashboard model (PyPI `grafana-foundation-sdk`)
+//! and the Community ID reference implementation (PyPI `communityid`) into
+//! `target/contrib-tools`, where the tests look.
 use std::{path::Path, process::Command};
 
 use anyhow::Result;
@@ -10,6 +11,8 @@ use anyhow::Result;
 const LEZER_LOGQL: &str = "@grafana/lezer-logql@0.4.2";
 /// Grafana 11.6's dashboard model (the package versions carry an epoch).
 const FOUNDATION_SDK: &str = "grafana-foundation-sdk==1769699379!11.6.0";
+/// Corelight's Community ID implementation, the reference for `community_id`.
+const COMMUNITY_ID: &str = "communityid==1.5.0";
 
 /// Installs what is missing; the npm and pip steps only once per target dir.
 pub(crate) fn install() -> Result<()> {
@@ -25,12 +28,14 @@ pub(crate) fn install() -> Result<()> {
         crate::run(Command::new("npm").args(["install", "--no-save", "--no-audit", "--no-fund", "--prefix"]).arg(&npm_dir).arg(LEZER_LOGQL), "npm install")?;
     }
     let py_dir = tools.join("python");
-    if !Path::new(&py_dir.join("grafana_foundation_sdk")).is_dir() {
-        println!("setup: installing {FOUNDATION_SDK} into {}", py_dir.display());
-        crate::run(
-            Command::new("python3").args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--target"]).arg(&py_dir).arg(FOUNDATION_SDK),
-            "pip install",
-        )?;
+    for (module, package) in [("grafana_foundation_sdk", FOUNDATION_SDK), ("communityid", COMMUNITY_ID)] {
+        if !Path::new(&py_dir.join(module)).is_dir() {
+            println!("setup: installing {package} into {}", py_dir.display());
+            crate::run(
+                Command::new("python3").args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--target"]).arg(&py_dir).arg(package),
+                "pip install",
+            )?;
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
+pub(crate) mod community_id;
 pub(crate) mod fields;
 
 use std::{
