@@ -52,16 +52,19 @@ impl Rng {
     }
 }
 
-fn flows() -> Vec<(u16, u8, (IpAddr, u16), (IpAddr, u16))> {
+/// (seed, protocol, source, destination).
+type Flow = (u16, u8, (IpAddr, u16), (IpAddr, u16));
+
+fn flows() -> Vec<Flow> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     (0..FLOWS)
         .map(|i| {
             let v6 = i % 2 == 1;
-            let protocol = if rng.next() % 2 == 0 { 6 } else { 17 };
+            let protocol = if rng.next().is_multiple_of(2) { 6 } else { 17 };
             let seed = if i % 3 == 0 { 0 } else { rng.next() as u16 };
             let src = (rng.addr(v6), rng.port());
             // One flow in sixteen between two ports of one address.
-            let dst = if rng.next() % 16 == 0 { (src.0, rng.port()) } else { (rng.addr(v6), rng.port()) };
+            let dst = if rng.next().is_multiple_of(16) { (src.0, rng.port()) } else { (rng.addr(v6), rng.port()) };
             (seed, protocol, src, dst)
         })
         .collect()
