@@ -20,7 +20,6 @@ mod metrics;
 mod notify;
 mod sink;
 mod source;
-mod time;
 
 use std::process::ExitCode;
 
@@ -137,7 +136,7 @@ fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args.config.as_deref(), &args.overrides)?;
     let level = cli::init_logging(config.log.level, config.log.format.as_deref());
-    if let (Some(loki), Some(file)) = (&config.loki, &config.file) {
+    if let (Some(loki), Some(file)) = (&config.sinks.loki, &config.file) {
         loki.warn_if_secrets_readable(file);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -1,6 +1,9 @@
 //! The configuration file as written: serde structs that only check shape.
-//! Every table denies unknown keys; `///` docs say what each key does.
+//! Every table denies unknown keys; `///` docs say what each key does. The
+//! components' sections are theirs (`source`, `sink`, `geoip`).
 use serde::Deserialize;
+
+use crate::{enrich::RawGeoip, sink::RawSinks, source::RawSource};
 
 /// The file as written. Every table denies unknown keys.
 #[derive(Debug, Default, Deserialize)]
@@ -35,20 +38,6 @@ pub(crate) struct RawProfiler {
     pub(super) address: Option<String>,
 }
 
-/// `[geoip]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawGeoip {
-    /// City database (GeoLite2-City, GeoIP2-City, DB-IP City Lite); empty = none.
-    pub(super) database: Option<std::path::PathBuf>,
-    /// Optional ASN database (GeoLite2-ASN); empty = none.
-    pub(super) asn_database: Option<std::path::PathBuf>,
-    /// Addresses whose lookup result is cached (LRU); 0 disables the cache.
-    pub(super) cache_entries: Option<usize>,
-    /// How often the files are checked for a replacement, in milliseconds; 0 = only on SIGHUP.
-    pub(super) watch_interval_ms: Option<u64>,
-}
-
 /// `[metrics]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,51 +57,4 @@ pub(crate) struct RawLog {
     pub(super) level: Option<String>,
     /// text | json (default: text on a terminal, JSON lines otherwise).
     pub(super) format: Option<String>,
-}
-
-/// `[source]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSource {
-    /// Size of the kernel -> daemon ring buffer in bytes (power of two, >= 64 KiB).
-    pub(super) ring_buffer_bytes: Option<u64>,
-    /// How often the daemon drains the ring without a wakeup, in milliseconds.
-    pub(super) drain_interval_ms: Option<u64>,
-    /// Let the kernel drop events no rule can log (default true).
-    pub(super) kernel_prefilter: Option<bool>,
-    /// auto | ebpf | netlink (default auto: eBPF, else netlink with a warning).
-    pub(super) kind: Option<String>,
-    /// netlink: NETLINK_BROADCAST_ERROR + NETLINK_NO_ENOBUFS (conntrack-tools' reliable mode).
-    pub(super) reliable: Option<bool>,
-    /// netlink: socket receive buffer in bytes (SO_RCVBUFFORCE when permitted).
-    pub(super) receive_buffer_bytes: Option<u64>,
-    /// Namespaces to watch: ["self"] (default), paths, or ["all"].
-    pub(super) netns: Option<Vec<String>>,
-    /// Set nf_conntrack_events, _acct and _timestamp to 1 in watched namespaces.
-    pub(super) set_sysctls: Option<bool>,
-}
-
-/// `[sink]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSinks {
-    pub(super) stream: Option<RawStream>,
-    pub(super) journal: Option<crate::sink::journal::RawJournal>,
-    pub(super) syslog: Option<crate::sink::syslog::RawSyslog>,
-    pub(super) loki: Option<crate::sink::loki::config::RawLoki>,
-}
-
-/// `[sink.stream]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStream {
-    /// Write events as JSON lines.
-    pub(super) enable: Option<bool>,
-    /// stdout | stderr | discard.
-    pub(super) writer: Option<String>,
-    /// Events queued for this sink before new ones are dropped (and counted).
-    pub(super) queue_events: Option<usize>,
-    /// Accepted for symmetry with the other sinks; the stream sink always starts.
-    #[allow(dead_code)]
-    pub(super) optional: Option<bool>,
 }

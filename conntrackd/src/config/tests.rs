@@ -1,10 +1,11 @@
 //! Tests of loading, overriding and validating the configuration.
 use super::*;
+use crate::sink::config::Writer;
 
 #[test]
 fn stream_sink_settings() {
     let c = Config::from_toml("[sink.stream]\nenable = true\nwriter = \"discard\"\n").unwrap();
-    assert_eq!(c.stream.unwrap().writer, Writer::Discard);
+    assert_eq!(c.sinks.stream.unwrap().writer, Writer::Discard);
     assert_eq!(c.source.ring_buffer_bytes, 4 << 20);
 }
 
@@ -27,7 +28,7 @@ fn filter_key_and_overrides() {
     assert_eq!(c.rules.rules.len(), 2);
     let builtin = Config::from_text(Path::new("d"), DEFAULT_CONFIG, &Overrides::default()).unwrap();
     assert_eq!(builtin.rules, Rules::defaults());
-    assert_eq!(builtin.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
+    assert_eq!(builtin.sinks.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
 }
 
 #[test]
@@ -141,7 +142,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
 fn precedence_defaults_file_env_flags() {
     let file = "[source]\nring_buffer_bytes = 131072\n[sink.stream]\nenable = true\nwriter = \"stderr\"\n";
     let c = Config::from_text(Path::new("f"), file, &Overrides::default()).unwrap();
-    assert_eq!((c.source.ring_buffer_bytes, c.stream.as_ref().unwrap().writer), (131072, Writer::Stderr));
+    assert_eq!((c.source.ring_buffer_bytes, c.sinks.stream.as_ref().unwrap().writer), (131072, Writer::Stderr));
     assert_eq!(c.source.drain_interval, std::time::Duration::from_millis(50), "default");
     let env = vec![
         ("CONNTRACKD_SOURCE_RING_BUFFER_BYTES".to_string(), "262144".to_string()),
@@ -150,7 +151,7 @@ fn precedence_defaults_file_env_flags() {
         ("CONNTRACKD_SOURCE_RELIABLE".to_string(), "true".to_string()),
     ];
     let c = Config::from_text(Path::new("f"), file, &Overrides { env: env.clone(), flags: vec![] }).unwrap();
-    assert_eq!((c.source.ring_buffer_bytes, c.stream.as_ref().unwrap().writer, c.rules.rules.len()), (262144, Writer::Discard, 1));
+    assert_eq!((c.source.ring_buffer_bytes, c.sinks.stream.as_ref().unwrap().writer, c.rules.rules.len()), (262144, Writer::Discard, 1));
     assert!(c.source.reliable);
     let flags = vec![
         ("source.ring_buffer_bytes", vec!["524288".to_string()]),
@@ -186,9 +187,9 @@ fn no_sink_is_an_error() {
 #[test]
 fn contrib_example_and_log_sinks() {
     let c = Config::from_toml(include_str!("../../../contrib/conntrackd.toml")).unwrap();
-    assert!(c.stream.is_some() && c.journal.is_none() && c.syslog.is_none());
+    assert!(c.sinks.stream.is_some() && c.sinks.journal.is_none() && c.sinks.syslog.is_none());
     let c = Config::from_toml("[sink.syslog]\nenable = true\n[sink.journal]\nenable = true\n").unwrap();
-    assert!(c.stream.is_none() && c.journal.is_some() && c.syslog.is_some());
+    assert!(c.sinks.stream.is_none() && c.sinks.journal.is_some() && c.sinks.syslog.is_some());
     let err = Config::from_toml("[sink.syslog]\nenable = true\nadress = \"udp://x\"\n").unwrap_err().to_string();
     assert!(err.contains("line 3, column 1") && err.contains("adress"), "{err}");
     let err = Config::from_toml("[sink.syslog]\nenable = true\naddress = \"x\"\n").unwrap_err().to_string();
@@ -260,16 +261,16 @@ const INSTALLER_YAML: &str = "log:\n  level: \"info\"\n\nfilter:\n  - 'log proto
 fn the_originals_yaml_files_work_unchanged_and_sed_switches_the_sink() {
     let c = load_file("conntrackd.yaml", ORIGINAL_YAML).unwrap();
     assert_eq!(c.rules.rules.len(), 3);
-    assert_eq!(c.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
-    assert!(c.loki.is_none() && c.journal.is_none() && c.syslog.is_none());
+    assert_eq!(c.sinks.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
+    assert!(c.sinks.loki.is_none() && c.sinks.journal.is_none() && c.sinks.syslog.is_none());
     assert_eq!(c.geoip.database, None, "an empty database path means none");
     let c = load_file("conntrackd.yaml", INSTALLER_YAML).unwrap();
     assert_eq!(c.rules.rules.len(), 2);
-    assert!(c.stream.is_some() && c.loki.is_none());
+    assert!(c.sinks.stream.is_some() && c.sinks.loki.is_none());
     // The original's documentation: `sed -i s/stream/loki/ /etc/conntrackd/conntrackd.yaml`.
     let c = load_file("conntrackd.yaml", &INSTALLER_YAML.replace("stream", "loki")).unwrap();
-    assert!(c.stream.is_none(), "{c:?}");
-    assert_eq!(c.loki.map(|l| l.endpoint.base), Some("http://localhost:3100".to_string()));
+    assert!(c.sinks.stream.is_none(), "{c:?}");
+    assert_eq!(c.sinks.loki.map(|l| l.endpoint.base), Some("http://localhost:3100".to_string()));
 }
 
 #[test]
@@ -285,7 +286,7 @@ fn json_and_yaml_errors_name_file_line_column_and_key() {
     let c =
         load_file("c.json", "{\"filter\": [\"log any\"], \"sink\": {\"stream\": {\"enable\": true, \"writer\": \"stderr\"}}, \"geoip\": {\"database\": null}}")
             .unwrap();
-    assert_eq!(c.stream.map(|s| s.writer), Some(Writer::Stderr));
+    assert_eq!(c.sinks.stream.map(|s| s.writer), Some(Writer::Stderr));
     let err = load_file("c.conf", "x").unwrap_err().to_string();
     assert!(err.contains("must end in .toml, .yaml, .yml or .json"), "{err}");
 }
@@ -324,14 +325,14 @@ fn the_built_in_stream_sink_only_without_another_enabled_sink() {
     let load = |flags: Vec<(&'static str, Vec<String>)>| {
         Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &Overrides { flags, ..Overrides::default() }, true).unwrap()
     };
-    assert!(load(Vec::new()).stream.is_some(), "no sink given: the built-in stream sink");
+    assert!(load(Vec::new()).sinks.stream.is_some(), "no sink given: the built-in stream sink");
     let c = load(vec![("sink.journal.enable", vec!["true".into()])]);
-    assert!(c.journal.is_some() && c.stream.is_none(), "--sink.journal.enable alone: no second copy on stdout");
+    assert!(c.sinks.journal.is_some() && c.sinks.stream.is_none(), "--sink.journal.enable alone: no second copy on stdout");
     let c = load(vec![("sink.journal.enable", vec!["true".into()]), ("sink.stream.enable", vec!["true".into()])]);
-    assert!(c.journal.is_some() && c.stream.is_some(), "both asked for");
+    assert!(c.sinks.journal.is_some() && c.sinks.stream.is_some(), "both asked for");
     let env = Overrides { env: vec![("CONNTRACKD_SINK_LOKI_ENABLE".into(), "true".into())], ..Overrides::default() };
     let c = Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &env, true).unwrap();
-    assert!(c.loki.is_some() && c.stream.is_none(), "the environment counts as well");
+    assert!(c.sinks.loki.is_some() && c.sinks.stream.is_none(), "the environment counts as well");
 }
 
 /// Every integer key: 0, -1 and values past any sane bound either work
@@ -367,7 +368,7 @@ fn edges_of_the_integer_keys() {
     let c =
         Config::from_toml("[source]\nring_buffer_bytes = 1073741824\nreceive_buffer_bytes = 65536\n[sink.stream]\nenable = true\nqueue_events = 10000000\n")
             .unwrap();
-    assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
+    assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.sinks.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
     for (text, want) in [
         ("[source]\nring_buffer_bytes = 98304", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 98304"),
         ("[source]\nring_buffer_bytes = 2147483648", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 2147483648"),

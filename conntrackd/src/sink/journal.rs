@@ -26,8 +26,12 @@ use std::{
 
 use serde::Deserialize;
 
-use super::{json, queue::BoundedQueue};
-use crate::{config::ConfigError, event::Event};
+use super::{
+    config::{queue_events, SinkConfigError},
+    json,
+    queue::BoundedQueue,
+};
+use crate::event::Event;
 
 /// Where journald listens for native-protocol datagrams.
 pub(crate) const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
@@ -65,14 +69,14 @@ pub(crate) struct JournalConfig {
 }
 
 /// Checks `[sink.journal]`; `None` when the sink is absent or disabled.
-pub(crate) fn validate(raw: Option<RawJournal>) -> Result<Option<JournalConfig>, ConfigError> {
+pub(crate) fn validate(raw: Option<RawJournal>) -> Result<Option<JournalConfig>, SinkConfigError> {
     let Some(raw) = raw.filter(|r| r.enable == Some(true)) else { return Ok(None) };
     let socket = raw.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
     if socket.as_os_str().len() >= 108 || socket.as_os_str().is_empty() {
         let message = format!("expected a unix socket path of 1..107 bytes, found {:?}", socket.display().to_string());
-        return Err(ConfigError::Invalid { key: "sink.journal.socket", message });
+        return Err(SinkConfigError::Invalid { key: "sink.journal.socket", message });
     }
-    let queue_events = crate::config::queue_events(raw.queue_events).map_err(|message| ConfigError::Invalid { key: "sink.journal.queue_events", message })?;
+    let queue_events = queue_events(raw.queue_events).map_err(|message| SinkConfigError::Invalid { key: "sink.journal.queue_events", message })?;
     Ok(Some(JournalConfig { socket, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 

@@ -5,12 +5,14 @@
 //! namespace). `auto` tries eBPF and falls back to netlink, saying why. The
 //! namespace worker (`worker.rs`) opens the sockets and, with
 //! `netns = ["all"]`, finds namespaces as they come and go (`discover.rs`).
+//! `config.rs` holds the `[source]` keys and their validation.
 // Audited, with every submodule: nothing read from the kernel, a file, /proc
 // or the command line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
+pub(crate) mod config;
 pub(crate) mod discover;
 pub(crate) mod ebpf;
 pub(crate) mod local_addrs;
@@ -26,6 +28,7 @@ mod manager;
 mod tasks;
 mod worker;
 
+pub(crate) use config::{RawSource, SourceConfig, SourceConfigError};
 pub(crate) use manager::Sources;
 pub(crate) use stats::{Snapshots, StopReport};
 

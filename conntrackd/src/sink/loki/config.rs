@@ -187,13 +187,9 @@ impl RawLoki {
                 format!("expected at least batch_bytes ({batch_bytes}): a smaller spool drops every full batch, found {spool_max_bytes}"),
             );
         }
-        let queue_events = crate::config::queue_events(self.queue_events).or_else(|message| invalid("queue_events", message))?;
+        let queue_events = crate::sink::config::queue_events(self.queue_events).or_else(|message| invalid("queue_events", message))?;
+        // The CA file is read when the sink starts (and by `conntrackd check`).
         let tls = self.tls.unwrap_or_default();
-        if let Some(path) = &tls.ca_file {
-            if let Err(err) = std::fs::metadata(path) {
-                return invalid("tls.ca_file", format!("{}: {err}", path.display()));
-            }
-        }
         Ok(Some(LokiConfig {
             endpoint,
             labels: parse_labels(self.labels.as_deref().unwrap_or_default())?,

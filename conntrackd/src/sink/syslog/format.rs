@@ -6,7 +6,10 @@
 //! "message":"<message text>","timestamp":"<RFC 3339>"}`.
 use std::io::Write;
 
-use crate::{event::Event, sink::json, time::write_rfc3339};
+use crate::{
+    event::{time::write_rfc3339, Event},
+    sink::json,
+};
 
 /// `logger.version` of the body.
 const VERSION: &str = env!("CARGO_PKG_VERSION");

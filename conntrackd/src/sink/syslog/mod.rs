@@ -30,8 +30,11 @@ use self::{
     format::{Facility, Format, Header, Severity},
     transport::{Address, Conn},
 };
-use super::queue::BoundedQueue;
-use crate::{config::ConfigError, event::Event};
+use super::{
+    config::{queue_events, SinkConfigError},
+    queue::BoundedQueue,
+};
+use crate::event::Event;
 
 const DEFAULT_ADDRESS: &str = "udp://localhost:514";
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -72,9 +75,9 @@ pub(crate) struct SyslogConfig {
 }
 
 /// Checks `[sink.syslog]`; `None` when the sink is absent or disabled.
-pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, ConfigError> {
+pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, SinkConfigError> {
     let Some(raw) = raw.filter(|r| r.enable == Some(true)) else { return Ok(None) };
-    let invalid = |key, message: String| ConfigError::Invalid { key, message };
+    let invalid = |key, message: String| SinkConfigError::Invalid { key, message };
     let address = Address::parse(raw.address.as_deref().unwrap_or(DEFAULT_ADDRESS)).map_err(|e| invalid("sink.syslog.address", e.to_string()))?;
     let format = Format::parse(raw.format.as_deref().unwrap_or("rfc5424")).map_err(|e| invalid("sink.syslog.format", e.to_string()))?;
     let facility = match raw.facility.as_deref() {
@@ -85,7 +88,7 @@ pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, C
         None => Severity::INFO,
         Some(name) => Severity::parse(name).map_err(|e| invalid("sink.syslog.severity", e.to_string()))?,
     };
-    let queue_events = crate::config::queue_events(raw.queue_events).map_err(|message| invalid("sink.syslog.queue_events", message))?;
+    let queue_events = queue_events(raw.queue_events).map_err(|message| invalid("sink.syslog.queue_events", message))?;
     Ok(Some(SyslogConfig { address, format, facility, severity, queue_events, optional: raw.optional.unwrap_or(false) }))
 }
 
