@@ -18,6 +18,7 @@ mod filter_command;
 mod host;
 mod metrics;
 mod notify;
+mod schema;
 mod sink;
 mod source;
 
@@ -31,12 +32,30 @@ pub mod bench_support;
 #[doc(hidden)]
 pub mod fuzzing;
 
-/// For `tests/logsinks`: the journal sink's transport, so an entry larger
-/// than any event the kernel can produce today can be sent to the real journald.
+/// For the integration tests: the journal sink's transport (`tests/logsinks`),
+/// so an entry larger than any event the kernel can produce today can be sent
+/// to the real journald, and the configuration key table (`tests/options`).
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
     use std::path::Path;
+
+    pub use crate::schema::{Key, Kind};
+
+    /// Every configuration key (`tests/options` derives its cases from them).
+    pub fn keys() -> Vec<Key> {
+        crate::config::keys::keys().to_vec()
+    }
+
+    /// Sets keys in a parsed file as the flags `(path, values)` would.
+    pub fn apply_flags(doc: &mut toml::Table, flags: &[(&'static str, Vec<String>)]) -> Result<(), String> {
+        crate::config::keys::apply_flags(doc, flags).map_err(|e| e.to_string())
+    }
+
+    /// The environment variable of a key path.
+    pub fn env_name(path: &str) -> String {
+        crate::config::keys::env_name(path)
+    }
 
     /// Sends one entry of `fields` to the journal socket at `socket`;
     /// returns true when it went through a memfd.

@@ -14,8 +14,9 @@ use std::{
 
 /// Layers from the bottom; a module may only reference modules of lower layers.
 const LAYERS: &[&[&str]] = &[
-    // The event, what enrichment attaches to it, its clocks; host facts; sd_notify.
-    &["event", "host", "notify"],
+    // The event, what enrichment attaches to it, its clocks; host facts; sd_notify;
+    // how configuration keys are declared (every component declares its own).
+    &["event", "host", "notify", "schema"],
     // The rules: they read events; the kernel pre-filter and the address classes are theirs.
     &["filter"],
     // The components: each owns its config section; none imports another but `filter`.

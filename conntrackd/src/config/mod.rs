@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use tracing_subscriber::filter::LevelFilter;
 
 use self::raw::RawConfig;
+use crate::schema::Choice;
 
 use crate::{
     enrich::{GeoipConfig, GeoipConfigError},
@@ -155,7 +156,7 @@ impl Config {
             path: file.to_path_buf(),
             message: format!("after applying the environment and flags: {}", format::keyed(&e)),
         })?;
-        let profiler = raw.profiler.enable == Some(true);
+        let profiler = raw.profiler.enable;
         let mut config = Self::validate(raw, overrides.rules_origin(&format!("config file {}: filter", file.display())))?;
         config.warnings = unknown_env
             .into_iter()
@@ -175,12 +176,8 @@ impl Config {
 
     fn validate(raw: RawConfig, origin: String) -> Result<Self, ConfigError> {
         let rules = Rules::compile(&raw.filter.unwrap_or_default()).map_err(|errors| ConfigError::Rules { origin, errors })?;
-        let level = level::parse(raw.log.level.as_deref().unwrap_or("info")).map_err(|message| ConfigError::Invalid { key: "log.level", message })?;
-        let format = match raw.log.format.as_deref().map(str::to_ascii_lowercase) {
-            None => None,
-            Some(f) if f == "text" || f == "json" => Some(f),
-            Some(other) => return invalid("log.format", format!("expected text or json, found {other:?}")),
-        };
+        let level = level::parse(&raw.log.level).map_err(|message| ConfigError::Invalid { key: "log.level", message })?;
+        let format = raw.log.format.map(|f| f.name().to_string());
         let source = raw.source.validate()?;
         let sinks = raw.sink.validate()?;
         let metrics = validate_metrics(&raw.metrics)?;
@@ -196,7 +193,7 @@ fn validate_metrics(raw: &raw::RawMetrics) -> Result<MetricsConfig, ConfigError>
             Err(_) => return invalid("metrics.listen", format!("expected IP:PORT such as 127.0.0.1:9469, found {text:?}")),
         },
     };
-    let secs = raw.unhealthy_after_s.unwrap_or(60);
+    let secs = raw.unhealthy_after_s;
     if !(1..=MAX_UNHEALTHY_AFTER_S).contains(&secs) {
         return invalid("metrics.unhealthy_after_s", format!("expected 1..={MAX_UNHEALTHY_AFTER_S} (a week), found {secs}"));
     }

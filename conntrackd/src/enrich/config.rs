@@ -1,8 +1,8 @@
-//! `[geoip]`: the keys as written ([`RawGeoip`]) and their validation into a
-//! [`GeoipConfig`]. The databases are opened by [`super::Enricher::open`].
+//! `[geoip]`: the keys, declared once ([`RawGeoip`]: type, default, help),
+//! and their validation into a [`GeoipConfig`]. The databases are opened by [`super::Enricher::open`].
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use crate::schema::section;
 
 /// A `[geoip]` key with a value outside its range.
 #[derive(Debug, thiserror::Error)]
@@ -11,18 +11,18 @@ pub(crate) enum GeoipConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-/// `[geoip]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawGeoip {
-    /// City database (GeoLite2-City, GeoIP2-City, DB-IP City Lite); empty = none.
-    pub database: Option<PathBuf>,
-    /// Optional ASN database (GeoLite2-ASN); empty = none.
-    pub asn_database: Option<PathBuf>,
-    /// Addresses whose lookup result is cached (LRU); 0 disables the cache.
-    pub cache_entries: Option<usize>,
-    /// How often the files are checked for a replacement, in milliseconds; 0 = only on SIGHUP.
-    pub watch_interval_ms: Option<u64>,
+section! {
+    /// `[geoip]`
+    pub(crate) struct RawGeoip at "geoip" {
+        /// GeoIP City database (GeoLite2-City, GeoIP2-City, DB-IP City Lite); empty = none
+        database: Option<PathBuf> = None, Str;
+        /// GeoIP ASN database (GeoLite2-ASN); empty = none
+        asn_database: Option<PathBuf> = None, Str;
+        /// GeoIP lookup cache size; 0 disables it
+        cache_entries: usize = 4096, Int;
+        /// How often the GeoIP files are checked for a replacement; 0 = only SIGHUP
+        watch_interval_ms: u64 = 10_000, Int;
+    }
 }
 
 /// Validated `[geoip]`.
@@ -41,11 +41,11 @@ impl RawGeoip {
         let invalid = |key, message| Err(GeoipConfigError::Invalid { key, message });
         // An empty path means "no database", as in the original's default config.
         let path = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
-        let cache_entries = self.cache_entries.unwrap_or(4096);
+        let cache_entries = self.cache_entries;
         if cache_entries > 10_000_000 {
             return invalid("geoip.cache_entries", format!("expected 0 (no cache) to 10000000, found {cache_entries}"));
         }
-        let watch_ms = self.watch_interval_ms.unwrap_or(10_000);
+        let watch_ms = self.watch_interval_ms;
         if watch_ms > 86_400_000 {
             return invalid("geoip.watch_interval_ms", format!("expected 0 (off) to 86400000, found {watch_ms}"));
         }

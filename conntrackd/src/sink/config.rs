@@ -1,8 +1,8 @@
-//! `[sink]`: the sections as written ([`RawSinks`]; `[sink.stream]` here, the
-//! others beside their sinks) and their validation into a [`SinksConfig`],
+//! `[sink]`: the sections, declared once ([`RawSinks`]; `[sink.stream]` here,
+//! the others beside their sinks) and their validation into a [`SinksConfig`],
 //! with the limit every sink's queue shares. Nothing here touches the system:
 //! sockets, files and spools are opened when a sink starts.
-use serde::Deserialize;
+use crate::schema::{choice, section, Choice};
 
 use super::{
     journal::{self, JournalConfig, RawJournal},
@@ -19,29 +19,34 @@ pub(crate) enum SinkConfigError {
     Loki(#[from] LokiConfigError),
 }
 
-/// `[sink]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSinks {
-    pub stream: Option<RawStream>,
-    pub journal: Option<RawJournal>,
-    pub syslog: Option<RawSyslog>,
-    pub loki: Option<RawLoki>,
+section! {
+    /// `[sink]`: each sink's table; an absent one is off.
+    pub(crate) struct RawSinks at "sink" {
+        /// `[sink.stream]`
+        stream: Option<RawStream> = None, Table(RawStream::keys);
+        /// `[sink.journal]`
+        journal: Option<RawJournal> = None, Table(RawJournal::keys);
+        /// `[sink.syslog]`
+        syslog: Option<RawSyslog> = None, Table(RawSyslog::keys);
+        /// `[sink.loki]`
+        loki: Option<RawLoki> = None, Table(RawLoki::keys);
+    }
 }
 
-/// `[sink.stream]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStream {
-    /// Write events as JSON lines.
-    pub enable: Option<bool>,
-    /// stdout | stderr | discard.
-    pub writer: Option<String>,
-    /// Events queued for this sink before new ones are dropped (and counted).
-    pub queue_events: Option<usize>,
-    /// Accepted for symmetry with the other sinks; the stream sink always starts.
+section! {
+    /// `[sink.stream]` (`optional` is accepted for symmetry and never read:
+    /// the stream sink always starts).
     #[allow(dead_code)]
-    pub optional: Option<bool>,
+    pub(crate) struct RawStream at "sink.stream" {
+        /// Write events as JSON lines
+        enable: bool = false, Bool, shown "true without a config file";
+        /// Where the stream sink writes
+        writer: Writer = Writer::Stdout, Enum(Writer::NAMES);
+        /// Run without the stream sink (with a warning) if it cannot start
+        optional: bool = false, Bool;
+        /// Events queued for the stream sink before drops
+        queue_events: usize = DEFAULT_QUEUE_EVENTS, Int;
+    }
 }
 
 /// The enabled sinks, validated; at least one is.
@@ -60,12 +65,9 @@ pub(crate) struct StreamConfig {
     pub queue_events: usize,
 }
 
-/// Destination of the stream sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Writer {
-    Stdout,
-    Stderr,
-    Discard,
+choice! {
+    /// Destination of the stream sink.
+    pub(crate) enum Writer { Stdout = "stdout", Stderr = "stderr", Discard = "discard" }
 }
 
 pub(crate) fn invalid<T>(key: &'static str, message: String) -> Result<T, SinkConfigError> {
@@ -87,27 +89,20 @@ impl RawSinks {
 }
 
 fn validate_stream(raw: Option<RawStream>) -> Result<Option<StreamConfig>, SinkConfigError> {
-    let Some(raw) = raw else { return Ok(None) };
-    if raw.enable != Some(true) {
-        return Ok(None);
-    }
-    let writer = match raw.writer.as_deref().unwrap_or("stdout").to_ascii_lowercase().as_str() {
-        "stdout" => Writer::Stdout,
-        "stderr" => Writer::Stderr,
-        "discard" => Writer::Discard,
-        other => return invalid("sink.stream.writer", format!("expected stdout, stderr or discard, found {other:?}")),
-    };
+    let Some(raw) = raw.filter(|r| r.enable) else { return Ok(None) };
     let queue_events = queue_events(raw.queue_events).or_else(|message| invalid("sink.stream.queue_events", message))?;
-    Ok(Some(StreamConfig { writer, queue_events }))
+    Ok(Some(StreamConfig { writer: raw.writer, queue_events }))
 }
 
 /// Largest `queue_events` of a sink: ten million queued events are gigabytes of memory.
 pub(crate) const MAX_QUEUE_EVENTS: usize = 10_000_000;
 
-/// A sink's `queue_events` (default 65536), checked to be 1..=[`MAX_QUEUE_EVENTS`];
+/// Every sink's `queue_events` default.
+pub(crate) const DEFAULT_QUEUE_EVENTS: usize = 65_536;
+
+/// A sink's `queue_events`, checked to be 1..=[`MAX_QUEUE_EVENTS`];
 /// the error is the message for the sink's key.
-pub(crate) fn queue_events(value: Option<usize>) -> Result<usize, String> {
-    let n = value.unwrap_or(65_536);
+pub(crate) fn queue_events(n: usize) -> Result<usize, String> {
     if (1..=MAX_QUEUE_EVENTS).contains(&n) {
         Ok(n)
     } else {

@@ -1,14 +1,13 @@
-//! `[source]`: the keys as written ([`RawSource`]) and their validation into
-//! a [`SourceConfig`]. Nothing here touches the system: the namespaces are
+//! `[source]`: the keys, declared once ([`RawSource`]: type, default, help),
+//! and their validation into a [`SourceConfig`]. Nothing here touches the system: the namespaces are
 //! opened when the sources start ([`SourceConfig::namespaces`]).
 use std::path::PathBuf;
-
-use serde::Deserialize;
 
 use super::{
     netns::{Namespace, NetnsError},
     Kind,
 };
+use crate::schema::{section, Choice};
 
 /// A `[source]` key with a value outside its range.
 #[derive(Debug, thiserror::Error)]
@@ -17,26 +16,26 @@ pub(crate) enum SourceConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-/// `[source]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSource {
-    /// Size of the kernel -> daemon ring buffer in bytes (power of two, >= 64 KiB).
-    pub ring_buffer_bytes: Option<u64>,
-    /// How often the daemon drains the ring without a wakeup, in milliseconds.
-    pub drain_interval_ms: Option<u64>,
-    /// Let the kernel drop events no rule can log (default true).
-    pub kernel_prefilter: Option<bool>,
-    /// auto | ebpf | netlink (default auto: eBPF, else netlink with a warning).
-    pub kind: Option<String>,
-    /// netlink: NETLINK_BROADCAST_ERROR + NETLINK_NO_ENOBUFS (conntrack-tools' reliable mode).
-    pub reliable: Option<bool>,
-    /// netlink: socket receive buffer in bytes (SO_RCVBUFFORCE when permitted).
-    pub receive_buffer_bytes: Option<u64>,
-    /// Namespaces to watch: ["self"] (default), paths, or ["all"].
-    pub netns: Option<Vec<String>>,
-    /// Set nf_conntrack_events, _acct and _timestamp to 1 in watched namespaces.
-    pub set_sysctls: Option<bool>,
+section! {
+    /// `[source]`
+    pub(crate) struct RawSource at "source" {
+        /// Source: eBPF, netlink, or eBPF with a netlink fallback
+        kind: Kind = Kind::Auto, Enum(Kind::NAMES);
+        /// Network namespaces: self, all, or paths such as /run/netns/NAME
+        netns: Vec<String> = vec!["self".into()], List;
+        /// Set nf_conntrack_events/_acct/_timestamp to 1 in watched namespaces
+        set_sysctls: bool = false, Bool;
+        /// eBPF ring buffer size, a power of two
+        ring_buffer_bytes: u64 = u64::from(conntrackd_common::DEFAULT_RING_BYTES), Int;
+        /// How often the ring is drained without a wakeup
+        drain_interval_ms: u64 = 50, Int;
+        /// Let the kernel drop events no rule can log
+        kernel_prefilter: bool = true, Bool;
+        /// netlink source receive buffer
+        receive_buffer_bytes: u64 = 8 << 20, Int;
+        /// netlink source reliable mode (kernel re-sends DESTROY)
+        reliable: bool = false, Bool;
+    }
 }
 
 /// Validated `[source]`.
@@ -72,22 +71,16 @@ fn invalid<T>(key: &'static str, message: String) -> Result<T, SourceConfigError
 impl RawSource {
     /// Checks every key and fills in the defaults.
     pub fn validate(self) -> Result<SourceConfig, SourceConfigError> {
-        let ring = self.ring_buffer_bytes.unwrap_or(u64::from(conntrackd_common::DEFAULT_RING_BYTES));
+        let ring = self.ring_buffer_bytes;
         if !ring.is_power_of_two() || !(64 << 10..=1 << 30).contains(&ring) {
             return invalid("source.ring_buffer_bytes", format!("expected a power of two between 65536 and 1073741824, found {ring}"));
         }
-        let drain_ms = self.drain_interval_ms.unwrap_or(50);
+        let drain_ms = self.drain_interval_ms;
         if !(1..=10_000).contains(&drain_ms) {
             return invalid("source.drain_interval_ms", format!("expected 1..=10000, found {drain_ms}"));
         }
-        let (netns, all_namespaces) = validate_netns(self.netns.unwrap_or_else(|| vec!["self".into()]))?;
-        let kind = match self.kind.as_deref().unwrap_or("auto").to_ascii_lowercase().as_str() {
-            "auto" => Kind::Auto,
-            "ebpf" => Kind::Ebpf,
-            "netlink" => Kind::Netlink,
-            other => return invalid("source.kind", format!("expected auto, ebpf or netlink, found {other:?}")),
-        };
-        let rcvbuf = self.receive_buffer_bytes.unwrap_or(8 << 20);
+        let (netns, all_namespaces) = validate_netns(self.netns)?;
+        let rcvbuf = self.receive_buffer_bytes;
         if !(64 << 10..=1 << 30).contains(&rcvbuf) {
             return invalid("source.receive_buffer_bytes", format!("expected 65536..=1073741824, found {rcvbuf}"));
         }
@@ -95,12 +88,12 @@ impl RawSource {
             // Cannot fail: checked to be at most 1 GiB above.
             ring_buffer_bytes: u32::try_from(ring).unwrap_or(conntrackd_common::DEFAULT_RING_BYTES),
             drain_interval: std::time::Duration::from_millis(drain_ms),
-            kernel_prefilter: self.kernel_prefilter.unwrap_or(true),
-            kind,
-            reliable: self.reliable.unwrap_or(false),
+            kernel_prefilter: self.kernel_prefilter,
+            kind: self.kind,
+            reliable: self.reliable,
             // Cannot fail: checked to be at most 1 GiB above.
-            receive_buffer_bytes: usize::try_from(rcvbuf).unwrap_or(8 << 20),
-            set_sysctls: self.set_sysctls.unwrap_or(false),
+            receive_buffer_bytes: usize::try_from(rcvbuf).unwrap_or(usize::MAX),
+            set_sysctls: self.set_sysctls,
             label_events: all_namespaces || netns != [None],
             netns,
             all_namespaces,

@@ -34,12 +34,9 @@ pub(crate) use stats::{Snapshots, StopReport};
 
 use conntrackd_common::{Counter, COUNTER_COUNT};
 
-/// Which source reads the ctnetlink socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Auto,
-    Ebpf,
-    Netlink,
+crate::schema::choice! {
+    /// Which source reads the ctnetlink socket.
+    pub(crate) enum Kind { Auto = "auto", Ebpf = "ebpf", Netlink = "netlink" }
 }
 
 /// Outcome counters summed over CPUs (kernel) or kept in userspace (netlink),
