@@ -73,7 +73,7 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     }
     tracing::debug!(table = %prefilter, "kernel pre-filter derived from the rules");
     let (mut sources, mut rx) = Sources::start(&config.source, prefilter).context("starting the source")?;
-    let mut sinks = Sinks::start(&config)?;
+    let mut sinks = Sinks::start(&config.sinks)?;
     let metrics = Arc::new(Metrics { sources: Arc::clone(&sources.snapshots), unhealthy_after: config.metrics.unhealthy_after, ..Metrics::default() });
     *metrics.sinks.lock().unwrap_or_else(|p| p.into_inner()) = sinks.queues();
     *metrics.source_kind.lock().unwrap_or_else(|p| p.into_inner()) = sources.kind();
@@ -209,7 +209,7 @@ fn prepare_reload(reload: &Reload, sinks: &Sinks, running: &Config) -> tokio::ta
     let (path, overrides, specs, geoip) = (reload.path.clone(), reload.overrides.clone(), sinks.specs(), running.geoip.clone());
     tokio::task::spawn_blocking(move || {
         let config = Config::load(path.as_deref(), &overrides)?;
-        let sinks = sink::prepare(&config, &specs)?;
+        let sinks = sink::prepare(&config.sinks, &specs)?;
         let enricher = (config.geoip != geoip).then(|| Enricher::open(&config.geoip));
         Ok(ReloadReady { config, sinks, enricher })
     })

@@ -13,7 +13,7 @@ use clap::{builder::PossibleValuesParser, Arg, ArgAction, ArgMatches, Args, Comm
 use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*, reload};
 
 use crate::config::{
-    keys::{Kind, KEYS},
+    keys::{keys, Kind},
     Overrides,
 };
 
@@ -110,8 +110,8 @@ pub(crate) fn command() -> Command {
 }
 
 fn with_keys(cmd: Command) -> Command {
-    cmd.args(KEYS.iter().map(|k| {
-        let arg = Arg::new(k.path).long(k.path).help(k.help).value_name("VALUE");
+    cmd.args(keys().iter().map(|k| {
+        let arg = Arg::new(k.path).long(k.path).help(k.help()).value_name("VALUE");
         match k.kind {
             Kind::Bool => arg.num_args(0..=1).require_equals(true).default_missing_value("true").value_name("BOOL"),
             // The original's --sink.loki.labels is a comma-separated list (pflag StringSlice).
@@ -121,10 +121,10 @@ fn with_keys(cmd: Command) -> Command {
             // The original's log.level also takes an offset (info+2): the help lists the names.
             Kind::Enum(values) if k.path == "log.level" => {
                 let listed = format!("[possible values: {}]", values.join(", "));
-                arg.help(format!("{} {listed}", k.help)).value_parser(move |text: &str| level_flag(values, &listed, text))
+                arg.help(format!("{} {listed}", k.help())).value_parser(move |text: &str| level_flag(values, &listed, text))
             }
             Kind::Enum(values) => arg.value_parser(PossibleValuesParser::new(values)).ignore_case(true),
-            Kind::Int | Kind::Str | Kind::Url(_) => arg,
+            Kind::Int | Kind::Str | Kind::Url(_) | Kind::Table(_) => arg,
         }
     }))
 }
@@ -142,7 +142,7 @@ fn level_flag(names: &[&str], listed: &str, text: &str) -> Result<String, String
 }
 
 fn flag_values(m: &ArgMatches) -> Vec<(&'static str, Vec<String>)> {
-    KEYS.iter().filter_map(|k| m.get_many::<String>(k.path).map(|v| (k.path, v.cloned().collect()))).collect()
+    keys().iter().filter_map(|k| m.get_many::<String>(k.path).map(|v| (k.path, v.cloned().collect()))).collect()
 }
 
 /// Handle to change the log level on reload.
@@ -174,7 +174,7 @@ mod tests {
     fn enum_flags_list_and_check_their_values() {
         let mut cmd = command();
         let help = cmd.find_subcommand_mut("run").expect("run").render_long_help().to_string();
-        for key in KEYS {
+        for key in keys() {
             let Kind::Enum(values) = key.kind else { continue };
             let listed = format!("[possible values: {}]", values.join(", "));
             assert!(help.contains(&listed), "--{} help lacks {listed}:\n{help}", key.path);

@@ -10,11 +10,7 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 
-use crate::{
-    app::prefilter,
-    config::Config,
-    enrich::{Enricher, DST},
-};
+use crate::{app::prefilter, config::Config, enrich::Enricher, event::DST};
 
 /// What `conntrackd check` prints for a valid configuration (opening the
 /// GeoIP databases is part of the check).
@@ -35,17 +31,23 @@ pub(crate) fn check_report(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!("rule {} ({:?}): {}\n", i + 1, rule.language, rule.text));
     }
     out.push_str(&format!("{}\n", prefilter(config)));
-    if let Some(stream) = &config.stream {
+    if let Some(stream) = &config.sinks.stream {
         out.push_str(&format!("sink stream: {:?}\n", stream.writer));
     }
-    if let Some(journal) = &config.journal {
+    if let Some(journal) = &config.sinks.journal {
         let state = if journal.socket.exists() { "present" } else { "MISSING: the sink will not start" };
         out.push_str(&format!("sink journal: {} ({state})\n", journal.socket.display()));
     }
-    if let Some(syslog) = &config.syslog {
+    if let Some(syslog) = &config.sinks.syslog {
         out.push_str(&format!("sink syslog: {} ({:?}, {}.{})\n", syslog.address, syslog.format, syslog.facility.name(), syslog.severity.name()));
     }
-    if let Some(loki) = &config.loki {
+    if let Some(loki) = &config.sinks.loki {
+        // Validation does not open files; the sink reads this one when it starts.
+        if let Some(path) = &loki.ca_file {
+            if let Err(err) = std::fs::metadata(path) {
+                anyhow::bail!("sink.loki.tls.ca_file: {}: {err}", path.display());
+            }
+        }
         // The endpoint's Debug form has no credentials; the token is never shown.
         out.push_str(&format!("sink loki: {:?}, encoding {:?}, spool {:?}\n", loki.endpoint, loki.encoding, loki.spool_dir));
     }
@@ -81,4 +83,17 @@ pub(crate) fn geoip_lookup(config: &Config, ip: IpAddr) -> anyhow::Result<String
     }
     out.extend_from_slice(b"}\n");
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_output_shows_no_secrets() {
+        let text = "[sink.loki]\nenable = true\naddress = \"https://ops:hunter2@loki.example/loki\"\nbearer_token = \"tok3n\"\n";
+        let report = check_report(&Config::from_toml(text).unwrap()).unwrap();
+        assert!(report.contains("https://loki.example/loki (basic auth)"), "{report}");
+        assert!(!report.contains("hunter2") && !report.contains("tok3n") && !report.contains("ops"), "{report}");
+    }
 }

@@ -20,8 +20,7 @@ use std::{
 use serde_json::{Map, Value};
 
 use crate::{
-    enrich::process::Process,
-    event::{Endpoints, Event, EventType, Protocol},
+    event::{Endpoints, Event, EventType, Process, Protocol},
     filter::Rules,
 };
 

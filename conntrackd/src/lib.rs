@@ -19,9 +19,9 @@ mod filter_command;
 mod host;
 mod metrics;
 mod notify;
+mod schema;
 mod sink;
 mod source;
-mod time;
 
 use std::process::ExitCode;
 
@@ -33,13 +33,31 @@ pub mod bench_support;
 #[doc(hidden)]
 pub mod fuzzing;
 
-/// For tests against real peers: the journal sink's transport (`tests/logsinks`),
+/// For the integration tests: the journal sink's transport (`tests/logsinks`),
 /// so an entry larger than any event the kernel can produce today can be sent
-/// to the real journald, and the Community ID hash (`tests/community_id.rs`).
+/// to the real journald, the configuration key table (`tests/options`) and the
+/// Community ID hash (`tests/community_id.rs`).
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
     use std::path::Path;
+
+    pub use crate::schema::{Key, Kind};
+
+    /// Every configuration key (`tests/options` derives its cases from them).
+    pub fn keys() -> Vec<Key> {
+        crate::config::keys::keys().to_vec()
+    }
+
+    /// Sets keys in a parsed file as the flags `(path, values)` would.
+    pub fn apply_flags(doc: &mut toml::Table, flags: &[(&'static str, Vec<String>)]) -> Result<(), String> {
+        crate::config::keys::apply_flags(doc, flags).map_err(|e| e.to_string())
+    }
+
+    /// The environment variable of a key path.
+    pub fn env_name(path: &str) -> String {
+        crate::config::keys::env_name(path)
+    }
 
     /// Sends one entry of `fields` to the journal socket at `socket`;
     /// returns true when it went through a memfd.
@@ -145,7 +163,7 @@ fn print_or_fail(result: anyhow::Result<String>) -> ExitCode {
 fn run(args: cli::RunArgs) -> anyhow::Result<()> {
     let config = config::Config::load(args.config.as_deref(), &args.overrides)?;
     let level = cli::init_logging(config.log.level, config.log.format.as_deref());
-    if let (Some(loki), Some(file)) = (&config.loki, &config.file) {
+    if let (Some(loki), Some(file)) = (&config.sinks.loki, &config.file) {
         loki.warn_if_secrets_readable(file);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -161,7 +161,7 @@ impl Metrics {
         if crate::source::stats::with(&self.sources, |s| s.namespaces.is_empty()) {
             return Err("no source is attached".into());
         }
-        let now_ms = crate::time::unix_ms();
+        let now_ms = crate::event::time::unix_ms();
         let limit_ms = u64::try_from(self.unhealthy_after.as_millis()).unwrap_or(u64::MAX);
         for (sink, q) in self.sinks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if let Some(since) = q.failing_since_ms() {

@@ -44,3 +44,18 @@ fn env_names() {
     assert_eq!(env_name("sink.loki.enable"), "CONNTRACKD_SINK_LOKI_ENABLE");
     assert_eq!(env_name("filter"), "CONNTRACKD_FILTER");
 }
+
+#[test]
+fn every_key_has_a_help_text_and_a_default() {
+    assert_eq!(keys().len(), 54, "a new key: check its help here and add it to contrib/conntrackd.toml");
+    for key in keys() {
+        let help = key.help();
+        assert!(!key.doc.trim().is_empty(), "{} has no doc comment (its help)", key.path);
+        assert!(help.ends_with(']') && !help.contains("[default: ]") && !help.contains("a table"), "{}: {help}", key.path);
+        assert!(!matches!(key.kind, Kind::Table(_)), "{}: tables are flattened into their keys", key.path);
+    }
+    let help = |path: &str| keys().iter().find(|k| k.path == path).map(|k| k.help()).unwrap();
+    assert_eq!(help("source.ring_buffer_bytes"), "eBPF ring buffer size, a power of two [default: 4194304]");
+    assert_eq!(help("sink.loki.tls.ca_file"), "PEM CA bundle to trust [default: the system's]");
+    assert_eq!(help("source.netns"), "Network namespaces: self, all, or paths such as /run/netns/NAME [default: self]");
+}

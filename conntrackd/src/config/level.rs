@@ -9,6 +9,19 @@ use tracing_subscriber::filter::LevelFilter;
 
 const NAMES: [(&str, i64); 4] = [("debug", -4), ("info", 0), ("warn", 4), ("error", 8)];
 
+/// The level names, for the key table (and clap, which also takes an offset).
+// Evaluated at compile time: an index out of range is a build error, not a panic.
+#[allow(clippy::indexing_slicing)]
+pub(super) const LEVEL_NAMES: [&str; NAMES.len()] = {
+    let mut out = [""; NAMES.len()];
+    let mut i = 0;
+    while i < NAMES.len() {
+        out[i] = NAMES[i].0;
+        i += 1;
+    }
+    out
+};
+
 /// The filter for `text`, or what was expected.
 pub(super) fn parse(text: &str) -> Result<LevelFilter, String> {
     let expected = || format!("expected debug, info, warn or error, optionally with an offset such as info+2, found {text:?}");

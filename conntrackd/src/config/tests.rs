@@ -1,10 +1,11 @@
 //! Tests of loading, overriding and validating the configuration.
 use super::*;
+use crate::sink::config::Writer;
 
 #[test]
 fn stream_sink_settings() {
     let c = Config::from_toml("[sink.stream]\nenable = true\nwriter = \"discard\"\n").unwrap();
-    assert_eq!(c.stream.unwrap().writer, Writer::Discard);
+    assert_eq!(c.sinks.stream.unwrap().writer, Writer::Discard);
     assert_eq!(c.source.ring_buffer_bytes, 4 << 20);
 }
 
@@ -27,7 +28,7 @@ fn filter_key_and_overrides() {
     assert_eq!(c.rules.rules.len(), 2);
     let builtin = Config::from_text(Path::new("d"), DEFAULT_CONFIG, &Overrides::default()).unwrap();
     assert_eq!(builtin.rules, Rules::defaults());
-    assert_eq!(builtin.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
+    assert_eq!(builtin.sinks.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
 }
 
 #[test]
@@ -55,13 +56,13 @@ fn source_keys() {
 /// the example config documents is in the table: env, flags and file agree.
 #[test]
 fn key_table_matches_the_schema_and_the_example() {
-    use keys::{Kind, KEYS};
-    for key in KEYS {
+    use keys::{keys, Kind};
+    for key in keys() {
         let value = match key.kind {
             Kind::Bool => "true",
             Kind::Int => "1",
             Kind::Enum(values) => values[0],
-            Kind::Str | Kind::Url(_) | Kind::List => "x",
+            Kind::Str | Kind::Url(_) | Kind::List | Kind::Table(_) => "x",
         };
         let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
         if let Err(ConfigError::Parse { message, .. }) = Config::from_text(Path::new("t"), "", &over) {
@@ -72,7 +73,7 @@ fn key_table_matches_the_schema_and_the_example() {
     let mut paths = Vec::new();
     flatten("", &doc, &mut paths);
     for path in paths {
-        assert!(KEYS.iter().any(|k| k.path == path), "{path} is in contrib/conntrackd.toml but not in config/keys.rs");
+        assert!(keys().iter().any(|k| k.path == path), "{path} is in contrib/conntrackd.toml but not in the key table");
     }
 }
 
@@ -81,13 +82,13 @@ fn key_table_matches_the_schema_and_the_example() {
 /// refused naming the key. A value added to one side only fails here.
 #[test]
 fn enumerations_in_the_table_are_exactly_what_validation_accepts() {
-    use keys::{Kind, KEYS};
+    use keys::{keys, Kind};
     let mut checked = 0;
-    for key in KEYS {
+    for key in keys() {
         let (good, bad): (Vec<String>, Vec<String>) = match key.kind {
             Kind::Enum(values) => (values.iter().map(|v| v.to_string()).collect(), vec!["bogus".into(), format!("{}x", values[0])]),
             Kind::Url(schemes) => (schemes.iter().map(|s| example_url(s)).collect(), vec!["bogus://127.0.0.1:1".into(), "127.0.0.1:514".into()]),
-            Kind::Bool | Kind::Int | Kind::Str | Kind::List => continue,
+            Kind::Bool | Kind::Int | Kind::Str | Kind::List | Kind::Table(_) => continue,
         };
         // The key's own sink must be on for its table to be validated.
         let section = key.path.strip_prefix("sink.").and_then(|rest| rest.split_once('.')).map(|(sink, _)| sink).unwrap_or("stream");
@@ -124,7 +125,7 @@ fn example_url(scheme: &str) -> String {
 }
 
 fn enable_path(section: &str) -> &'static str {
-    keys::KEYS.iter().map(|k| k.path).find(|p| *p == format!("sink.{section}.enable")).unwrap_or_else(|| panic!("no key sink.{section}.enable"))
+    keys::keys().iter().map(|k| k.path).find(|p| *p == format!("sink.{section}.enable")).unwrap_or_else(|| panic!("no key sink.{section}.enable"))
 }
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
@@ -141,7 +142,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
 fn precedence_defaults_file_env_flags() {
     let file = "[source]\nring_buffer_bytes = 131072\n[sink.stream]\nenable = true\nwriter = \"stderr\"\n";
     let c = Config::from_text(Path::new("f"), file, &Overrides::default()).unwrap();
-    assert_eq!((c.source.ring_buffer_bytes, c.stream.as_ref().unwrap().writer), (131072, Writer::Stderr));
+    assert_eq!((c.source.ring_buffer_bytes, c.sinks.stream.as_ref().unwrap().writer), (131072, Writer::Stderr));
     assert_eq!(c.source.drain_interval, std::time::Duration::from_millis(50), "default");
     let env = vec![
         ("CONNTRACKD_SOURCE_RING_BUFFER_BYTES".to_string(), "262144".to_string()),
@@ -150,7 +151,7 @@ fn precedence_defaults_file_env_flags() {
         ("CONNTRACKD_SOURCE_RELIABLE".to_string(), "true".to_string()),
     ];
     let c = Config::from_text(Path::new("f"), file, &Overrides { env: env.clone(), flags: vec![] }).unwrap();
-    assert_eq!((c.source.ring_buffer_bytes, c.stream.as_ref().unwrap().writer, c.rules.rules.len()), (262144, Writer::Discard, 1));
+    assert_eq!((c.source.ring_buffer_bytes, c.sinks.stream.as_ref().unwrap().writer, c.rules.rules.len()), (262144, Writer::Discard, 1));
     assert!(c.source.reliable);
     let flags = vec![
         ("source.ring_buffer_bytes", vec!["524288".to_string()]),
@@ -166,7 +167,8 @@ fn error_messages_name_file_line_column_and_key() {
     let cases = [
         ("[sink.stream]\nenable = true\nwritter = 1\n", "config file <test>: line 3, column 1: sink.stream.writter: unknown field `writter`"),
         ("[source]\nring_buffer_bytes = \"big\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 21: source.ring_buffer_bytes: invalid type: string \"big\", expected u64"),
-        ("[source]\nkind = \"bpf\"\n[sink.stream]\nenable = true\n", "config source.kind: expected auto, ebpf or netlink, found \"bpf\""),
+        // An enumerated key is a choice: the parser lists its values, with the line.
+        ("[source]\nkind = \"bpf\"\n[sink.stream]\nenable = true\n", "config file <test>: line 2, column 8: source.kind: expected auto, ebpf or netlink, found \"bpf\""),
         ("[log]\nlevel = \"loud\"\n[sink.stream]\nenable = true\n", "config log.level: expected debug, info, warn or error, optionally with an offset such as info+2, found \"loud\""),
         ("[metrics]\nlisten = \"localhost\"\n[sink.stream]\nenable = true\n", "config metrics.listen: expected IP:PORT such as 127.0.0.1:9469, found \"localhost\""),
         ("filter = [\"log port 1\"]\n[sink.stream]\nenable = true\n", "config file <test>: filter:\nrule 1 \"log port 1\", column 5: found 'port' without a direction: expected 'source port', 'destination port' or 'on port'"),
@@ -186,9 +188,9 @@ fn no_sink_is_an_error() {
 #[test]
 fn contrib_example_and_log_sinks() {
     let c = Config::from_toml(include_str!("../../../contrib/conntrackd.toml")).unwrap();
-    assert!(c.stream.is_some() && c.journal.is_none() && c.syslog.is_none());
+    assert!(c.sinks.stream.is_some() && c.sinks.journal.is_none() && c.sinks.syslog.is_none());
     let c = Config::from_toml("[sink.syslog]\nenable = true\n[sink.journal]\nenable = true\n").unwrap();
-    assert!(c.stream.is_none() && c.journal.is_some() && c.syslog.is_some());
+    assert!(c.sinks.stream.is_none() && c.sinks.journal.is_some() && c.sinks.syslog.is_some());
     let err = Config::from_toml("[sink.syslog]\nenable = true\nadress = \"udp://x\"\n").unwrap_err().to_string();
     assert!(err.contains("line 3, column 1") && err.contains("adress"), "{err}");
     let err = Config::from_toml("[sink.syslog]\nenable = true\naddress = \"x\"\n").unwrap_err().to_string();
@@ -260,16 +262,16 @@ const INSTALLER_YAML: &str = "log:\n  level: \"info\"\n\nfilter:\n  - 'log proto
 fn the_originals_yaml_files_work_unchanged_and_sed_switches_the_sink() {
     let c = load_file("conntrackd.yaml", ORIGINAL_YAML).unwrap();
     assert_eq!(c.rules.rules.len(), 3);
-    assert_eq!(c.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
-    assert!(c.loki.is_none() && c.journal.is_none() && c.syslog.is_none());
+    assert_eq!(c.sinks.stream.as_ref().map(|s| s.writer), Some(Writer::Stdout));
+    assert!(c.sinks.loki.is_none() && c.sinks.journal.is_none() && c.sinks.syslog.is_none());
     assert_eq!(c.geoip.database, None, "an empty database path means none");
     let c = load_file("conntrackd.yaml", INSTALLER_YAML).unwrap();
     assert_eq!(c.rules.rules.len(), 2);
-    assert!(c.stream.is_some() && c.loki.is_none());
+    assert!(c.sinks.stream.is_some() && c.sinks.loki.is_none());
     // The original's documentation: `sed -i s/stream/loki/ /etc/conntrackd/conntrackd.yaml`.
     let c = load_file("conntrackd.yaml", &INSTALLER_YAML.replace("stream", "loki")).unwrap();
-    assert!(c.stream.is_none(), "{c:?}");
-    assert_eq!(c.loki.map(|l| l.endpoint.base), Some("http://localhost:3100".to_string()));
+    assert!(c.sinks.stream.is_none(), "{c:?}");
+    assert_eq!(c.sinks.loki.map(|l| l.endpoint.base), Some("http://localhost:3100".to_string()));
 }
 
 #[test]
@@ -285,7 +287,7 @@ fn json_and_yaml_errors_name_file_line_column_and_key() {
     let c =
         load_file("c.json", "{\"filter\": [\"log any\"], \"sink\": {\"stream\": {\"enable\": true, \"writer\": \"stderr\"}}, \"geoip\": {\"database\": null}}")
             .unwrap();
-    assert_eq!(c.stream.map(|s| s.writer), Some(Writer::Stderr));
+    assert_eq!(c.sinks.stream.map(|s| s.writer), Some(Writer::Stderr));
     let err = load_file("c.conf", "x").unwrap_err().to_string();
     assert!(err.contains("must end in .toml, .yaml, .yml or .json"), "{err}");
 }
@@ -324,14 +326,14 @@ fn the_built_in_stream_sink_only_without_another_enabled_sink() {
     let load = |flags: Vec<(&'static str, Vec<String>)>| {
         Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &Overrides { flags, ..Overrides::default() }, true).unwrap()
     };
-    assert!(load(Vec::new()).stream.is_some(), "no sink given: the built-in stream sink");
+    assert!(load(Vec::new()).sinks.stream.is_some(), "no sink given: the built-in stream sink");
     let c = load(vec![("sink.journal.enable", vec!["true".into()])]);
-    assert!(c.journal.is_some() && c.stream.is_none(), "--sink.journal.enable alone: no second copy on stdout");
+    assert!(c.sinks.journal.is_some() && c.sinks.stream.is_none(), "--sink.journal.enable alone: no second copy on stdout");
     let c = load(vec![("sink.journal.enable", vec!["true".into()]), ("sink.stream.enable", vec!["true".into()])]);
-    assert!(c.journal.is_some() && c.stream.is_some(), "both asked for");
+    assert!(c.sinks.journal.is_some() && c.sinks.stream.is_some(), "both asked for");
     let env = Overrides { env: vec![("CONNTRACKD_SINK_LOKI_ENABLE".into(), "true".into())], ..Overrides::default() };
     let c = Config::from_document(Path::new("<built-in default>"), Format::Toml, DEFAULT_CONFIG, &env, true).unwrap();
-    assert!(c.loki.is_some() && c.stream.is_none(), "the environment counts as well");
+    assert!(c.sinks.loki.is_some() && c.sinks.stream.is_none(), "the environment counts as well");
 }
 
 /// Every integer key: 0, -1 and values past any sane bound either work
@@ -339,10 +341,10 @@ fn the_built_in_stream_sink_only_without_another_enabled_sink() {
 /// what is allowed; none panics or wraps.
 #[test]
 fn integer_keys_reject_out_of_range_values_naming_the_key() {
-    use keys::{Kind, KEYS};
+    use keys::{keys, Kind};
     let all_sinks = "[sink.stream]\nenable = true\n[sink.journal]\nenable = true\n[sink.syslog]\nenable = true\n[sink.loki]\nenable = true\n";
     let valid = [("geoip.cache_entries", "0"), ("geoip.watch_interval_ms", "0"), ("sink.loki.spool_max_bytes", "9223372036854775807")];
-    let ints: Vec<_> = KEYS.iter().filter(|k| k.kind == Kind::Int).collect();
+    let ints: Vec<_> = keys().iter().filter(|k| k.kind == Kind::Int).collect();
     assert_eq!(ints.len(), 12, "a new integer key: add its edges here");
     for key in ints {
         for value in ["0", "-1", "9223372036854775807", "18446744073709551616"] {
@@ -367,7 +369,7 @@ fn edges_of_the_integer_keys() {
     let c =
         Config::from_toml("[source]\nring_buffer_bytes = 1073741824\nreceive_buffer_bytes = 65536\n[sink.stream]\nenable = true\nqueue_events = 10000000\n")
             .unwrap();
-    assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
+    assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.sinks.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
     for (text, want) in [
         ("[source]\nring_buffer_bytes = 98304", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 98304"),
         ("[source]\nring_buffer_bytes = 2147483648", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 2147483648"),

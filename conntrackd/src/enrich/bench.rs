@@ -11,7 +11,7 @@ use std::{
 
 use super::{DatabaseError, Enricher};
 use crate::{
-    config::GeoipConfig,
+    enrich::GeoipConfig,
     event::{Endpoints, Event, EventType, Protocol},
     filter::network::NetworkClass,
 };

@@ -14,7 +14,7 @@ use std::{
 use maxminddb::{MaxMindDbError, Mmap, Reader};
 use serde::Deserialize;
 
-use super::GeoInfo;
+use crate::event::GeoInfo;
 
 /// What a database file must provide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Database {
     pub fn describe(&self) -> String {
         let meta = self.reader.metadata();
         let mut built = Vec::new();
-        crate::time::write_rfc3339(&mut built, i128::from(meta.build_epoch) * 1_000_000_000);
+        crate::event::time::write_rfc3339(&mut built, i128::from(meta.build_epoch) * 1_000_000_000);
         format!(
             "{} {}: {}, built {}, {} search-tree nodes, IPv{}",
             self.kind.key(),

@@ -7,6 +7,7 @@
 //! about once per database, never fatal. [`Enricher::reload`] (SIGHUP) and
 //! [`Enricher::check_files`] (a replaced file) swap databases in between two
 //! batches, so no event is lost; a broken new file keeps the old database.
+//! `config.rs` holds the `[geoip]` keys and their validation.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
@@ -16,6 +17,7 @@
 #[cfg(feature = "bench")]
 pub(crate) mod bench;
 pub(crate) mod cache;
+pub(crate) mod config;
 pub(crate) mod geoip;
 pub(crate) mod process;
 #[cfg(test)]
@@ -27,9 +29,9 @@ use std::{
     sync::Arc,
 };
 
+pub(crate) use self::config::{GeoipConfig, GeoipConfigError, RawGeoip};
 use crate::{
-    config::GeoipConfig,
-    event::{fields::FieldValue, Event},
+    event::{Event, GeoInfo},
     filter::network::NetworkClass,
 };
 
@@ -38,71 +40,6 @@ use self::{
     cache::{Cache, Entry},
     geoip::{Database, FileId, Kind},
 };
-
-/// What the databases know about one address. Never empty when attached.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct GeoInfo {
-    /// English city name.
-    pub city: Option<Box<str>>,
-    /// English country name.
-    pub country: Option<Box<str>>,
-    /// ISO 3166-1 alpha-2 country code.
-    pub country_code: Option<Box<str>>,
-    /// Latitude and longitude, both valid, or none.
-    pub coordinates: Option<(f64, f64)>,
-    pub asn: Option<u32>,
-    pub as_org: Option<Box<str>>,
-}
-
-/// Field names of one side of the tuple.
-pub(crate) struct Names {
-    city: &'static str,
-    country: &'static str,
-    lat: &'static str,
-    lon: &'static str,
-    country_code: &'static str,
-    asn: &'static str,
-    as_org: &'static str,
-}
-
-pub(crate) const SRC: Names =
-    Names { city: "src_city", country: "src_country", lat: "src_lat", lon: "src_lon", country_code: "src_country_code", asn: "src_asn", as_org: "src_as_org" };
-
-pub(crate) const DST: Names =
-    Names { city: "dst_city", country: "dst_country", lat: "dst_lat", lon: "dst_lon", country_code: "dst_country_code", asn: "dst_asn", as_org: "dst_as_org" };
-
-impl GeoInfo {
-    fn is_empty(&self) -> bool {
-        *self == GeoInfo::default()
-    }
-
-    /// The contract's fields: city, country, lat, lon.
-    pub fn contract_fields<'a>(&'a self, n: &Names, f: &mut impl FnMut(&'static str, FieldValue<'a>)) {
-        if let Some(city) = &self.city {
-            f(n.city, FieldValue::Str(city));
-        }
-        if let Some(country) = &self.country {
-            f(n.country, FieldValue::Str(country));
-        }
-        if let Some((lat, lon)) = self.coordinates {
-            f(n.lat, FieldValue::F64(lat));
-            f(n.lon, FieldValue::F64(lon));
-        }
-    }
-
-    /// The fields the original lacks: country code, AS number and organisation.
-    pub fn extra_fields<'a>(&'a self, n: &Names, f: &mut impl FnMut(&'static str, FieldValue<'a>)) {
-        if let Some(code) = &self.country_code {
-            f(n.country_code, FieldValue::Str(code));
-        }
-        if let Some(asn) = self.asn {
-            f(n.asn, FieldValue::U64(u64::from(asn)));
-        }
-        if let Some(org) = &self.as_org {
-            f(n.as_org, FieldValue::Str(org));
-        }
-    }
-}
 
 /// Lookup counters of one database, kept across reloads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::{
 
 use lru::LruCache;
 
-use crate::event::{Event, EventType, Task};
+use crate::event::{Event, EventType, Process, Task};
 
 /// Flows whose attribution is remembered until their DESTROY.
 const FLOWS: usize = 65_536;
@@ -28,19 +28,6 @@ const PROCESSES: usize = 4096;
 const TTL: Duration = Duration::from_secs(5);
 /// `PF_KTHREAD` in /proc/PID/stat's flags field.
 const PF_KTHREAD: u64 = 0x0020_0000;
-
-/// The process behind a connection; every field but `pid`/`uid` is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Process {
-    pub pid: u32,
-    pub uid: u32,
-    pub comm: Option<String>,
-    pub user: Option<String>,
-    pub exe: Option<String>,
-    pub cgroup: Option<String>,
-    pub container_id: Option<String>,
-    pub unit: Option<String>,
-}
 
 /// Attributes events to processes.
 pub(crate) struct Attributor {
@@ -126,8 +113,8 @@ impl Attributor {
             comm: task.comm().map(str::to_string),
             user,
             exe: details.as_ref().and_then(|d| d.exe.clone()),
-            container_id: cgroup.as_deref().and_then(container_id),
-            unit: cgroup.as_deref().and_then(unit),
+            container_id: cgroup.as_deref().and_then(crate::host::container_id),
+            unit: cgroup.as_deref().and_then(crate::host::unit),
             cgroup,
         }))
     }
@@ -140,65 +127,13 @@ fn read_details(pid: u32) -> Option<Details> {
     let after = stat.rsplit_once(')').map(|(_, rest)| rest)?;
     let flags: u64 = after.split_whitespace().nth(6).and_then(|f| f.parse().ok()).unwrap_or(0);
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.to_string_lossy().into_owned());
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|text| cgroup_path(&text));
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().and_then(|text| crate::host::cgroup_path(&text));
     Some(Details { exe, cgroup, kernel_thread: flags & PF_KTHREAD != 0 })
-}
-
-/// The process's cgroup from /proc/PID/cgroup: the unified (v2) path, else on
-/// hybrid hosts the systemd hierarchy's, else any v1 path that is not the root.
-pub(crate) fn cgroup_path(text: &str) -> Option<String> {
-    let path_of = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).filter(|p| *p != "/");
-    path_of("0::")
-        .or_else(|| text.lines().find_map(|l| l.split_once(":name=systemd:").map(|(_, p)| p)).filter(|p| *p != "/"))
-        .or_else(|| text.lines().filter_map(|l| l.splitn(3, ':').nth(2)).find(|p| *p != "/"))
-        .or_else(|| path_of("0::").or(Some("/")))
-        .map(str::to_string)
-}
-
-/// A container id (64 hex digits) from a docker, containerd, cri-o or podman cgroup path.
-pub(crate) fn container_id(cgroup: &str) -> Option<String> {
-    cgroup.split('/').rev().find_map(|part| {
-        let part = part.strip_suffix(".scope").unwrap_or(part);
-        let id = ["docker-", "cri-containerd-", "crio-", "libpod-", "containerd-"].iter().find_map(|p| part.strip_prefix(p)).unwrap_or(part);
-        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
-    })
-}
-
-/// The systemd unit (the innermost `.service` or `.scope`) of a cgroup path.
-pub(crate) fn unit(cgroup: &str) -> Option<String> {
-    cgroup.split('/').rev().find(|p| p.ends_with(".service") || (p.ends_with(".scope") && container_id(p).is_none())).map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn containers_and_units_from_cgroup_paths() {
-        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        for path in [
-            format!("/system.slice/docker-{id}.scope"),
-            format!("/docker/{id}"),
-            format!("/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{id}.scope"),
-            format!("/machine.slice/libpod-{id}.scope"),
-            format!("/kubepods/besteffort/pod1/crio-{id}.scope"),
-        ] {
-            assert_eq!(container_id(&path).as_deref(), Some(id), "{path}");
-        }
-        assert_eq!(container_id("/user.slice/user-1000.slice/session-2.scope"), None);
-        assert_eq!(unit("/system.slice/nginx.service").as_deref(), Some("nginx.service"));
-        assert_eq!(unit("/user.slice/user-1000.slice/session-2.scope").as_deref(), Some("session-2.scope"));
-        assert_eq!(unit(&format!("/system.slice/docker-{id}.scope")), None);
-    }
-
-    #[test]
-    fn cgroup_paths_on_unified_and_hybrid_hosts() {
-        assert_eq!(cgroup_path("0::/system.slice/x.service\n").as_deref(), Some("/system.slice/x.service"));
-        let hybrid = "9:name=systemd:/system.slice/docker-abc.scope\n4:memory:/docker/abc\n0::/\n";
-        assert_eq!(cgroup_path(hybrid).as_deref(), Some("/system.slice/docker-abc.scope"));
-        assert_eq!(cgroup_path("4:memory:/process_api/x\n0::/\n").as_deref(), Some("/process_api/x"));
-        assert_eq!(cgroup_path("0::/\n").as_deref(), Some("/"));
-    }
 
     #[test]
     fn own_process_details() {

@@ -4,8 +4,7 @@
 //! carries it.
 use std::net::IpAddr;
 
-use super::{tcp_state_name, Endpoints, Event};
-use crate::enrich::{DST, SRC};
+use super::{tcp_state_name, Endpoints, Event, DST, SRC};
 
 /// One field value, borrowed from the event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,7 +29,7 @@ impl FieldValue<'_> {
             FieldValue::U64(n) => write!(out, "{n}"),
             FieldValue::F64(x) => write!(out, "{x}"),
             FieldValue::Time(ns) => {
-                crate::time::write_rfc3339(out, *ns);
+                super::time::write_rfc3339(out, *ns);
                 Ok(())
             }
         };

@@ -1,14 +1,19 @@
 //! The owned conntrack [`Event`] every source produces and every sink consumes,
 //! and its conversion from the kernel program's [`EventRecord`]. `fields.rs`
-//! lists its fields in the contract's order for the sink encoders.
+//! lists its fields in the contract's order for the sink encoders;
+//! `attached.rs` holds what enrichment attaches (GeoIP data, the process);
+//! `time.rs` the clocks and RFC 3339 timestamps. The bottom layer: this
+//! module imports no other module of the daemon.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
+mod attached;
 pub(crate) mod community_id;
 pub(crate) mod fields;
+pub(crate) mod time;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -17,7 +22,7 @@ use std::{
 
 use conntrackd_common::{present, EventRecord, Tuple, KIND_DESTROY, KIND_NEW, KIND_UPDATE};
 
-use crate::enrich::GeoInfo;
+pub(crate) use self::attached::{GeoInfo, Process, DST, SRC};
 
 /// Conntrack event type (the event field `type`, README "Event fields").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +133,7 @@ pub(crate) struct Event {
     /// (set by the source for NEW events; None = not known).
     pub local_origin: Option<bool>,
     /// The process that made the connection, when known for sure.
-    pub process: Option<Arc<crate::enrich::process::Process>>,
+    pub process: Option<Arc<Process>>,
     /// GeoIP data of `orig.src` / `orig.dst`, attached after the rules kept the event.
     pub src_geo: Option<Arc<GeoInfo>>,
     pub dst_geo: Option<Arc<GeoInfo>>,
@@ -304,7 +309,7 @@ pub(crate) mod tests {
     pub(crate) fn tcp_v4_event(offset: i128) -> Event {
         let mut ev = Event::from_record(&tcp_v4_record(), offset).unwrap();
         let t = ev.task.unwrap();
-        let process = crate::enrich::process::Process { pid: t.pid, uid: t.uid, comm: t.comm().map(Into::into), ..Default::default() };
+        let process = Process { pid: t.pid, uid: t.uid, comm: t.comm().map(Into::into), ..Default::default() };
         ev.process = Some(Arc::new(process));
         ev
     }

@@ -18,8 +18,7 @@ mod tests;
 use std::net::IpAddr;
 
 use crate::{
-    enrich::process::Process,
-    event::{Endpoints, Event, EventType, Protocol},
+    event::{Endpoints, Event, EventType, Process, Protocol},
     filter::{Prefilter, Rules},
 };
 

@@ -127,7 +127,7 @@ fn rules_dictionary_covers_every_word_and_operator_of_the_valid_documented_examp
 #[test]
 fn config_dictionary_has_every_table_and_key() {
     let dict = dictionary("config.dict");
-    for key in crate::config::keys::KEYS {
+    for key in crate::config::keys::keys() {
         let (table, leaf) = key.path.rsplit_once('.').unwrap_or(("", key.path));
         let entry = format!("{leaf} = ");
         assert!(dict.iter().any(|e| e == entry.as_bytes()), "config.dict lacks {entry:?} ({})", key.path);

@@ -24,10 +24,12 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
-
-use super::{json, queue::BoundedQueue};
-use crate::{config::ConfigError, event::Event};
+use super::{
+    config::{queue_events, SinkConfigError, DEFAULT_QUEUE_EVENTS},
+    json,
+    queue::BoundedQueue,
+};
+use crate::{event::Event, schema::section};
 
 /// Where journald listens for native-protocol datagrams.
 pub(crate) const DEFAULT_SOCKET: &str = "/run/systemd/journal/socket";
@@ -42,18 +44,18 @@ pub(crate) enum JournalError {
     Memfd(io::Error),
 }
 
-/// `[sink.journal]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawJournal {
-    /// Send events to the systemd journal.
-    pub enable: Option<bool>,
-    /// journald's native socket (default /run/systemd/journal/socket).
-    pub socket: Option<PathBuf>,
-    /// Events queued for this sink before new ones are dropped (and counted).
-    pub queue_events: Option<usize>,
-    /// Run without this sink (with a warning) when it cannot start.
-    pub optional: Option<bool>,
+section! {
+    /// `[sink.journal]`
+    pub(crate) struct RawJournal at "sink.journal" {
+        /// Write events to the systemd journal (native protocol)
+        enable: bool = false, Bool;
+        /// journald's native socket
+        socket: PathBuf = PathBuf::from(DEFAULT_SOCKET), Str;
+        /// Run without the journal sink (with a warning) if it cannot start
+        optional: bool = false, Bool;
+        /// Events queued for the journal sink before drops
+        queue_events: usize = DEFAULT_QUEUE_EVENTS, Int;
+    }
 }
 
 /// Validated `[sink.journal]`.
@@ -65,15 +67,15 @@ pub(crate) struct JournalConfig {
 }
 
 /// Checks `[sink.journal]`; `None` when the sink is absent or disabled.
-pub(crate) fn validate(raw: Option<RawJournal>) -> Result<Option<JournalConfig>, ConfigError> {
-    let Some(raw) = raw.filter(|r| r.enable == Some(true)) else { return Ok(None) };
-    let socket = raw.socket.unwrap_or_else(|| DEFAULT_SOCKET.into());
+pub(crate) fn validate(raw: Option<RawJournal>) -> Result<Option<JournalConfig>, SinkConfigError> {
+    let Some(raw) = raw.filter(|r| r.enable) else { return Ok(None) };
+    let socket = raw.socket;
     if socket.as_os_str().len() >= 108 || socket.as_os_str().is_empty() {
         let message = format!("expected a unix socket path of 1..107 bytes, found {:?}", socket.display().to_string());
-        return Err(ConfigError::Invalid { key: "sink.journal.socket", message });
+        return Err(SinkConfigError::Invalid { key: "sink.journal.socket", message });
     }
-    let queue_events = crate::config::queue_events(raw.queue_events).map_err(|message| ConfigError::Invalid { key: "sink.journal.queue_events", message })?;
-    Ok(Some(JournalConfig { socket, queue_events, optional: raw.optional.unwrap_or(false) }))
+    let queue_events = queue_events(raw.queue_events).map_err(|message| SinkConfigError::Invalid { key: "sink.journal.queue_events", message })?;
+    Ok(Some(JournalConfig { socket, queue_events, optional: raw.optional }))
 }
 
 /// How an entry reached journald.

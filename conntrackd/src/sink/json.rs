@@ -8,10 +8,7 @@
 )]
 use std::{io::Write, net::IpAddr};
 
-use crate::{
-    event::{fields::FieldValue, Event},
-    time::write_rfc3339,
-};
+use crate::event::{fields::FieldValue, time::write_rfc3339, Event};
 
 /// Appends one JSON line (with trailing `\n`) for the stream sink.
 pub(crate) fn write_line(out: &mut Vec<u8>, ev: &Event) {

@@ -9,12 +9,14 @@
 //! queue and spool untouched, and retires the replaced ones: their queues
 //! are closed and they drain on their own threads, joined by a [`Retiring`]
 //! thread. A replaced Loki sink hands its outbox to its successor.
+//! `config.rs` holds the `[sink]` sections and their validation.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
+pub(crate) mod config;
 pub(crate) mod journal;
 pub(crate) mod json;
 pub(crate) mod loki;
@@ -27,11 +29,9 @@ use std::{
     thread::JoinHandle,
 };
 
-use crate::{
-    config::{Config, StreamConfig},
-    event::Event,
-};
+use crate::event::Event;
 
+pub(crate) use self::config::{RawSinks, SinkConfigError, SinksConfig, StreamConfig};
 use self::queue::BoundedQueue;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,7 @@ pub(crate) enum SinkSpec {
 
 impl SinkSpec {
     /// Every sink the config enables, in a fixed order.
-    pub fn all(config: &Config) -> Vec<SinkSpec> {
+    pub fn all(config: &SinksConfig) -> Vec<SinkSpec> {
         let stream = config.stream.clone().map(SinkSpec::Stream);
         let journal = config.journal.clone().map(SinkSpec::Journal);
         let syslog = config.syslog.clone().map(SinkSpec::Syslog);
@@ -208,7 +208,7 @@ impl Prepared {
 /// (`running`: the sections of the running sinks). A sink that cannot start
 /// is an error, unless it is `optional`: then it is left out with a warning.
 /// May block (files, sockets, spool directories): call it off the event path.
-pub(crate) fn prepare(config: &Config, running: &[SinkSpec]) -> Result<Prepared, SinkError> {
+pub(crate) fn prepare(config: &SinksConfig, running: &[SinkSpec]) -> Result<Prepared, SinkError> {
     let mut slots = Vec::new();
     for spec in SinkSpec::all(config) {
         if running.contains(&spec) {
@@ -259,7 +259,7 @@ pub(crate) struct Sinks {
 
 impl Sinks {
     /// Starts every sink the config enables (see [`prepare`]).
-    pub fn start(config: &Config) -> Result<Self, SinkError> {
+    pub fn start(config: &SinksConfig) -> Result<Self, SinkError> {
         let mut sinks = Self { running: Vec::new() };
         let none = sinks.apply(prepare(config, &[])?);
         debug_assert!(none.thread.is_none());

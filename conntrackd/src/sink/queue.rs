@@ -159,7 +159,7 @@ impl BoundedQueue {
 
     /// The sink cannot deliver (e.g. its peer is down) without losing events yet.
     pub fn mark_failing(&self) {
-        let now = crate::time::unix_ms();
+        let now = crate::event::time::unix_ms();
         let _ = self.failing_since_ms.compare_exchange(0, now.max(1), Ordering::Relaxed, Ordering::Relaxed);
     }
 

@@ -11,8 +11,7 @@ use std::{
     thread::{self, JoinHandle},
 };
 
-use super::{json, queue::BoundedQueue};
-use crate::config::Writer;
+use super::{config::Writer, json, queue::BoundedQueue};
 
 /// Starts the sink thread; it writes each drained batch with one `write_all`.
 ///

@@ -2,16 +2,17 @@
 //! ones are replaced off the event path, an abandoned reload stops what it started.
 use std::{sync::Arc, time::Duration};
 
-use super::{prepare, Sinks};
-use crate::config::Config;
+use super::{prepare, RawSinks, Sinks, SinksConfig};
 
-fn config(loki_label: &str, stream: bool) -> Config {
-    let stream = if stream { "[sink.stream]\nenable = true\nwriter = \"discard\"\n" } else { "" };
+fn config(loki_label: &str, stream: bool) -> SinksConfig {
+    let stream = if stream { "[stream]\nenable = true\nwriter = \"discard\"\n" } else { "" };
     // Nothing listens on port 9 of loopback: the Loki sink fails fast and retries.
-    Config::from_toml(&format!(
-        "filter = [\"log any\"]\n{stream}[sink.loki]\nenable = true\naddress = \"http://127.0.0.1:9\"\nlabels = [\"{loki_label}\"]\n\
+    toml::from_str::<RawSinks>(&format!(
+        "{stream}[loki]\nenable = true\naddress = \"http://127.0.0.1:9\"\nlabels = [\"{loki_label}\"]\n\
          shutdown_timeout = \"200ms\"\nmin_backoff = \"10ms\"\nmax_backoff = \"20ms\"\n"
     ))
+    .unwrap()
+    .validate()
     .unwrap()
 }
 

@@ -14,7 +14,7 @@ use std::{
 };
 
 use super::netns::{inode, link_inode, DOCKER_NETNS_DIR, NETNS_DIRS};
-use crate::enrich::process::{cgroup_path, container_id};
+use crate::host::{cgroup_path, container_id};
 
 /// A namespace a scan found, with what is known of its names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

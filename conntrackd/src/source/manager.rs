@@ -11,6 +11,7 @@ use tokio::{
     task::JoinHandle,
 };
 
+use super::SourceConfig;
 use super::{
     ebpf::{EbpfSource, EbpfSourceError},
     netlink::{NetlinkSource, NetlinkSourceError},
@@ -22,7 +23,7 @@ use super::{
     worker::{self, Opened, Plan, WorkerHandle},
     Kind,
 };
-use crate::{config::SourceConfig, event::Event, filter::Prefilter};
+use crate::{event::Event, filter::Prefilter};
 
 /// Events travel from the source tasks to the pipeline in batches.
 pub(crate) type Batch = Vec<Event>;

@@ -5,12 +5,14 @@
 //! namespace). `auto` tries eBPF and falls back to netlink, saying why. The
 //! namespace worker (`worker.rs`) opens the sockets and, with
 //! `netns = ["all"]`, finds namespaces as they come and go (`discover.rs`).
+//! `config.rs` holds the `[source]` keys and their validation.
 // Audited, with every submodule: nothing read from the kernel, a file, /proc
 // or the command line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
+pub(crate) mod config;
 pub(crate) mod discover;
 pub(crate) mod ebpf;
 pub(crate) mod local_addrs;
@@ -26,17 +28,15 @@ mod manager;
 mod tasks;
 mod worker;
 
+pub(crate) use config::{RawSource, SourceConfig, SourceConfigError};
 pub(crate) use manager::Sources;
 pub(crate) use stats::{Snapshots, StopReport};
 
 use conntrackd_common::{Counter, COUNTER_COUNT};
 
-/// Which source reads the ctnetlink socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Auto,
-    Ebpf,
-    Netlink,
+crate::schema::choice! {
+    /// Which source reads the ctnetlink socket.
+    pub(crate) enum Kind { Auto = "auto", Ebpf = "ebpf", Netlink = "netlink" }
 }
 
 /// Outcome counters summed over CPUs (kernel) or kept in userspace (netlink),

@@ -129,7 +129,7 @@ impl Setup {
     }
 
     pub fn via(mut self, via: Via, path: &'static str, value: &str) -> Self {
-        assert!(keys::KEYS.iter().any(|k| k.path == path), "{path} is not in the key table");
+        assert!(keys::all().iter().any(|k| k.path == path), "{path} is not in the key table");
         match via {
             Via::File => keys::apply_flags(&mut self.doc, &[(path, vec![value.to_string()])]).unwrap_or_else(|e| panic!("{e}")),
             Via::Flag => self.launch.args.push(format!("--{path}={value}")),

@@ -1,5 +1,5 @@
 //! The option matrix: every value of every boolean and enumerated key of the
-//! key table (`src/config/keys.rs`, compiled here as it is), and every URL
+//! key table (the daemon's key declarations, through `conntrackd::testing::keys`), and every URL
 //! scheme, runs the real daemon end to end in a fresh network namespace. One
 //! entry is injected with ctnetlink; the case checks that it arrives where the
 //! value says (stdout, stderr, nowhere, journald, rsyslog, VictoriaLogs, the
@@ -15,9 +15,6 @@ mod common;
 #[allow(dead_code)]
 #[path = "../logsinks/journald.rs"]
 mod journald;
-#[allow(dead_code)]
-#[path = "../../src/config/keys.rs"]
-mod keys;
 #[path = "../loki_support/mod.rs"]
 mod loki_support;
 #[allow(dead_code)]
@@ -38,17 +35,26 @@ use std::{
 
 use cases::Entry;
 use harness::Cx;
-use keys::{Kind, KEYS};
+use keys::Kind;
+
+/// The daemon's key table, as its declarations give it.
+mod keys {
+    pub use conntrackd::testing::{apply_flags, env_name, Kind};
+
+    pub fn all() -> Vec<conntrackd::testing::Key> {
+        conntrackd::testing::keys()
+    }
+}
 
 /// Every (key, value) the table enumerates: booleans both ways, each
 /// enumeration value, each URL scheme.
 fn table_values() -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
-    for key in KEYS {
+    for key in keys::all() {
         let values: &[&'static str] = match key.kind {
             Kind::Bool => &["true", "false"],
             Kind::Enum(values) | Kind::Url(values) => values,
-            Kind::Int | Kind::Str | Kind::List => &[],
+            Kind::Int | Kind::Str | Kind::List | Kind::Table(_) => &[],
         };
         out.extend(values.iter().map(|v| (key.path, *v)));
     }

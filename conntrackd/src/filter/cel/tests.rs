@@ -9,8 +9,7 @@ use proptest::prelude::*;
 
 use super::runtime::evaluate;
 use crate::{
-    enrich::process::Process,
-    event::{Endpoints, Event, EventType, Protocol},
+    event::{Endpoints, Event, EventType, Process, Protocol},
     filter::{Language, Prefilter, Rules},
 };
 

@@ -152,12 +152,13 @@ fn missing_journal_is_an_error_not_a_panic() {
 #[test]
 fn config_defaults_and_errors() {
     assert!(validate(None).unwrap().is_none());
-    let on = |socket: Option<&str>, queue_events| RawJournal { enable: Some(true), socket: socket.map(Into::into), queue_events, optional: None };
-    let c = validate(Some(on(None, None))).unwrap().unwrap();
-    assert_eq!((c.socket.to_str().unwrap(), c.queue_events), (DEFAULT_SOCKET, 65_536));
-    let err = validate(Some(on(Some(&"x".repeat(200)), None))).unwrap_err();
+    assert!(validate(Some(RawJournal::default())).unwrap().is_none(), "off by default");
+    let on = || RawJournal { enable: true, ..RawJournal::default() };
+    let c = validate(Some(on())).unwrap().unwrap();
+    assert_eq!((c.socket.to_str().unwrap(), c.queue_events, c.optional), (DEFAULT_SOCKET, 65_536, false));
+    let err = validate(Some(RawJournal { socket: "x".repeat(200).into(), ..on() })).unwrap_err();
     assert!(err.to_string().contains("sink.journal.socket"), "{err}");
-    let err = validate(Some(on(None, Some(0)))).unwrap_err();
+    let err = validate(Some(RawJournal { queue_events: 0, ..on() })).unwrap_err();
     assert!(err.to_string().contains("sink.journal.queue_events"), "{err}");
 }
 

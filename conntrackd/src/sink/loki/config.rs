@@ -9,7 +9,10 @@
 )]
 use std::{path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use crate::{
+    schema::{choice, section, Choice},
+    sink::config::{queue_events, DEFAULT_QUEUE_EVENTS},
+};
 
 /// Problems with a `[sink.loki]` key; each names the key.
 #[derive(Debug, thiserror::Error)]
@@ -18,72 +21,68 @@ pub(crate) enum LokiConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-/// `[sink.loki]` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawLoki {
-    /// Push events to Loki.
-    pub enable: Option<bool>,
-    /// Base URL; a path prefix and `user:password@` credentials work (default http://localhost:3100).
-    pub address: Option<String>,
-    /// Extra stream labels as `key=value`; they may override the defaults.
-    pub labels: Option<Vec<String>>,
-    /// Sent as `X-Scope-OrgID`.
-    pub tenant_id: Option<String>,
-    /// Sent as `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
+section! {
+    /// `[sink.loki]`
+    pub(crate) struct RawLoki at "sink.loki" {
+        /// Push events to Grafana Loki
+        enable: bool = false, Bool;
+        /// Loki base URL, http:// or https://; a path prefix and user:password@ work
+        address: String = "http://localhost:3100".into(), Url(&["http", "https"]);
+        /// Extra stream labels key=value; repeat the flag or separate them with commas
+        labels: Vec<String> = Vec::new(), List;
+        /// Sent as X-Scope-OrgID
+        tenant_id: Option<String> = None, Str;
+        /// Sent as Authorization: Bearer
+        bearer_token: Option<String> = None, Str;
+        /// `[sink.loki.tls]`
+        tls: RawTls = RawTls::default(), Table(RawTls::keys);
+        /// Longest wait before a batch is sent
+        batch_wait: String = "1s".into(), Str;
+        /// Largest batch
+        batch_bytes: usize = 1 << 20, Int;
+        /// HTTP request timeout
+        timeout: String = "10s".into(), Str;
+        /// First retry delay
+        min_backoff: String = "500ms".into(), Str;
+        /// Longest retry delay
+        max_backoff: String = "5m".into(), Str;
+        /// Also label streams by addresses, ports and flow (many streams)
+        per_flow_labels: bool = false, Bool;
+        /// Log line: text (the message) or json (the whole event)
+        line_format: LineFormat = LineFormat::Text, Enum(LineFormat::NAMES);
+        /// Push encoding: protobuf (snappy) or json
+        encoding: Encoding = Encoding::Protobuf, Enum(Encoding::NAMES);
+        /// Directory for batches Loki has not accepted
+        spool_dir: Option<PathBuf> = None, Str;
+        /// Spool bound; the oldest data is dropped past it
+        spool_max_bytes: u64 = 256 << 20, Int;
+        /// How long SIGTERM keeps sending
+        shutdown_timeout: String = "5s".into(), Str;
+        /// Run without the loki sink (with a warning) if it cannot start
+        optional: bool = false, Bool;
+        /// Events queued for the Loki sink before drops
+        queue_events: usize = DEFAULT_QUEUE_EVENTS, Int;
+    }
+}
+
+section! {
     /// `[sink.loki.tls]`
-    pub tls: Option<RawTls>,
-    /// Longest time an event waits for its batch to fill (default "1s").
-    pub batch_wait: Option<String>,
-    /// A batch is sent once its entries hold this many bytes (default 1048576).
-    pub batch_bytes: Option<usize>,
-    /// Timeout of one HTTP request (default "10s").
-    pub timeout: Option<String>,
-    /// First retry delay (default "500ms").
-    pub min_backoff: Option<String>,
-    /// Longest retry delay (default "5m").
-    pub max_backoff: Option<String>,
-    /// Also make flow, prot, addresses and ports stream labels (default false).
-    pub per_flow_labels: Option<bool>,
-    /// "text" (the message) or "json" (the whole event line) (default "text").
-    pub line_format: Option<String>,
-    /// "protobuf" (snappy-compressed) or "json" (default "protobuf").
-    pub encoding: Option<String>,
-    /// Directory for batches the server has not accepted yet; unset = memory only.
-    pub spool_dir: Option<PathBuf>,
-    /// Bound on spooled batches in bytes; past it the oldest are dropped (default 268435456).
-    pub spool_max_bytes: Option<u64>,
-    /// How long SIGTERM waits for pending batches before spooling them (default "5s").
-    pub shutdown_timeout: Option<String>,
-    /// Events queued for this sink before new ones are dropped (default 65536).
-    pub queue_events: Option<usize>,
-    /// Run without this sink (with a warning) when it cannot start.
-    pub optional: Option<bool>,
+    pub(crate) struct RawTls at "sink.loki.tls" {
+        /// PEM CA bundle to trust
+        ca_file: Option<PathBuf> = None, Str, shown "the system's";
+        /// Accept any server certificate
+        insecure_skip_verify: bool = false, Bool;
+    }
 }
 
-/// `[sink.loki.tls]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTls {
-    /// PEM file with the CA certificates that sign the server's certificate.
-    pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate (testing only).
-    pub insecure_skip_verify: Option<bool>,
+choice! {
+    /// What a log line holds.
+    pub(crate) enum LineFormat { Text = "text", Json = "json" }
 }
 
-/// What a log line holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LineFormat {
-    Text,
-    Json,
-}
-
-/// How a push request body is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
-    Protobuf,
-    Json,
+choice! {
+    /// How a push request body is encoded.
+    pub(crate) enum Encoding { Protobuf = "protobuf", Json = "json" }
 }
 
 /// The push endpoint, without credentials, and the headers that carry them.
@@ -153,33 +152,30 @@ fn invalid<T>(key: &'static str, message: impl Into<String>) -> Result<T, LokiCo
 impl RawLoki {
     /// Checks every key; `None` when the sink is not enabled.
     pub fn validate(self) -> Result<Option<LokiConfig>, LokiConfigError> {
-        if self.enable != Some(true) {
+        if !self.enable {
             return Ok(None);
         }
-        let endpoint = parse_address(self.address.as_deref().unwrap_or("http://localhost:3100"))?;
-        let duration = |key, value: &Option<String>, default| match value {
-            None => Ok(default),
-            Some(text) => match parse_duration(text) {
-                Ok(d) if d <= MAX_DURATION => Ok(d),
-                Ok(_) => invalid(key, format!("expected at most 24h, found {text:?}")),
-                Err(message) => invalid(key, message),
-            },
+        let endpoint = parse_address(&self.address)?;
+        let duration = |key, text: &str| match parse_duration(text) {
+            Ok(d) if d <= MAX_DURATION => Ok(d),
+            Ok(_) => invalid(key, format!("expected at most 24h, found {text:?}")),
+            Err(message) => invalid(key, message),
         };
-        let min_backoff = duration("min_backoff", &self.min_backoff, Duration::from_millis(500))?;
-        let max_backoff = duration("max_backoff", &self.max_backoff, Duration::from_secs(300))?;
+        let min_backoff = duration("min_backoff", &self.min_backoff)?;
+        let max_backoff = duration("max_backoff", &self.max_backoff)?;
         if min_backoff.is_zero() || max_backoff < min_backoff {
             return invalid("max_backoff", "expected 0 < min_backoff <= max_backoff");
         }
-        let batch_wait = duration("batch_wait", &self.batch_wait, Duration::from_secs(1))?;
-        let timeout = duration("timeout", &self.timeout, Duration::from_secs(10))?;
+        let batch_wait = duration("batch_wait", &self.batch_wait)?;
+        let timeout = duration("timeout", &self.timeout)?;
         if timeout.is_zero() {
             return invalid("timeout", "expected more than 0s");
         }
-        let batch_bytes = self.batch_bytes.unwrap_or(1 << 20);
+        let batch_bytes = self.batch_bytes;
         if !(1..=MAX_BATCH_BYTES).contains(&batch_bytes) {
             return invalid("batch_bytes", format!("expected 1..={MAX_BATCH_BYTES}, found {batch_bytes}"));
         }
-        let spool_max_bytes = self.spool_max_bytes.unwrap_or(256 << 20);
+        let spool_max_bytes = self.spool_max_bytes;
         // Cannot truncate: usize is at most 64 bits wide.
         if spool_max_bytes < batch_bytes as u64 {
             return invalid(
@@ -187,42 +183,29 @@ impl RawLoki {
                 format!("expected at least batch_bytes ({batch_bytes}): a smaller spool drops every full batch, found {spool_max_bytes}"),
             );
         }
-        let queue_events = crate::config::queue_events(self.queue_events).or_else(|message| invalid("queue_events", message))?;
-        let tls = self.tls.unwrap_or_default();
-        if let Some(path) = &tls.ca_file {
-            if let Err(err) = std::fs::metadata(path) {
-                return invalid("tls.ca_file", format!("{}: {err}", path.display()));
-            }
-        }
+        let queue_events = queue_events(self.queue_events).or_else(|message| invalid("queue_events", message))?;
+        // The CA file is read when the sink starts (and by `conntrackd check`).
+        let tls = self.tls;
         Ok(Some(LokiConfig {
             endpoint,
-            labels: parse_labels(self.labels.as_deref().unwrap_or_default())?,
+            labels: parse_labels(&self.labels)?,
             tenant_id: self.tenant_id.filter(|t| !t.is_empty()),
             bearer_token: self.bearer_token.filter(|t| !t.is_empty()),
             ca_file: tls.ca_file,
-            insecure_skip_verify: tls.insecure_skip_verify.unwrap_or(false),
+            insecure_skip_verify: tls.insecure_skip_verify,
             batch_wait,
             batch_bytes,
             timeout,
             min_backoff,
             max_backoff,
-            per_flow_labels: self.per_flow_labels.unwrap_or(false),
-            // Case-insensitive, like every other enumerated key.
-            line_format: match self.line_format.as_deref().unwrap_or("text").to_ascii_lowercase().as_str() {
-                "text" => LineFormat::Text,
-                "json" => LineFormat::Json,
-                other => return invalid("line_format", format!("expected \"text\" or \"json\", found {other:?}")),
-            },
-            encoding: match self.encoding.as_deref().unwrap_or("protobuf").to_ascii_lowercase().as_str() {
-                "protobuf" => Encoding::Protobuf,
-                "json" => Encoding::Json,
-                other => return invalid("encoding", format!("expected \"protobuf\" or \"json\", found {other:?}")),
-            },
+            per_flow_labels: self.per_flow_labels,
+            line_format: self.line_format,
+            encoding: self.encoding,
             spool_dir: self.spool_dir,
             spool_max_bytes,
-            shutdown_timeout: duration("shutdown_timeout", &self.shutdown_timeout, Duration::from_secs(5))?,
+            shutdown_timeout: duration("shutdown_timeout", &self.shutdown_timeout)?,
             queue_events,
-            optional: self.optional.unwrap_or(false),
+            optional: self.optional,
         }))
     }
 }
@@ -365,11 +348,16 @@ mod tests {
             ("labels = [\"1x=y\"]", "sink.loki.labels"),
             ("batch_wait = \"soon\"", "sink.loki.batch_wait"),
             ("min_backoff = \"10s\"\nmax_backoff = \"1s\"", "sink.loki.max_backoff"),
-            ("line_format = \"xml\"", "sink.loki.line_format"),
-            ("encoding = \"avro\"", "sink.loki.encoding"),
         ] {
             let err = raw(text).validate().unwrap_err().to_string();
             assert!(err.starts_with(key), "{text}: {err}");
+        }
+        // The enumerated keys are choices: the parser refuses other values, naming the key and the allowed ones.
+        for (text, want) in
+            [("line_format = \"xml\"", "expected text or json, found \"xml\""), ("encoding = \"avro\"", "expected protobuf or json, found \"avro\"")]
+        {
+            let err = toml::from_str::<RawLoki>(text).unwrap_err();
+            assert_eq!(err.message(), want, "{text}");
         }
     }
 

@@ -24,8 +24,6 @@ pub(crate) mod spool;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_config;
-#[cfg(test)]
 mod tests_tls;
 pub(crate) mod throughput;
 

@@ -186,12 +186,11 @@ fn a_slow_answer_is_retried_and_may_duplicate() {
 fn credentials_tenant_prefix_and_ready_probe() {
     let server = FakeLoki::start(Vec::new());
     let mut c = config(server.port, "tenant_id = \"team-a\"\nlabels = [\"env=test\"]");
-    c.endpoint =
-        super::config::RawLoki { enable: Some(true), address: Some(format!("http://bob:s%40cret@127.0.0.1:{}/prefix/", server.port)), ..RawLoki::default() }
-            .validate()
-            .unwrap()
-            .unwrap()
-            .endpoint;
+    c.endpoint = super::config::RawLoki { enable: true, address: format!("http://bob:s%40cret@127.0.0.1:{}/prefix/", server.port), ..RawLoki::default() }
+        .validate()
+        .unwrap()
+        .unwrap()
+        .endpoint;
     run_sink(c, 2, &server, 1);
     let push = server.state(|s| s.pushes[0].clone());
     assert_eq!(push.path, "/prefix/loki/api/v1/push");

@@ -6,7 +6,10 @@
 //! "message":"<message text>","timestamp":"<RFC 3339>"}`.
 use std::io::Write;
 
-use crate::{event::Event, sink::json, time::write_rfc3339};
+use crate::{
+    event::{time::write_rfc3339, Event},
+    sink::json,
+};
 
 /// `logger.version` of the body.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -15,29 +18,28 @@ pub(crate) const APP_NAME: &str = "conntrackd";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FormatError {
-    #[error("expected rfc5424 or rfc3164, found {0:?}")]
-    Format(String),
     #[error("expected a facility name (kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, local0..local7), found {0:?}")]
     Facility(String),
     #[error("expected a severity name (emerg, alert, crit, err, warning, notice, info, debug), found {0:?}")]
     Severity(String),
 }
 
-/// Header format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Rfc5424,
-    Rfc3164,
+crate::schema::choice! {
+    /// Header format.
+    pub(crate) enum Format { Rfc5424 = "rfc5424", Rfc3164 = "rfc3164" }
 }
 
-impl Format {
-    pub fn parse(text: &str) -> Result<Self, FormatError> {
-        match text.to_ascii_lowercase().as_str() {
-            "rfc5424" => Ok(Self::Rfc5424),
-            "rfc3164" => Ok(Self::Rfc3164),
-            _ => Err(FormatError::Format(text.into())),
-        }
+/// The names of a (name, code) table, for the key table.
+// Only evaluated in consts (an index out of range would be a build error); `i < N` anyway.
+#[allow(clippy::indexing_slicing)]
+const fn names<const N: usize>(table: [(&'static str, u8); N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = table[i].0;
+        i += 1;
     }
+    out
 }
 
 const FACILITIES: [(&str, u8); 20] = [
@@ -69,6 +71,8 @@ pub(crate) struct Facility(u8);
 
 impl Facility {
     pub const DAEMON: Self = Self(3);
+    /// Every facility's name.
+    pub const NAMES: [&'static str; FACILITIES.len()] = names(FACILITIES);
 
     pub fn parse(text: &str) -> Result<Self, FormatError> {
         let lower = text.to_ascii_lowercase();
@@ -97,6 +101,8 @@ pub(crate) struct Severity(u8);
 
 impl Severity {
     pub const INFO: Self = Self(6);
+    /// Every severity's RFC 5424 name (rsyslog's aliases `error` and `warn` are accepted too).
+    pub const NAMES: [&'static str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
     pub fn parse(text: &str) -> Result<Self, FormatError> {
         let lower = text.to_ascii_lowercase();
@@ -230,8 +236,10 @@ mod tests {
         assert_eq!(Severity::parse("warn").unwrap(), Severity::parse("warning").unwrap());
         assert_eq!((Severity::parse("emerg").unwrap().name(), Severity::parse("debug").unwrap().name()), ("emerg", "debug"));
         assert!(Severity::parse("verbose").unwrap_err().to_string().contains("\"verbose\""));
-        assert!(Format::parse("rfc5425").is_err());
-        assert_eq!(Format::parse("RFC3164").unwrap(), Format::Rfc3164);
+        use crate::schema::Choice;
+        assert!(Format::from_name("rfc5425").is_none());
+        assert_eq!(Format::from_name("RFC3164").unwrap(), Format::Rfc3164);
+        assert!(Severity::NAMES.iter().all(|n| Severity::parse(n).is_ok_and(|s| s.name() == *n)), "the names are the canonical ones");
     }
 
     #[test]

@@ -24,40 +24,41 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
-
 use self::{
     format::{Facility, Format, Header, Severity},
     transport::{Address, Conn},
 };
-use super::queue::BoundedQueue;
-use crate::{config::ConfigError, event::Event};
+use super::{
+    config::{queue_events, SinkConfigError, DEFAULT_QUEUE_EVENTS},
+    queue::BoundedQueue,
+};
+use crate::{
+    event::Event,
+    schema::{section, Choice},
+};
 
 const DEFAULT_ADDRESS: &str = "udp://localhost:514";
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// `[sink.syslog]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSyslog {
-    /// Send events to a syslog receiver.
-    pub enable: Option<bool>,
-    /// udp://host:port (default udp://localhost:514), tcp://host:port,
-    /// unix:///dev/log, unixgram:///path or unixpacket:///path.
-    pub address: Option<String>,
-    /// rfc5424 (default) or rfc3164.
-    pub format: Option<String>,
-    /// Facility name (default daemon).
-    pub facility: Option<String>,
-    /// Severity of every message (default info; the original's messages
-    /// were filed by rsyslog as user.notice).
-    pub severity: Option<String>,
-    /// Events queued for this sink (also while the receiver is unreachable)
-    /// before new ones are dropped (and counted).
-    pub queue_events: Option<usize>,
-    /// Run without this sink (with a warning) when it cannot start.
-    pub optional: Option<bool>,
+section! {
+    /// `[sink.syslog]`
+    pub(crate) struct RawSyslog at "sink.syslog" {
+        /// Write events to syslog
+        enable: bool = false, Bool;
+        /// udp://host[:port], tcp://host[:port], unix:///path, unixgram:///path or unixpacket:///path
+        address: String = DEFAULT_ADDRESS.into(), Url(Address::SCHEMES);
+        /// Syslog message format
+        format: Format = Format::Rfc5424, Enum(Format::NAMES);
+        /// Syslog facility
+        facility: String = Facility::DAEMON.name().into(), Enum(&Facility::NAMES);
+        /// Severity of every message
+        severity: String = Severity::INFO.name().into(), Enum(&Severity::NAMES);
+        /// Run without the syslog sink (with a warning) if it cannot start
+        optional: bool = false, Bool;
+        /// Events queued for the syslog sink before drops
+        queue_events: usize = DEFAULT_QUEUE_EVENTS, Int;
+    }
 }
 
 /// Validated `[sink.syslog]`.
@@ -72,21 +73,14 @@ pub(crate) struct SyslogConfig {
 }
 
 /// Checks `[sink.syslog]`; `None` when the sink is absent or disabled.
-pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, ConfigError> {
-    let Some(raw) = raw.filter(|r| r.enable == Some(true)) else { return Ok(None) };
-    let invalid = |key, message: String| ConfigError::Invalid { key, message };
-    let address = Address::parse(raw.address.as_deref().unwrap_or(DEFAULT_ADDRESS)).map_err(|e| invalid("sink.syslog.address", e.to_string()))?;
-    let format = Format::parse(raw.format.as_deref().unwrap_or("rfc5424")).map_err(|e| invalid("sink.syslog.format", e.to_string()))?;
-    let facility = match raw.facility.as_deref() {
-        None => Facility::DAEMON,
-        Some(name) => Facility::parse(name).map_err(|e| invalid("sink.syslog.facility", e.to_string()))?,
-    };
-    let severity = match raw.severity.as_deref() {
-        None => Severity::INFO,
-        Some(name) => Severity::parse(name).map_err(|e| invalid("sink.syslog.severity", e.to_string()))?,
-    };
-    let queue_events = crate::config::queue_events(raw.queue_events).map_err(|message| invalid("sink.syslog.queue_events", message))?;
-    Ok(Some(SyslogConfig { address, format, facility, severity, queue_events, optional: raw.optional.unwrap_or(false) }))
+pub(crate) fn validate(raw: Option<RawSyslog>) -> Result<Option<SyslogConfig>, SinkConfigError> {
+    let Some(raw) = raw.filter(|r| r.enable) else { return Ok(None) };
+    let invalid = |key, message: String| SinkConfigError::Invalid { key, message };
+    let address = Address::parse(&raw.address).map_err(|e| invalid("sink.syslog.address", e.to_string()))?;
+    let facility = Facility::parse(&raw.facility).map_err(|e| invalid("sink.syslog.facility", e.to_string()))?;
+    let severity = Severity::parse(&raw.severity).map_err(|e| invalid("sink.syslog.severity", e.to_string()))?;
+    let queue_events = queue_events(raw.queue_events).map_err(|message| invalid("sink.syslog.queue_events", message))?;
+    Ok(Some(SyslogConfig { address, format: raw.format, facility, severity, queue_events, optional: raw.optional }))
 }
 
 /// Starts the sink thread.

@@ -111,21 +111,23 @@ fn udp_datagrams_carry_one_message_each() {
 
 #[test]
 fn config_defaults_and_errors() {
-    let on = || RawSyslog { enable: Some(true), ..RawSyslog::default() };
+    let on = || RawSyslog { enable: true, ..RawSyslog::default() };
     let c = validate(Some(on())).unwrap().unwrap();
     assert_eq!(c.address, Address::Udp { host: "localhost".into(), port: 514 });
     assert_eq!((c.format, c.facility, c.severity, c.queue_events), (Format::Rfc5424, Facility::DAEMON, Severity::INFO, 65_536));
-    let c = validate(Some(RawSyslog { facility: Some("user".into()), severity: Some("notice".into()), ..on() })).unwrap().unwrap();
+    let c = validate(Some(RawSyslog { facility: "user".into(), severity: "notice".into(), ..on() })).unwrap().unwrap();
     assert_eq!(c.facility.pri(c.severity), 13, "user.notice");
-    assert!(validate(Some(RawSyslog { enable: Some(false), ..on() })).unwrap().is_none());
+    assert!(validate(Some(RawSyslog { enable: false, ..on() })).unwrap().is_none());
     for (raw, key) in [
-        (RawSyslog { address: Some("syslog.example.com".into()), ..on() }, "sink.syslog.address"),
-        (RawSyslog { format: Some("json".into()), ..on() }, "sink.syslog.format"),
-        (RawSyslog { facility: Some("local9".into()), ..on() }, "sink.syslog.facility"),
-        (RawSyslog { severity: Some("verbose".into()), ..on() }, "sink.syslog.severity"),
-        (RawSyslog { queue_events: Some(0), ..on() }, "sink.syslog.queue_events"),
+        (RawSyslog { address: "syslog.example.com".into(), ..on() }, "sink.syslog.address"),
+        (RawSyslog { facility: "local9".into(), ..on() }, "sink.syslog.facility"),
+        (RawSyslog { severity: "verbose".into(), ..on() }, "sink.syslog.severity"),
+        (RawSyslog { queue_events: 0, ..on() }, "sink.syslog.queue_events"),
     ] {
         let err = validate(Some(raw)).unwrap_err().to_string();
         assert!(err.contains(key) && err.contains("expected"), "{err}");
     }
+    // The format is a choice: the file's parser refuses other values, listing the allowed ones.
+    let err = toml::from_str::<RawSyslog>("format = \"json\"\n").unwrap_err().to_string();
+    assert!(err.contains("expected rfc5424 or rfc3164, found \"json\""), "{err}");
 }

@@ -54,6 +54,9 @@ pub(crate) enum Address {
 }
 
 impl Address {
+    /// The schemes [`Address::parse`] takes.
+    pub const SCHEMES: &'static [&'static str] = &["udp", "tcp", "unix", "unixgram", "unixpacket"];
+
     pub fn parse(text: &str) -> Result<Self, AddressError> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| AddressError::Scheme(text.into()))?;
         match scheme.to_ascii_lowercase().as_str() {

@@ -20,9 +20,8 @@ use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
 use self::program::{decode, Counters, KernelProgram, Loaded};
-use super::{local_addrs::LocalAddrs, socket, stats::StopReport, worker::Opened, KernelCounters};
+use super::{local_addrs::LocalAddrs, socket, stats::StopReport, worker::Opened, KernelCounters, SourceConfig};
 use crate::{
-    config::SourceConfig,
     event::{Event, EventType},
     filter::Prefilter,
 };
@@ -146,7 +145,7 @@ impl EbpfSource {
 
     /// Moves every waiting record into `out` as an event of its namespace; returns how many were read.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
-        let offset = crate::time::monotonic_to_realtime_offset_ns();
+        let offset = crate::event::time::monotonic_to_realtime_offset_ns();
         let mut read = 0;
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {

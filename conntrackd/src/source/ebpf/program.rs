@@ -12,10 +12,9 @@ use conntrackd_common::{
 };
 
 use crate::{
-    config::SourceConfig,
     event::{Event, RecordError},
     filter::{network::PREFIXES, Prefilter},
-    source::KernelCounters,
+    source::{KernelCounters, SourceConfig},
 };
 
 /// The kernel program, built by `cargo xtask build-ebpf`.

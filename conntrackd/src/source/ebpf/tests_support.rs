@@ -7,10 +7,9 @@ use aya::maps::{MapData, RingBuf};
 
 use super::program::{decode, KernelProgram};
 use crate::{
-    config::SourceConfig,
     event::Event,
     filter::{Prefilter, Rules},
-    source::{KernelCounters, Kind},
+    source::{KernelCounters, Kind, SourceConfig},
 };
 
 /// The program with the default rules' table; fails clearly without root.

@@ -72,7 +72,7 @@ impl NetlinkSource {
 
     /// Reads every waiting message; kept events go to `out`. Returns how many messages were read.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> Result<usize, NetlinkSourceError> {
-        let offset = crate::time::monotonic_to_realtime_offset_ns();
+        let offset = crate::event::time::monotonic_to_realtime_offset_ns();
         let mut read = 0;
         loop {
             // SAFETY: valid fd and buffer; MSG_DONTWAIT never blocks.
@@ -101,7 +101,7 @@ impl NetlinkSource {
             bump(&mut self.counters, Counter::Seen);
             match decode::decode(msg, &self.prefilter) {
                 Ok(mut rec) => {
-                    rec.ktime_ns = crate::time::monotonic_ns();
+                    rec.ktime_ns = crate::event::time::monotonic_ns();
                     match crate::event::Event::from_record(&rec, offset) {
                         Ok(ev) => {
                             bump(&mut self.counters, Counter::Submitted);

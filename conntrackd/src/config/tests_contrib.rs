@@ -1,6 +1,6 @@
 //! The documented configuration (contrib/conntrackd.toml) against the parser,
-//! and `conntrackd check` output without secrets.
-use crate::config::Config;
+//! its commented `[sink.loki]` block included.
+use super::Config;
 
 /// contrib/conntrackd.toml with its commented `[sink.loki]` block switched on.
 fn contrib_with_loki() -> String {
@@ -20,19 +20,11 @@ fn contrib_with_loki() -> String {
 
 #[test]
 fn every_documented_key_is_accepted() {
-    // The example CA file does not exist here; any existing file passes validation.
-    let text = contrib_with_loki().replace("/etc/conntrackd/loki-ca.pem", concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    // The example CA file does not exist here: validation does not open it.
+    let text = contrib_with_loki();
     let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let loki = config.loki.expect("loki enabled");
+    let loki = config.sinks.loki.expect("loki enabled");
     assert_eq!(loki.labels, vec![("environment".to_string(), "production".to_string())]);
     assert_eq!(loki.spool_dir.as_deref(), Some(std::path::Path::new("/var/lib/conntrackd/spool")));
     assert!(loki.ca_file.is_some() && loki.bearer_token.is_some() && loki.tenant_id.is_some());
-}
-
-#[test]
-fn check_output_shows_no_secrets() {
-    let text = "[sink.loki]\nenable = true\naddress = \"https://ops:hunter2@loki.example/loki\"\nbearer_token = \"tok3n\"\n";
-    let report = crate::commands::check_report(&Config::from_toml(text).unwrap()).unwrap();
-    assert!(report.contains("https://loki.example/loki (basic auth)"), "{report}");
-    assert!(!report.contains("hunter2") && !report.contains("tok3n") && !report.contains("ops"), "{report}");
 }
