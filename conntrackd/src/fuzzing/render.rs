@@ -260,8 +260,8 @@ impl Out {
                 self.push("true");
                 Ok(())
             }
-            Pred::Type(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare(format_args!("event.type"), format_args!("\"{t}\""), u)),
-            Pred::Protocol(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare(format_args!("protocol"), format_args!("\"{t}\""), u)),
+            Pred::Type(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare("event.type", format_args!("\"{t}\""), u)),
+            Pred::Protocol(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare("protocol", format_args!("\"{t}\""), u)),
             Pred::Network(d, v) => self.any_of(v, Prec::Unary, place, u, |o, c, u| {
                 o.call("is_network", format_args!("{}.address, \"", side(*d)));
                 // The class is case-insensitive in CEL.
@@ -285,14 +285,14 @@ impl Out {
                 o.push(" || ");
                 o.cel_ports("destination", v, Prec::Or, u)
             }),
-            Pred::Process(f, v) => self.any_of(v, Prec::Compare, place, u, |o, x, u| o.compare(format_args!("{}", PROCESS[*f].1), format_args!("\"{x}\""), u)),
+            Pred::Process(f, v) => self.any_of(v, Prec::Compare, place, u, |o, x, u| o.compare(PROCESS[*f].1, format_args!("\"{x}\""), u)),
         }
     }
 
     fn cel_addresses(&mut self, side: &str, v: &[&'static str], place: Prec, u: &mut Unstructured<'_>) -> Result<()> {
         let plain = v.len() == 1 && !v[0].contains('/');
         if plain && u.arbitrary()? {
-            return self.group(Prec::Compare, place, |o| o.compare(format_args!("{side}.address"), format_args!("\"{}\"", v[0]), u));
+            return self.group(Prec::Compare, place, |o| o.compare(&format!("{side}.address"), format_args!("\"{}\"", v[0]), u));
         }
         self.any_of(v, Prec::Unary, place, u, |o, a, _| {
             o.call("in_cidr", format_args!("{side}.address, \"{a}\")"));
@@ -306,28 +306,53 @@ impl Out {
         let item = v.iter().map(single).min().unwrap_or(Prec::Unary);
         self.any_of(v, item, place, u, |o, (lo, hi), u| {
             if lo == hi {
-                o.compare(format_args!("{side}.port"), format_args!("{lo}"), u)
+                o.compare(&format!("{side}.port"), format_args!("{lo}"), u)
             } else if u.arbitrary()? {
                 o.call("in_range", format_args!("{side}.port, {lo}, {hi})"));
                 o.close("");
                 Ok(())
             } else {
+                // Each comparison is `.` then `>=`/`<=`: one level (see `compare`).
                 o.open("(");
-                o.put(format_args!("{side}.port >= {lo} && {side}.port <= {hi}"));
+                o.put(format_args!("{side}.port "));
+                o.level_at(o.text.len() + 1);
+                o.put(format_args!(">= {lo} && {side}.port "));
+                o.level_at(o.text.len() + 1);
+                o.put(format_args!("<= {hi}"));
                 o.close(")");
                 Ok(())
             }
         })
     }
 
-    /// `var == literal`, sometimes written `literal == var`.
-    fn compare(&mut self, var: fmt::Arguments<'_>, literal: fmt::Arguments<'_>, u: &mut Unstructured<'_>) -> Result<()> {
+    /// `var == literal`, sometimes written `literal == var`. The CEL scan
+    /// counts a chain of operators one level per operator past the first, and
+    /// a field access is one: `event.type == "NEW"` is one level deep, reached
+    /// at the second operator (`==` after the `.`, or the `.` after `==`).
+    fn compare(&mut self, var: &str, literal: fmt::Arguments<'_>, u: &mut Unstructured<'_>) -> Result<()> {
         if u.arbitrary()? {
-            self.put(format_args!("{literal} == {var}"));
+            self.put(format_args!("{literal} == "));
+            if let Some(dot) = var.find('.') {
+                self.level_at(self.text.len() + dot + 1);
+            }
+            self.push(var);
         } else {
-            self.put(format_args!("{var} == {literal}"));
+            self.push(var);
+            self.push(" ");
+            if var.contains('.') {
+                self.level_at(self.text.len() + 1);
+            }
+            self.put(format_args!("== {literal}"));
         }
         Ok(())
+    }
+
+    /// A level that opens at `column` and closes before the next opening
+    /// token (an operator chain): only checked against the limit.
+    fn level_at(&mut self, column: usize) {
+        if self.depth + 1 > MAX_NESTING && self.too_deep.is_none() && !self.full() {
+            self.too_deep = Some(column);
+        }
     }
 
     /// `name(` and the arguments with their `)`: a call opens a nesting
