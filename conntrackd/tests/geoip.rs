@@ -14,44 +14,11 @@ use std::{
 #[path = "common/mmdb.rs"]
 mod mmdb;
 
-use common::{require_root_and_tools, sh, Daemon, Netns};
+use common::{entry::Entry, require_root_and_tools, Daemon, Netns};
 use serde_json::json;
 
 fn maxmind(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/maxmind").join(name).display().to_string()
-}
-
-fn inject(ns: &Netns, src: &str, dst: &str, sport: u16, dport: u16) {
-    inject_in(&ns.name, src, dst, sport, dport);
-}
-
-/// `conntrack -I` of an established TCP entry in the named namespace (no packet is sent).
-fn inject_in(ns: &str, src: &str, dst: &str, sport: u16, dport: u16) {
-    let (sport, dport) = (sport.to_string(), dport.to_string());
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "conntrack",
-        "-I",
-        "-p",
-        "tcp",
-        "-s",
-        src,
-        "-d",
-        dst,
-        "--sport",
-        &sport,
-        "--dport",
-        &dport,
-        "--state",
-        "ESTABLISHED",
-        "-t",
-        "120",
-        "-u",
-        "SEEN_REPLY",
-    ]);
 }
 
 /// A scratch directory for database files, removed on drop.
@@ -97,8 +64,8 @@ fn new_connection_to_london_carries_city_country_and_coordinates() {
     );
     let d = Daemon::start(&ns, &config);
     // Dropped by the rules (in userspace, the kernel pre-filter is off): never looked up.
-    inject(&ns, "10.99.0.1", "81.2.69.160", 40001, 444);
-    inject(&ns, "10.99.0.1", "81.2.69.160", 40002, 443);
+    Entry::tcp("10.99.0.1", "81.2.69.160", 40001, 444).established().insert(&ns);
+    Entry::tcp("10.99.0.1", "81.2.69.160", 40002, 443).established().insert(&ns);
     let new = d.next_event();
     let want = json!({
         "type": "NEW", "dst_addr": "81.2.69.160", "dst_port": 443, "dst_city": "London", "dst_country": "United Kingdom",
@@ -134,7 +101,7 @@ fn sighup_swaps_the_database_under_load_without_losing_events() {
             if i == 2 * N / 3 {
                 wait_go.recv().expect("reload signal");
             }
-            inject_in(&name, "10.99.0.1", &format!("203.0.113.{}", 1 + i % 200), 20_000 + i, 443);
+            Entry::tcp("10.99.0.1", &format!("203.0.113.{}", 1 + i % 200), 20_000 + i, 443).established().insert_in(&name);
         }
     });
     let mut cities = Vec::new();
@@ -165,7 +132,7 @@ fn sighup_swaps_the_database_under_load_without_losing_events() {
     assert_eq!(unsafe { libc::kill(d.pid() as libc::pid_t, libc::SIGHUP) }, 0);
     let log = d.wait_log("GeoIP reload failed; keeping the previous database");
     assert!(log.contains("City.mmdb") && log.contains("not a valid MaxMind DB file"), "{log}");
-    inject(&ns, "10.99.0.1", "203.0.113.250", 30_000, 443);
+    Entry::tcp("10.99.0.1", "203.0.113.250", 30_000, 443).established().insert(&ns);
     assert_eq!(d.next_event()["dst_city"], "Beta");
 
     let (stopped, _) = d.stop();
@@ -183,12 +150,12 @@ fn replaced_file_is_picked_up_by_the_watcher() {
     let scratch = Scratch::new("watch");
     let path = scratch.install("City.mmdb", &mmdb::city_db("Alpha"));
     let d = Daemon::start(&ns, &format!("[geoip]\ndatabase = \"{path}\"\nwatch_interval_ms = 100\n[sink.stream]\nenable = true\n"));
-    inject(&ns, "10.99.0.1", "203.0.113.7", 41_000, 443);
+    Entry::tcp("10.99.0.1", "203.0.113.7", 41_000, 443).established().insert(&ns);
     assert_eq!(d.next_event()["dst_city"], "Alpha");
     scratch.install("City.mmdb", &mmdb::city_db("Beta"));
     let line = d.wait_log("GeoIP database reloaded");
     assert!(line.contains("file changed"), "{line}");
-    inject(&ns, "10.99.0.1", "203.0.113.7", 41_001, 443);
+    Entry::tcp("10.99.0.1", "203.0.113.7", 41_001, 443).established().insert(&ns);
     assert_eq!(d.next_event()["dst_city"], "Beta");
     d.stop();
 }

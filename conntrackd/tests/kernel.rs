@@ -6,28 +6,12 @@ mod common;
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    process::{Command, Stdio},
+    process::Command,
     thread,
 };
 
-use common::{conntrack, enter_netns, require_root_and_tools, veth, Daemon, Netns};
+use common::{enter_netns, entry::Entry, require_root_and_tools, veth, Daemon, Netns};
 use serde_json::{json, Value};
-
-/// Spawns `conntrack <args>` in `ns` and returns its pid (ip netns exec execs,
-/// so the pid is conntrack's own).
-fn conntrack_pid(ns: &Netns, args: &[&str]) -> u32 {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "conntrack"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run conntrack");
-    let pid = child.id();
-    let out = child.wait_with_output().expect("wait conntrack");
-    assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    pid
-}
 
 /// Asserts every listed field of `event` equals the expected value.
 fn assert_fields(event: &Value, expected: &Value) {
@@ -43,15 +27,13 @@ fn assert_order(line: &Value) {
     assert_eq!(&keys[..want.len()], &want, "field order of {line}");
 }
 
-fn inject_update_delete(ns: &Netns, d: &Daemon, src: &str, dst: &str, sport: &str, msg: &str) {
-    let tuple = ["-p", "tcp", "-s", src, "-d", dst, "--sport", sport, "--dport", "443"];
-    let mut create = tuple.to_vec();
-    create.extend_from_slice(&["--state", "ESTABLISHED", "-t", "120", "-u", "SEEN_REPLY"]);
-    let pid = conntrack_pid(ns, &[&["-I"], &create[..]].concat());
+fn inject_update_delete(ns: &Netns, d: &Daemon, src: &str, dst: &str, sport: u16, msg: &str) {
+    let entry = Entry::tcp(src, dst, sport, 443).established();
+    let pid = entry.insert_reporting_pid(ns);
     let flow = ns.conntrack_id(&format!("sport={sport}"));
     let base = json!({
         "level": "INFO", "flow": flow, "prot": "TCP", "src_addr": src, "dst_addr": dst,
-        "src_port": sport.parse::<u16>().unwrap(), "dst_port": 443, "tcp_state": "ESTABLISHED",
+        "src_port": sport, "dst_port": 443, "tcp_state": "ESTABLISHED",
     });
 
     let new = d.next_event();
@@ -60,13 +42,13 @@ fn inject_update_delete(ns: &Netns, d: &Daemon, src: &str, dst: &str, sport: &st
     assert_fields(&new, &json!({"type": "NEW", "msg": format!("NEW {msg}"), "pid": pid, "comm": "conntrack", "uid": 0}));
     assert!(new.get("mark").is_none(), "{new}");
 
-    conntrack(ns, &[&["-U"], &tuple[..], &["-m", "42"]].concat());
+    entry.update(ns, &["-m", "42"]);
     let update = d.next_event();
     assert_fields(&update, &base);
     assert_fields(&update, &json!({"type": "UPDATE", "msg": format!("UPDATE {msg}"), "mark": 42}));
     assert_fields(&update, &json!({"pid": pid, "comm": "conntrack"}));
 
-    conntrack(ns, &[&["-D"], &tuple[..]].concat());
+    entry.delete(ns);
     let destroy = d.next_event();
     assert_fields(&destroy, &base);
     assert_fields(&destroy, &json!({"type": "DESTROY", "msg": format!("DESTROY {msg}"), "mark": 42}));
@@ -78,8 +60,8 @@ fn injected_entries_log_new_update_destroy_with_every_field() {
     require_root_and_tools();
     let ns = Netns::new("inject");
     let d = Daemon::start_default(&ns);
-    inject_update_delete(&ns, &d, "10.99.0.1", "8.8.8.8", "40002", "TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");
-    inject_update_delete(&ns, &d, "fd00::1", "2001:4860:4860::8888", "40003", "TCP connection from [fd00::1]:40003 to [2001:4860:4860::8888]:443");
+    inject_update_delete(&ns, &d, "10.99.0.1", "8.8.8.8", 40002, "TCP connection from 10.99.0.1:40002 to 8.8.8.8:443");
+    inject_update_delete(&ns, &d, "fd00::1", "2001:4860:4860::8888", 40003, "TCP connection from [fd00::1]:40003 to [2001:4860:4860::8888]:443");
     let (stopped, rest) = d.stop();
     assert!(rest.is_empty(), "unexpected extra lines: {rest:?}");
     assert_eq!(stopped.get("submitted"), 6, "{}", stopped.log);
@@ -109,18 +91,18 @@ fn non_public_and_non_tcp_events_are_dropped_in_the_kernel_and_counted() {
     .join()
     .expect("loopback thread");
 
-    let entries: [&[&str]; 5] = [
-        &["-p", "tcp", "-s", "10.99.0.1", "-d", "10.1.2.3", "--sport", "1000", "--dport", "443", "--state", "SYN_SENT", "-t", "60"],
-        &["-p", "tcp", "-s", "10.99.0.1", "-d", "192.168.1.1", "--sport", "1001", "--dport", "443", "--state", "SYN_SENT", "-t", "60"],
-        &["-p", "tcp", "-s", "2001:db8::1", "-d", "fe80::1", "--sport", "1002", "--dport", "443", "--state", "SYN_SENT", "-t", "60"],
-        &["-p", "tcp", "-s", "2001:db8::1", "-d", "ff02::1", "--sport", "1003", "--dport", "443", "--state", "SYN_SENT", "-t", "60"],
-        &["-p", "udp", "-s", "10.99.0.1", "-d", "8.8.4.4", "--sport", "1004", "--dport", "53", "-t", "60"],
+    let entries = [
+        Entry::tcp("10.99.0.1", "10.1.2.3", 1000, 443),
+        Entry::tcp("10.99.0.1", "192.168.1.1", 1001, 443),
+        Entry::tcp("2001:db8::1", "fe80::1", 1002, 443),
+        Entry::tcp("2001:db8::1", "ff02::1", 1003, 443),
+        Entry::udp("10.99.0.1", "8.8.4.4", 1004, 53),
     ];
     for entry in entries {
-        conntrack(&ns, &[&["-I"], entry].concat());
+        entry.insert(&ns);
     }
     // A sentinel that must be logged: once it arrives, everything before it was handled.
-    conntrack(&ns, &["-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "198.51.100.7", "--sport", "1005", "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);
+    Entry::tcp("10.99.0.1", "198.51.100.7", 1005, 443).insert(&ns);
     let sentinel = d.next_event();
     assert_eq!(sentinel["dst_addr"], "198.51.100.7", "the first line must be the sentinel: {sentinel}");
 
@@ -215,12 +197,13 @@ fn rules_drive_the_kernel_prefilter() {
     let config = "filter = [\n  \"drop destination address 8.8.8.8\",\n  \"log protocol TCP and destination network PUBLIC\",\n  \"drop any\",\n]\n\
                   [sink.stream]\nenable = true\n";
     let d = Daemon::start(&ns, config);
-    for (proto, dst, dport) in [("tcp", "8.8.8.8", "443"), ("tcp", "1.1.1.1", "443"), ("udp", "1.1.1.1", "53"), ("tcp", "10.0.0.5", "22")] {
-        let mut args = vec!["-I", "-p", proto, "-s", "10.99.0.1", "-d", dst, "--sport", "5000", "--dport", dport, "-t", "60"];
-        if proto == "tcp" {
-            args.extend_from_slice(&["--state", "SYN_SENT"]);
-        }
-        conntrack(&ns, &args);
+    for entry in [
+        Entry::tcp("10.99.0.1", "8.8.8.8", 5000, 443),
+        Entry::tcp("10.99.0.1", "1.1.1.1", 5000, 443),
+        Entry::udp("10.99.0.1", "1.1.1.1", 5000, 53),
+        Entry::tcp("10.99.0.1", "10.0.0.5", 5000, 22),
+    ] {
+        entry.insert(&ns);
     }
     let only = d.next_event();
     assert_fields(&only, &json!({"type": "NEW", "dst_addr": "1.1.1.1", "dst_port": 443, "prot": "TCP"}));

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{conntrack, require_root_and_tools, tempfile_path::TempPath, Daemon, Netns};
+use common::{entry::Entry, require_root_and_tools, tempfile_path::TempPath, Daemon, Netns};
 
 const SINK: &str = "[sink.stream]\nenable = true\n";
 
@@ -80,22 +80,12 @@ fn a_rule_at_the_limit_is_checked_on_a_quarter_of_the_default_stack() {
     assert!(err.contains(&format!("column {column}: nesting deeper than 256 levels")), "{err}");
 }
 
-fn tcp_entry(ns: &Netns, dst: &str, sport: u16) {
-    let sport = sport.to_string();
-    conntrack(ns, &["-I", "-p", "tcp", "-s", "10.99.0.1", "-d", dst, "--sport", &sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);
-}
-
-fn udp_entry(ns: &Netns, dst: &str, sport: u16) {
-    let sport = sport.to_string();
-    conntrack(ns, &["-I", "-p", "udp", "-s", "10.99.0.1", "-d", dst, "--sport", &sport, "--dport", "53", "-t", "60"]);
-}
-
 #[test]
 fn sighup_with_a_rule_nested_too_deep_keeps_the_running_rules_and_says_why() {
     require_root_and_tools();
     let ns = Netns::new("limits");
     let d = Daemon::start(&ns, &format!("filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n{SINK}"));
-    tcp_entry(&ns, "203.0.113.1", 6001);
+    Entry::tcp("10.99.0.1", "203.0.113.1", 6001, 443).insert(&ns);
     assert_eq!(d.next_event()["src_port"], 6001);
     for (n, rule) in [parens(), bangs()].into_iter().enumerate() {
         // The new file would log UDP too; it must not take effect.
@@ -105,8 +95,8 @@ fn sighup_with_a_rule_nested_too_deep_keeps_the_running_rules_and_says_why() {
         let why = d.wait_log("nesting deeper than 256 levels");
         assert!(why.contains("rule 1 \"log ") && why.contains("column 261"), "{why}");
         let port = 6100 + n as u16;
-        udp_entry(&ns, "198.51.100.9", port);
-        tcp_entry(&ns, "198.51.100.1", port);
+        Entry::udp("10.99.0.1", "198.51.100.9", port, 53).insert(&ns);
+        Entry::tcp("10.99.0.1", "198.51.100.1", port, 443).insert(&ns);
         let ev = d.next_event();
         assert_eq!((ev["prot"].as_str(), ev["src_port"].as_u64()), (Some("TCP"), Some(u64::from(port))), "the old rules still decide: {ev}");
     }

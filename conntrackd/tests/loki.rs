@@ -12,34 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{enter_netns, inject, require_root_and_tools, Daemon, Netns};
+use common::{enter_netns, entry::Entry, inject, require_root_and_tools, Daemon, Netns};
 use loki_support::{spool_watch::SpoolWatch, Fault, FaultProxy, TempDir, VictoriaLogs};
 use serde_json::Value;
-
-/// A conntrack entry 10.99.0.1:`sport` -> 8.8.8.8:443 (one NEW event, no packet sent).
-fn inject(ns: &Netns, sport: u16) {
-    let sport = sport.to_string();
-    ns.exec(&[
-        "conntrack",
-        "-I",
-        "-p",
-        "tcp",
-        "-s",
-        "10.99.0.1",
-        "-d",
-        "8.8.8.8",
-        "--sport",
-        &sport,
-        "--dport",
-        "443",
-        "--state",
-        "ESTABLISHED",
-        "-t",
-        "120",
-        "-u",
-        "SEEN_REPLY",
-    ]);
-}
 
 fn loki_config(address: &str, extra: &str) -> String {
     format!(
@@ -81,7 +56,7 @@ fn events_arrive_with_stream_labels_and_fields() {
     let address = vl.sink_address().replace("http://", "http://ops:s3cret@");
     let d = Daemon::start(&ns, &loki_config(&address, "labels = [\"env=test\"]"));
     for sport in 41001..=41003 {
-        inject(&ns, sport);
+        Entry::tcp("10.99.0.1", "8.8.8.8", sport, 443).established().insert(&ns);
     }
     let rows = vl.wait_rows("3 NEW rows", |rows| new_per_port(rows).len() == 3);
     let (stopped, _) = d.stop();
@@ -115,7 +90,7 @@ fn an_outage_while_events_flow_loses_and_duplicates_nothing() {
     let mut burst = |n: u16, pause: Duration| {
         for _ in 0..n {
             port += 1;
-            inject(&ns, port);
+            Entry::tcp("10.99.0.1", "8.8.8.8", port, 443).established().insert(&ns);
             std::thread::sleep(pause);
         }
         port
@@ -151,7 +126,7 @@ fn batches_spooled_during_an_outage_survive_a_daemon_restart() {
     vl.stop();
     let d = Daemon::start(&ns, &config);
     for sport in 43001..=43008 {
-        inject(&ns, sport);
+        Entry::tcp("10.99.0.1", "8.8.8.8", sport, 443).established().insert(&ns);
     }
     d.wait_log("loki push failed");
     let (stopped, _) = d.stop();
@@ -163,7 +138,7 @@ fn batches_spooled_during_an_outage_survive_a_daemon_restart() {
     assert!(spooled >= 1, "the spool holds the batches");
     vl.restart();
     let d = Daemon::start(&ns, &config);
-    inject(&ns, 43009);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 43009, 443).established().insert(&ns);
     let rows = vl.wait_rows("the 8 spooled rows and 1 new", |rows| new_per_port(rows).len() == 9);
     let (stopped, _) = d.stop();
     assert_each_once(&new_per_port(&rows), 43001..=43009);
@@ -198,18 +173,18 @@ fn faults_get_the_documented_behaviour_against_the_real_receiver() {
     let d = Daemon::start(&ns, &config);
     let count = |port: u16| move |rows: &[Value]| new_per_port(rows).get(&port).copied().unwrap_or(0) >= 1;
     // 429, then 500: retried, stored once.
-    inject(&ns, 44001);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 44001, 443).established().insert(&ns);
     vl.wait_rows("port 44001", count(44001));
     // 400: dropped, counted, the server's message logged; never retried.
-    inject(&ns, 44002);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 44002, 443).established().insert(&ns);
     let rejected = d.wait_log("loki rejected a batch");
     assert!(rejected.contains("entry for stream has invalid labels"), "{rejected}");
     // A closed connection: retried, stored once.
-    inject(&ns, 44003);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 44003, 443).established().insert(&ns);
     vl.wait_rows("port 44003", count(44003));
     // Too slow: stored by the receiver, but the client timed out and sent it
     // again. At-least-once: this is the one case that duplicates.
-    inject(&ns, 44004);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 44004, 443).established().insert(&ns);
     let rows = vl.wait_rows("port 44004 twice", |rows| new_per_port(rows).get(&44004) == Some(&2));
     assert_eq!(proxy.left(), 0, "every fault was used");
     let (stopped, _) = d.stop();

@@ -8,12 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{conntrack, inject, require_root_and_tools, Daemon, Netns, WAIT};
-
-fn tcp_entry(ns: &Netns, dst: &str, sport: u16) {
-    let sport = sport.to_string();
-    conntrack(ns, &["-I", "-p", "tcp", "-s", "10.99.0.1", "-d", dst, "--sport", &sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);
-}
+use common::{conntrack, entry::Entry, inject, require_root_and_tools, Daemon, Netns, WAIT};
 
 /// GET `path` from 127.0.0.1:`port` inside the namespace: (status line, body).
 fn get(ns: &Netns, port: u16, path: &str) -> (String, String) {
@@ -62,8 +57,8 @@ fn metrics_and_health_follow_the_events() {
     assert!(status.contains("200"), "{status} {body}");
     let (_, body) = get(&ns, port, "/metrics");
     assert!(body.contains("conntrackd_build_info{version=\""), "{body}");
-    tcp_entry(&ns, "8.8.8.8", 5001);
-    tcp_entry(&ns, "10.1.1.1", 5002);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 5001, 443).insert(&ns);
+    Entry::tcp("10.99.0.1", "10.1.1.1", 5002, 443).insert(&ns);
     conntrack(&ns, &["-I", "-p", "icmp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "1", "-t", "30"]);
     d.events(2);
     let body = wait_metric(&ns, port, "conntrackd_sink_events_total{sink=\"stream\",result=\"sent\"}", 2);
@@ -83,7 +78,7 @@ fn sighup_swaps_rules_and_kernel_table_without_losing_events() {
     let d = Daemon::start(&ns, "filter = [\"log protocol tcp and destination network public\", \"drop any\"]\n[sink.stream]\nenable = true\n");
     // UDP is dropped in the kernel under the first rules.
     inject::udp_entries(&ns.name, 1, [8, 8, 4, 4]);
-    tcp_entry(&ns, "8.8.8.8", 6001);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 6001, 443).insert(&ns);
     assert_eq!(d.next_event()["src_port"], 6001, "the UDP entry must not be logged");
     // A bad config is rejected and the old one stays.
     std::fs::write(d.config_path(), "filter = [\"log port 1\"]\n[sink.stream]\nenable = true\n").unwrap();
@@ -92,14 +87,14 @@ fn sighup_swaps_rules_and_kernel_table_without_losing_events() {
     // The new rules log UDP too; events flow while the reload happens.
     std::fs::write(d.config_path(), "filter = [\"log destination network public\", \"drop any\"]\n[sink.stream]\nenable = true\n").unwrap();
     for i in 0..200u16 {
-        tcp_entry(&ns, "203.0.113.77", 7000 + i);
+        Entry::tcp("10.99.0.1", "203.0.113.77", 7000 + i, 443).insert(&ns);
         if i == 50 {
             d.signal(libc::SIGHUP);
         }
     }
     d.wait_log("configuration reloaded");
     inject::udp_entries(&ns.name, 1, [1, 1, 1, 1]);
-    tcp_entry(&ns, "198.51.100.1", 6002);
+    Entry::tcp("10.99.0.1", "198.51.100.1", 6002, 443).insert(&ns);
     let lines = d.events_until("dst_addr", &serde_json::json!("198.51.100.1"));
     let tcp_burst = lines.iter().filter(|l| l["src_port"].as_u64().is_some_and(|p| (7000..7200).contains(&p))).count();
     assert_eq!(tcp_burst, 200, "no event lost across the reload");
@@ -165,7 +160,7 @@ fn a_sink_that_cannot_start_is_an_error_unless_optional() {
     );
     let d = Daemon::start(&ns, &format!("[sink.stream]\nenable = true\n{journal}optional = true\n"));
     assert!(d.logs_so_far().contains("optional sink not started; running without it"), "{}", d.logs_so_far());
-    tcp_entry(&ns, "8.8.8.8", 8001);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 8001, 443).insert(&ns);
     assert_eq!(d.next_event()["src_port"], 8001);
     d.stop();
 }
@@ -179,7 +174,7 @@ fn stream_writer_stderr_delivers_and_stops() {
     require_root_and_tools();
     let ns = Netns::new("stderr");
     let d = Daemon::start(&ns, "filter = [\"log any\"]\n[sink.stream]\nenable = true\nwriter = \"stderr\"\n");
-    tcp_entry(&ns, "8.8.8.8", 5301);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 5301, 443).insert(&ns);
     let line = d.wait_log("NEW TCP connection from 10.99.0.1:5301 to 8.8.8.8:443");
     let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
     assert_eq!(event["dst_port"], 443, "{line}");
@@ -231,7 +226,7 @@ fn sighup_changing_only_the_rules_leaves_every_sink_untouched() {
         )
     };
     let d = Daemon::start(&ns, &config("\"log any\"", "gen=1"));
-    tcp_entry(&ns, "8.8.8.8", 5401);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 5401, 443).insert(&ns);
     assert_eq!(d.next_event()["src_port"], 5401);
     let deadline = Instant::now() + WAIT;
     while spool_files(&spool).is_empty() {
@@ -248,8 +243,8 @@ fn sighup_changing_only_the_rules_leaves_every_sink_untouched() {
     assert_eq!(threads(d.pid(), "sink-stream"), stream, "the stream sink's thread is untouched");
     assert_eq!(threads(d.pid(), "sink-loki"), loki, "the Loki sink's thread is untouched");
     assert_eq!(spool_files(&spool), files, "the spool is untouched");
-    tcp_entry(&ns, "8.8.8.8", 5402);
-    tcp_entry(&ns, "8.8.4.4", 5403);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 5402, 443).insert(&ns);
+    Entry::tcp("10.99.0.1", "8.8.4.4", 5403, 443).insert(&ns);
     assert_eq!(d.next_event()["src_port"], 5403, "the new rules apply");
 
     std::fs::write(d.config_path(), config("\"log destination address 8.8.4.4\", \"drop any\"", "gen=2")).unwrap();

@@ -9,7 +9,7 @@ mod common;
 
 use std::{path::PathBuf, process::Command};
 
-use common::{require_root_and_tools, Daemon, Netns};
+use common::{entry::Entry, require_root_and_tools, Daemon, Netns};
 
 const UNIT: &str = include_str!("../../contrib/conntrackd.service");
 const NETNS_DROP_IN: &str = include_str!("../../contrib/conntrackd-netns.conf");
@@ -146,26 +146,7 @@ fn binary_attaches_ebpf_as_an_unprivileged_user_with_the_units_capabilities() {
     let eff = u64::from_str_radix(&proc_status(pid, "CapEff"), 16).expect("CapEff hex");
     let bnd = u64::from_str_radix(&proc_status(pid, "CapBnd"), 16).expect("CapBnd hex");
     assert_eq!((eff, bnd), (expected, expected), "effective and bounding sets are the unit's");
-    ns.exec(&[
-        "conntrack",
-        "-I",
-        "-p",
-        "tcp",
-        "-s",
-        "10.99.0.1",
-        "-d",
-        "8.8.8.8",
-        "--sport",
-        "40002",
-        "--dport",
-        "443",
-        "--state",
-        "ESTABLISHED",
-        "-t",
-        "120",
-        "-u",
-        "SEEN_REPLY",
-    ]);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 40002, 443).established().insert(&ns);
     let ev = d.next_event();
     assert_eq!((ev["type"].as_str(), ev["dst_addr"].as_str(), ev["src_port"].as_u64()), (Some("NEW"), Some("8.8.8.8"), Some(40002)), "{ev}");
     assert_eq!(ev["comm"].as_str(), Some("conntrack"), "CAP_PERFMON lets the kernel program read comm: {ev}");
@@ -203,26 +184,7 @@ fn other_namespaces_need_the_drop_ins_cap_sys_admin() {
     caps.push("sys_admin".into());
     let args = setpriv(&caps);
     let d = Daemon::start_with(&home, &config, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    other.exec(&[
-        "conntrack",
-        "-I",
-        "-p",
-        "tcp",
-        "-s",
-        "10.99.0.2",
-        "-d",
-        "8.8.4.4",
-        "--sport",
-        "40003",
-        "--dport",
-        "443",
-        "--state",
-        "ESTABLISHED",
-        "-t",
-        "120",
-        "-u",
-        "SEEN_REPLY",
-    ]);
+    Entry::tcp("10.99.0.2", "8.8.4.4", 40003, 443).established().insert(&other);
     let ev = d.next_event();
     assert_eq!((ev["netns"].as_str(), ev["src_port"].as_u64()), (Some(other.name.as_str()), Some(40003)), "{ev}");
     d.stop();

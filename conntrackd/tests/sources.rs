@@ -5,17 +5,15 @@
 mod common;
 
 use common::{
-    conntrack, inject, require_root_and_tools,
+    conntrack,
+    entry::Entry,
+    inject, require_root_and_tools,
     tcp::{connect_as, serve},
     veth, Daemon, Netns,
 };
 use serde_json::{json, Value};
 
 const LOG_ALL: &str = "[sink.stream]\nenable = true\n";
-
-fn tcp_entry(ns: &Netns, src: &str, dst: &str, sport: &str) {
-    conntrack(ns, &["-I", "-p", "tcp", "-s", src, "-d", dst, "--sport", sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"]);
-}
 
 /// The line without the fields only one source has (time, the task).
 fn comparable(mut v: Value) -> Value {
@@ -32,9 +30,9 @@ fn ebpf_and_netlink_print_identical_events() {
     let ns = Netns::new("twin");
     let ebpf = Daemon::start(&ns, &format!("[source]\nkind = \"ebpf\"\n{LOG_ALL}"));
     let netlink = Daemon::start(&ns, &format!("[source]\nkind = \"netlink\"\n{LOG_ALL}"));
-    tcp_entry(&ns, "10.99.0.1", "8.8.8.8", "1000");
-    tcp_entry(&ns, "fd00::1", "2001:db8::8", "1001");
-    conntrack(&ns, &["-I", "-p", "udp", "-s", "10.99.0.1", "-d", "1.1.1.1", "--sport", "1002", "--dport", "53", "-t", "60"]);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 1000, 443).insert(&ns);
+    Entry::tcp("fd00::1", "2001:db8::8", 1001, 443).insert(&ns);
+    Entry::udp("10.99.0.1", "1.1.1.1", 1002, 53).insert(&ns);
     conntrack(&ns, &["-U", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--sport", "1000", "--dport", "443", "-m", "7"]);
     conntrack(&ns, &["-D", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8"]);
     conntrack(&ns, &["-D", "-p", "udp", "-s", "10.99.0.1"]);
@@ -63,7 +61,7 @@ fn auto_falls_back_to_netlink_when_ebpf_is_refused() {
     assert!(logs.contains("the eBPF source is unavailable; falling back to the netlink source"), "{logs}");
     assert!(logs.contains("Operation not permitted"), "the kernel's error is quoted: {logs}");
     assert!(logs.contains("source=\"netlink\"") || logs.contains("source=netlink"), "{logs}");
-    tcp_entry(&ns, "10.99.0.1", "8.8.8.8", "2000");
+    Entry::tcp("10.99.0.1", "8.8.8.8", 2000, 443).insert(&ns);
     let ev = d.next_event();
     assert_eq!((ev["dst_addr"].as_str(), ev["src_port"].as_u64()), (Some("8.8.8.8"), Some(2000)));
     let (c, _) = d.stop();
@@ -78,7 +76,7 @@ fn burst(kind: &str, buffer_key: &str) {
     let d = Daemon::start(&ns, &config);
     const N: u32 = 200_000;
     assert_eq!(inject::udp_entries(&ns.name, N, [8, 8, 8, 8]), N);
-    tcp_entry(&ns, "10.99.0.1", "198.51.100.9", "3000");
+    Entry::tcp("10.99.0.1", "198.51.100.9", 3000, 443).insert(&ns);
     let delivered = d.events_until("dst_addr", &json!("198.51.100.9")).len() as u64 - 1;
     let (c, _) = d.stop();
     let lost = match kind {
@@ -124,8 +122,8 @@ fn all_namespaces(kind: &str, first: &str, second: &str) {
     );
     let b = Netns::new(second);
     d.wait_log(&format!("netns={}", b.name));
-    tcp_entry(&a, "10.99.0.1", "8.8.8.8", "4001");
-    tcp_entry(&b, "10.99.0.1", "8.8.8.8", "4002");
+    Entry::tcp("10.99.0.1", "8.8.8.8", 4001, 443).insert(&a);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 4002, 443).insert(&b);
     let mut found = Vec::new();
     while found.len() < 2 {
         let ev = d.next_event();

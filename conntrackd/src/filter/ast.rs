@@ -4,7 +4,15 @@
 //! the tree cannot express is an [`Expr::Cel`] node, run by the interpreter;
 //! only it can fail, and a failure propagates as CEL's logic says
 //! (`false && error` is false, `true || error` true, anything else an error).
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::net::IpAddr;
+
+use conntrackd_common::{CLASS_LOCAL, CLASS_MULTICAST, CLASS_PRIVATE, CLASS_PUBLIC};
 
 use super::{
     cel::{EvalError, Opaque},
@@ -58,9 +66,17 @@ pub(crate) fn protocol_bit(protocol: Protocol) -> u8 {
     }
 }
 
+/// The class's bit: its value in the kernel's class tries (checked below at compile time).
 pub(crate) fn class_bit(class: NetworkClass) -> u8 {
-    class.kernel_value() as u8
+    match class {
+        NetworkClass::Local => 0,
+        NetworkClass::Private => 1,
+        NetworkClass::Public => 2,
+        NetworkClass::Multicast => 3,
+    }
 }
+
+const _: () = assert!(CLASS_LOCAL == 0 && CLASS_PRIVATE == 1 && CLASS_PUBLIC == 2 && CLASS_MULTICAST == 3, "class_bit must be the kernel value");
 
 /// An IP prefix in the IPv6 space; IPv4 prefixes are IPv4-mapped, so an
 /// IPv4-mapped IPv6 address matches them as the IPv4 address it is.
@@ -171,7 +187,9 @@ impl Expr {
 
     fn flat(mut operands: Vec<Expr>, node: fn(Vec<Expr>) -> Expr, split: fn(Expr) -> Result<Vec<Expr>, Expr>) -> Expr {
         if operands.len() == 1 {
-            return operands.pop().expect("one operand");
+            if let Some(only) = operands.pop() {
+                return only;
+            }
         }
         let mut flat = Vec::with_capacity(operands.len());
         for e in operands {

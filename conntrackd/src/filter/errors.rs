@@ -3,6 +3,12 @@
 //! does not match that event. Each failure is counted per rule (the
 //! `conntrackd_rule_evaluation_errors_total` metric) and logged at most once a
 //! minute per rule, with how many were not logged since.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},

@@ -14,6 +14,12 @@
 //! A comma continues a list when the next token can be a list element and
 //! is an `or` between predicates otherwise. Each `not`, `!` and `(` opens a
 //! nesting level, at most [`MAX_NESTING`](super::MAX_NESTING).
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use super::{
     ast::{class_bit, Bits, Cidr, Expr, PortSet, ProcessField, Side},
     lexer::{Tok, Token},
@@ -157,7 +163,7 @@ impl<'a> Parser<'_, 'a> {
             "destination" | "dst" | "dest" => Some(Side::Destination),
             _ => None,
         };
-        let keyword = self.toks[self.pos].kind.describe();
+        let keyword = self.found();
         match (word.as_str(), side) {
             ("any", _) => {
                 self.pos += 1;
@@ -188,7 +194,7 @@ impl<'a> Parser<'_, 'a> {
             Some("exe") => ProcessField::Exe,
             _ => return Err(self.expected("'comm', 'user' or 'exe' after 'process'")),
         };
-        let keyword = self.toks[self.pos].kind.describe();
+        let keyword = self.found();
         let values = self.values_after(&keyword, "a name or path", |w: &str| Some(w.to_string()))?;
         Ok(Expr::Text(TextField::Process(field), TextTest::OneOf(values)))
     }
@@ -273,14 +279,14 @@ impl<'a> Parser<'_, 'a> {
         let (Ok(lo), Ok(hi)) = (lo.parse::<u32>(), hi.parse::<u32>()) else {
             return Err(self.expected(expected));
         };
-        if lo > 65535 || hi > 65535 {
+        let (Ok(lo16), Ok(hi16)) = (u16::try_from(lo), u16::try_from(hi)) else {
             return Err(self.error_here(&format!("port {} is above 65535", lo.max(hi))));
-        }
-        if lo > hi {
+        };
+        if lo16 > hi16 {
             return Err(self.error_here(&format!("port range {w} is reversed: {lo} is above {hi}")));
         }
         self.pos += 1;
-        Ok((lo as u16, hi as u16))
+        Ok((lo16, hi16))
     }
 }
 

@@ -3,6 +3,12 @@
 //! Words keep the characters of addresses, CIDRs, port ranges and dotted
 //! CEL variables (`.`, `:`, `/`, `-`), so `10.0.0.0/8`, `fe80::/10`,
 //! `1024-65535` and `source.address` are single tokens.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 
 /// One token and the 1-based column (in characters) where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +57,9 @@ pub(crate) struct LexError {
 pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexError> {
     let mut tokens = Vec::new();
     let (mut i, mut col) = (0, base);
-    while let Some(c) = text[i..].chars().next() {
-        let rest = &text[i..];
+    // `i` is always a character boundary: it moves by whole tokens.
+    while let Some(rest) = text.get(i..) {
+        let Some(c) = rest.chars().next() else { break };
         let (kind, len) = if c.is_whitespace() {
             (None, c.len_utf8())
         } else if let Some(op) = operator(rest) {
@@ -66,20 +73,21 @@ pub(crate) fn tokenize(text: &str, base: usize) -> Result<Vec<Token<'_>>, LexErr
         } {
             (Some(single), 1)
         } else if c == '"' || c == '\'' {
-            let Some(len) = rest[1..].find(c) else {
+            // The quote is one byte.
+            let Some((inside, _)) = rest.get(1..).and_then(|body| body.split_once(c)) else {
                 return Err(LexError { column: col, message: format!("unterminated string starting with {c}") });
             };
-            (Some(Tok::Str(&rest[1..1 + len])), len + 2)
+            (Some(Tok::Str(inside)), inside.len() + 2)
         } else if is_word_char(c) {
-            let len = rest.find(|ch: char| !is_word_char(ch)).unwrap_or(rest.len());
-            (Some(Tok::Word(&rest[..len])), len)
+            let word = rest.split(|ch: char| !is_word_char(ch)).next().unwrap_or(rest);
+            (Some(Tok::Word(word)), word.len())
         } else {
             return Err(LexError { column: col, message: format!("unexpected character '{c}'") });
         };
         if let Some(kind) = kind {
             tokens.push(Token { kind, column: col });
         }
-        col += rest[..len].chars().count();
+        col += rest.get(..len).map_or(0, |token| token.chars().count());
         i += len;
     }
     Ok(tokens)

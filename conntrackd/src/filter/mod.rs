@@ -19,6 +19,12 @@
 //! the interpreter is at most `cel::MAX_INTERPRETED_DEPTH` (100) levels deep,
 //! so evaluating it fits the daemon's stack (its main thread's 8 MiB; an
 //! optimized build needs a few KiB per level).
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 pub(crate) mod ast;
 mod cel;
 mod errors;
@@ -71,7 +77,7 @@ impl Nesting {
 
     /// Closes the level opened last.
     pub fn leave(&mut self) {
-        self.0 -= 1;
+        self.0 = self.0.saturating_sub(1);
     }
 }
 
@@ -98,7 +104,7 @@ const QUOTED_CHARS: usize = 60;
 /// The rule as an error quotes it: whole, or its first [`QUOTED_CHARS`] characters and "…".
 fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(QUOTED_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        Some((end, _)) => format!("{}…", text.get(..end).unwrap_or(text)).into(),
         None => text.into(),
     }
 }
@@ -217,24 +223,25 @@ fn compile_all<S: AsRef<str>>(texts: &[S]) -> Result<Rules, RulesError> {
 /// Parses `log|drop <expression>`.
 fn compile_rule(text: &str) -> Result<Rule, ParseError> {
     if text.len() > MAX_RULE_BYTES {
-        let column = text[..text.floor_char_boundary(MAX_RULE_BYTES)].chars().count() + 1;
+        let column = text.get(..text.floor_char_boundary(MAX_RULE_BYTES)).map_or(0, |head| head.chars().count()) + 1;
         return Err(ParseError { column, message: format!("the rule is {} bytes long, more than the limit of {MAX_RULE_BYTES}", text.len()) });
     }
     let trimmed = text.trim_start();
     let lead = text.len() - trimmed.len();
-    let word_end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
-    let action = match trimmed[..word_end].to_ascii_lowercase().as_str() {
+    // The first word: up to the first whitespace (`split` yields at least one piece).
+    let word = trimmed.split(char::is_whitespace).next().unwrap_or(trimmed);
+    let action = match word.to_ascii_lowercase().as_str() {
         "log" => Action::Log,
         "drop" => Action::Drop,
         _ => {
-            let found = if trimmed.is_empty() { "an empty rule".to_string() } else { format!("'{}'", &trimmed[..word_end]) };
+            let found = if trimmed.is_empty() { "an empty rule".to_string() } else { format!("'{word}'") };
             return Err(ParseError { column: lead + 1, message: format!("expected 'log' or 'drop', found {found}") });
         }
     };
-    let rest_start = lead + word_end;
-    let base = text[..rest_start].chars().count() + 1;
+    // `lead + word.len()` ends the word, a character boundary.
+    let (head, rest) = text.split_at_checked(lead + word.len()).unwrap_or((text, ""));
+    let base = head.chars().count() + 1;
     let end_column = text.chars().count() + 1;
-    let rest = &text[rest_start..];
     let (language, expr) = if cel::looks_like_cel(rest) {
         (Language::Cel, cel::compile(rest, base)?)
     } else {

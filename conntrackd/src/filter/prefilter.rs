@@ -5,6 +5,12 @@
 //! Each rule is evaluated in three-valued logic (true / false / unknown) over
 //! each of the 3 × 2 × 4 × 4 combinations, in rule order, exactly as
 //! first-match evaluation would run.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{fmt, net::IpAddr};
 
 use conntrackd_common::{Counter, Policy};
@@ -64,15 +70,19 @@ impl Prefilter {
     /// Derives the table from the rules.
     pub fn derive(rules: &Rules) -> Self {
         let mut keep = [[0u16; 2]; 3];
-        for (k, row) in keep.iter_mut().enumerate() {
-            for (p, cell) in row.iter_mut().enumerate() {
+        for kind in KINDS {
+            for protocol in PROTOCOLS {
+                let (kind, protocol) = (kind_bit(kind), protocol_bit(protocol));
+                let mut mask = 0;
                 for src in 0..4u8 {
                     for dst in 0..4u8 {
-                        let combo = Combo { kind: k as u8, protocol: p as u8, src, dst };
-                        if may_log(rules, &combo) {
-                            *cell |= 1 << (src * 4 + dst);
+                        if may_log(rules, &Combo { kind, protocol, src, dst }) {
+                            mask |= 1 << (src * 4 + dst);
                         }
                     }
+                }
+                if let Some(cell) = keep.get_mut(usize::from(kind)).and_then(|row| row.get_mut(usize::from(protocol))) {
+                    *cell = mask;
                 }
             }
         }
@@ -86,16 +96,15 @@ impl Prefilter {
 
     /// Event types some rule path can log: the multicast groups to join.
     pub fn kinds(&self) -> Vec<EventType> {
-        KINDS.iter().copied().filter(|&k| self.keep[kind_bit(k) as usize].iter().any(|&m| m != 0)).collect()
+        KINDS.iter().copied().filter(|&k| self.wants_kind(k)).collect()
     }
 
     /// The kernel-side policy value.
     pub fn policy(&self, wakeup_bytes: u32) -> Policy {
+        // Row by row: `keep[kind * 2 + protocol]`.
         let mut keep = [0u32; 6];
-        for (k, row) in self.keep.iter().enumerate() {
-            for (p, &mask) in row.iter().enumerate() {
-                keep[k * 2 + p] = u32::from(mask);
-            }
+        for (cell, &mask) in keep.iter_mut().zip(self.keep.iter().flatten()) {
+            *cell = u32::from(mask);
         }
         Policy { keep, wakeup_bytes, _pad: 0 }
     }
@@ -104,7 +113,7 @@ impl Prefilter {
     /// class mask kept for this type and protocol, or DropProtocol.
     pub fn row(&self, kind: EventType, proto: u8) -> Result<u16, Counter> {
         let p = conntrackd_common::protocol_index(proto).ok_or(Counter::DropProtocol)?;
-        match self.keep[kind_bit(kind) as usize][p as usize] {
+        match usize::try_from(p).map_or(0, |p| self.mask(kind, p)) {
             0 => Err(Counter::DropProtocol),
             row => Ok(row),
         }
@@ -125,7 +134,13 @@ impl Prefilter {
 
     /// True if some event of this type may be kept.
     pub fn wants_kind(&self, kind: EventType) -> bool {
-        self.keep[kind_bit(kind) as usize].iter().any(|&m| m != 0)
+        self.keep.get(usize::from(kind_bit(kind))).is_some_and(|row| row.iter().any(|&m| m != 0))
+    }
+
+    /// The class mask kept for the type and the protocol's index (0 TCP, 1
+    /// UDP); none for any other index.
+    fn mask(&self, kind: EventType, protocol: usize) -> u16 {
+        self.keep.get(usize::from(kind_bit(kind))).and_then(|row| row.get(protocol)).copied().unwrap_or(0)
     }
 
     /// The kernel's decision for a concrete event, in userspace (tests and fuzzing check soundness with it).
@@ -133,7 +148,7 @@ impl Prefilter {
     pub fn keeps(&self, ev: &crate::event::Event) -> bool {
         let src = class_bit(NetworkClass::of(ev.orig.src));
         let dst = class_bit(NetworkClass::of(ev.orig.dst));
-        let mask = self.keep[kind_bit(ev.kind) as usize][protocol_bit(ev.protocol) as usize];
+        let mask = self.mask(ev.kind, usize::from(protocol_bit(ev.protocol)));
         mask & (1 << (src * 4 + dst)) != 0
     }
 }
@@ -221,7 +236,7 @@ impl fmt::Display for Prefilter {
         let mut groups: Vec<(u16, Vec<EventType>, Protocol)> = Vec::new();
         for proto in PROTOCOLS {
             for kind in KINDS {
-                let mask = self.keep[kind_bit(kind) as usize][protocol_bit(proto) as usize];
+                let mask = self.mask(kind, usize::from(protocol_bit(proto)));
                 match groups.iter_mut().find(|(m, _, p)| *m == mask && *p == proto) {
                     Some(group) => group.1.push(kind),
                     None => groups.push((mask, vec![kind], proto)),

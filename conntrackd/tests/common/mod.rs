@@ -2,6 +2,7 @@
 //! themselves, and the real daemon running inside one, read line by line.
 #![allow(dead_code)]
 
+pub mod entry;
 pub mod inject;
 pub mod launch;
 pub mod tcp;
@@ -39,7 +40,12 @@ pub fn sh(args: &[&str]) -> String {
 
 /// `conntrack <args>` inside `ns`; fails the test with conntrack's error.
 pub fn conntrack(ns: &Netns, args: &[&str]) {
-    let out = Command::new("ip").args(["netns", "exec", &ns.name, "conntrack"]).args(args).output().expect("run conntrack");
+    conntrack_in(&ns.name, args);
+}
+
+/// `conntrack <args>` inside the namespace named `ns`; fails the test with conntrack's error.
+pub fn conntrack_in(ns: &str, args: &[&str]) {
+    let out = Command::new("ip").args(["netns", "exec", ns, "conntrack"]).args(args).output().expect("run conntrack");
     assert!(out.status.success(), "conntrack {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 

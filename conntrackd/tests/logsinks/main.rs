@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{require_root_and_tools, Daemon, Netns};
+use common::{entry::Entry, require_root_and_tools, Daemon, Netns};
 use journald::{field_bytes, Journald};
 use rsyslog::{port, Received, Rsyslog};
 use serde_json::{Map, Value};
@@ -39,34 +39,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Injects a NEW TCP entry 10.99.0.1:<sport> -> 8.8.8.8:443 with mark 42
-/// (no packet is sent).
-fn inject(ns: &Netns, sport: u16) {
-    let sport = sport.to_string();
-    ns.exec(&[
-        "conntrack",
-        "-I",
-        "-p",
-        "tcp",
-        "-s",
-        "10.99.0.1",
-        "-d",
-        "8.8.8.8",
-        "--sport",
-        &sport,
-        "--dport",
-        "443",
-        "--state",
-        "ESTABLISHED",
-        "-t",
-        "120",
-        "-u",
-        "SEEN_REPLY",
-        "-m",
-        "42",
-    ]);
 }
 
 /// The daemon's config: only NEW events, the given sink tables.
@@ -132,7 +104,7 @@ fn syslog_over_udp_tcp_and_unix_reaches_rsyslog_with_every_field() {
         &config(&format!("[sink.syslog]\nenable = true\naddress = \"unixgram://{}\"\nfacility = \"local2\"\n", socket.with_extension("5424").display())),
     );
 
-    inject(&ns, 40100);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 40100, 443).established().mark(42).insert(&ns);
     let line = udp.next_event();
     let flow = line["flow"].clone();
     let names: Vec<String> = event_fields(&line).keys().cloned().collect();
@@ -198,14 +170,14 @@ fn syslog_tcp_receiver_outage_queues_and_counts_overflow() {
     let mut rs = Rsyslog::start(&ns, dir.path(), None, Some(port(2)), false);
     let d = Daemon::start(&ns, &config(&format!("[sink.stream]\nenable = true\n[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\n", port(2))));
     let small = Daemon::start(&ns, &config(&format!("[sink.syslog]\nenable = true\naddress = \"tcp://127.0.0.1:{}\"\nqueue_events = 1\n", port(2))));
-    inject(&ns, 40200);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 40200, 443).established().mark(42).insert(&ns);
     let mut flows = vec![d.next_event()["flow"].clone()];
     rs.wait_for("the first event", |got| from_input(got, "imtcp", "<30>1 ", &flows[0]).is_some());
 
     // The receiver is down for about 10 s; events keep coming meanwhile.
     rs.stop();
     for i in 1..=5u16 {
-        inject(&ns, 40200 + i);
+        Entry::tcp("10.99.0.1", "8.8.8.8", 40200 + i, 443).established().mark(42).insert(&ns);
         flows.push(d.next_event()["flow"].clone());
         thread::sleep(Duration::from_secs(2));
     }
@@ -241,7 +213,7 @@ fn journald_stores_every_field_as_event_star() {
     let dir = TempDir::new("journal");
     let j = Journald::start(dir.path());
     let d = Daemon::start(&ns, &config(&format!("[sink.stream]\nenable = true\n[sink.journal]\nenable = true\nsocket = \"{}\"\n", j.socket.display())));
-    inject(&ns, 40300);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 40300, 443).established().mark(42).insert(&ns);
     let line = d.next_event();
     assert_eq!(line["mark"], 42, "{line}");
     let flow = line["flow"].to_string();

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::{
     common::{
         enter_netns,
+        entry::Entry,
         launch::{Exited, Launch},
         Daemon, Netns, Stopped, WAIT,
     },
@@ -51,9 +52,7 @@ impl Cx {
 
     /// Creates the case's entry 10.99.0.1:sport -> 8.8.8.8:443 (one NEW event; no packet is sent).
     pub fn inject(&self) {
-        let sport = self.sport.to_string();
-        let args = ["-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "8.8.8.8", "--sport", &sport, "--dport", "443", "--state", "SYN_SENT", "-t", "60"];
-        crate::common::conntrack(&self.ns, &args);
+        Entry::tcp("10.99.0.1", "8.8.8.8", self.sport, 443).insert(&self.ns);
     }
 
     /// Checks that a stream line is this case's event.

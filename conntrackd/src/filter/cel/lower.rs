@@ -10,6 +10,12 @@
 //! A constant compared with a string variable must be a value the variable
 //! can have (`"TCP"`, not `"tcp"`; an address as the daemon writes it):
 //! anything else could never match and is an error naming its column.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::net::IpAddr;
 
 use cel::{

@@ -12,6 +12,12 @@
 //! 4. `lower.rs` compiles what the fast tree can express into it (so most
 //!    rules evaluate without allocating and the kernel pre-filter can reason
 //!    about them) and leaves the rest to the interpreter as [`Opaque`] nodes.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 mod check;
 mod lower;
 mod runtime;
@@ -58,7 +64,7 @@ pub(crate) fn compile(text: &str, base: usize) -> Result<Expr, ParseError> {
 /// Parses with the crate after the nesting scan; a syntax error names its column.
 pub(crate) fn parse(text: &str, base: usize) -> Result<(IdedExpr, SourceInfo), ParseError> {
     scan::check_nesting(text, base)?;
-    let parser = runtime::ENV.parser().max_recursion_depth(2 * MAX_NESTING as u16);
+    let parser = runtime::ENV.parser().max_recursion_depth(u16::try_from(2 * MAX_NESTING).unwrap_or(u16::MAX));
     parser.parse_with_source_info(text).map_err(|errors| {
         let Some(first) = errors.errors.first() else { return ParseError { column: base, message: "syntax error".into() } };
         let (line, col) = (usize::try_from(first.pos.0).unwrap_or(1).max(1), usize::try_from(first.pos.1).unwrap_or(1).max(1));

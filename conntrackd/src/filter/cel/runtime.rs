@@ -3,6 +3,12 @@
 //! variables, read only when the expression asks for them (no per-event map
 //! is built). Used for the subtrees the fast tree cannot express, for
 //! constant subexpressions at load time, and by the conformance test.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::{
     net::IpAddr,
     sync::{Arc, LazyLock},

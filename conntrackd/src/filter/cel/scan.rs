@@ -13,6 +13,12 @@
 //! balanced by the parser and cost nothing.
 //!
 //! The scan also tells whether a rule uses CEL-only syntax ([`looks_like_cel`]).
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use crate::filter::{ParseError, MAX_NESTING};
 
 /// The open levels of one bracket.
@@ -40,12 +46,12 @@ const MACROS: [&str; 5] = ["all", "exists", "exists_one", "map", "filter"];
 /// Checks the nesting of `text`, whose first character is at column `base`.
 pub(crate) fn check_nesting(text: &str, base: usize) -> Result<(), ParseError> {
     let chars: Vec<char> = text.chars().collect();
-    let mut frames = vec![Frame::default()];
+    // The innermost bracket's frame, and those of the brackets around it.
+    let (mut frame, mut outer) = (Frame::default(), Vec::<Frame>::new());
     let (mut i, mut operand_ended, mut after_dot_ident) = (0, false, None::<usize>);
     let too_deep = |column: usize| ParseError { column: base + column, message: format!("nesting deeper than {MAX_NESTING} levels") };
     while let Some(&c) = chars.get(i) {
         let next = chars.get(i + 1).copied();
-        let frame = frames.last_mut().expect("the root frame is never popped");
         let start = i;
         let mut ends_operand = false;
         match c {
@@ -64,8 +70,8 @@ pub(crate) fn check_nesting(text: &str, base: usize) -> Result<(), ParseError> {
                 ends_operand = true;
             }
             'r' | 'R' | 'b' | 'B' if is_string_prefix(&chars, i) => {
-                let raw = chars[i..].iter().take_while(|c| !matches!(c, '"' | '\'')).any(|c| matches!(c, 'r' | 'R'));
-                while !matches!(chars.get(i), Some('"' | '\'')) {
+                let raw = from(&chars, i).iter().take_while(|c| !matches!(c, '"' | '\'')).any(|c| matches!(c, 'r' | 'R'));
+                while chars.get(i).is_some_and(|c| !matches!(c, '"' | '\'')) {
                     i += 1;
                 }
                 i = skip_string(&chars, i, raw);
@@ -75,7 +81,7 @@ pub(crate) fn check_nesting(text: &str, base: usize) -> Result<(), ParseError> {
                 while chars.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_') {
                     i += 1;
                 }
-                let word: String = chars[start..i].iter().collect();
+                let word: String = chars.get(start..i).unwrap_or_default().iter().collect();
                 if word == "in" && operand_ended {
                     frame.chain += 1;
                 } else {
@@ -98,21 +104,22 @@ pub(crate) fn check_nesting(text: &str, base: usize) -> Result<(), ParseError> {
                 if base > MAX_NESTING {
                     return Err(too_deep(i));
                 }
-                frames.push(Frame { base, ..Frame::default() });
+                outer.push(std::mem::replace(&mut frame, Frame { base, ..Frame::default() }));
                 i += 1;
                 operand_ended = false;
                 continue;
             }
             ')' | ']' | '}' => {
-                if frames.len() > 1 {
-                    frames.pop();
+                // A closing bracket with none open is the parser's error to report.
+                if let Some(enclosing) = outer.pop() {
+                    frame = enclosing;
                 }
                 i += 1;
                 operand_ended = true;
                 continue;
             }
             _ => {
-                let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
+                let two: String = from(&chars, i).iter().take(2).collect();
                 i += match two.as_str() {
                     "&&" | "||" => {
                         frame.end_segment();
@@ -129,7 +136,7 @@ pub(crate) fn check_nesting(text: &str, base: usize) -> Result<(), ParseError> {
                             '-' | '+' | '*' | '/' | '%' | '<' | '>' => frame.chain += 1,
                             '.' if operand_ended => {
                                 frame.chain += 1;
-                                after_dot_ident = Some(i + 1 + chars[i + 1..].iter().take_while(|c| c.is_whitespace()).count());
+                                after_dot_ident = Some(i + 1 + from(&chars, i + 1).iter().take_while(|c| c.is_whitespace()).count());
                             }
                             '?' => {
                                 frame.end_segment();
@@ -159,8 +166,13 @@ fn macro_call_at(chars: &[char], open: usize, after_dot_ident: Option<usize>) ->
     if chars.get(open) != Some(&'(') || start >= open {
         return false;
     }
-    let word: String = chars[start..open].iter().collect();
+    let word: String = chars.get(start..open).unwrap_or_default().iter().collect();
     MACROS.contains(&word.trim_end())
+}
+
+/// The characters from `i` on (none past the end).
+fn from(chars: &[char], i: usize) -> &[char] {
+    chars.get(i..).unwrap_or_default()
 }
 
 fn is_hex(chars: &[char], start: usize) -> bool {
@@ -169,14 +181,14 @@ fn is_hex(chars: &[char], start: usize) -> bool {
 
 /// `r"`, `b'`, `rb"`, `BR'`…: a string prefix right before a quote.
 fn is_string_prefix(chars: &[char], i: usize) -> bool {
-    let prefix: String = chars[i..].iter().take_while(|c| matches!(c, 'r' | 'R' | 'b' | 'B')).collect();
-    let before_ok = i == 0 || !chars[i - 1].is_ascii_alphanumeric() && chars[i - 1] != '_';
+    let prefix: String = from(chars, i).iter().take_while(|c| matches!(c, 'r' | 'R' | 'b' | 'B')).collect();
+    let before_ok = i.checked_sub(1).and_then(|j| chars.get(j)).is_none_or(|&c| !c.is_ascii_alphanumeric() && c != '_');
     before_ok && prefix.len() <= 2 && matches!(chars.get(i + prefix.len()), Some('"' | '\''))
 }
 
 /// The index after the string literal opening at `i` (or the end of the text).
 fn skip_string(chars: &[char], i: usize, raw: bool) -> usize {
-    let quote = chars[i];
+    let Some(&quote) = chars.get(i) else { return chars.len() };
     let triple = chars.get(i + 1) == Some(&quote) && chars.get(i + 2) == Some(&quote);
     let mut j = i + if triple { 3 } else { 1 };
     while let Some(&c) = chars.get(j) {
@@ -205,11 +217,10 @@ pub(crate) fn looks_like_cel(text: &str) -> bool {
     }
     let word_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '-' | '_');
     let mut rest = text;
-    while let Some(start) = rest.find(word_char) {
-        rest = &rest[start..];
-        let len = rest.find(|c: char| !word_char(c)).unwrap_or(rest.len());
-        let word = &rest[..len];
-        rest = &rest[len..];
+    // `find` answers character boundaries, so every split succeeds.
+    while let Some((_, from_word)) = rest.find(word_char).and_then(|start| rest.split_at_checked(start)) {
+        let (word, after) = from_word.split_at_checked(from_word.find(|c: char| !word_char(c)).unwrap_or(from_word.len())).unwrap_or((from_word, ""));
+        rest = after;
         // `source.port`, not an address or a dotted process name (`process comm python3.11`).
         let dotted = word.split_once('.').is_some_and(|(first, _)| super::vars::NAMESPACES.contains(&first));
         let lower = word.to_ascii_lowercase();

@@ -1,6 +1,12 @@
 //! The static types of the load-time check and the signatures of the
 //! standard operators and functions (and ours) over them. `Dyn` is a value
 //! whose type is only known when the rule runs: it matches every parameter.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,58 +141,48 @@ pub(crate) fn known(func: &str, member: bool) -> bool {
 /// The result type of `func` applied to `args` (a member call's target first),
 /// or what is wrong. `member` tells `x.f(y)` from `f(x, y)`.
 pub(crate) fn call(func: &str, member: bool, args: &[Ty]) -> Result<Ty, String> {
-    let arity = |n: usize| -> Result<(), String> {
-        if args.len() == n {
-            Ok(())
-        } else {
-            let (shown, n) = if member { (args.len().saturating_sub(1), n.saturating_sub(1)) } else { (args.len(), n) };
-            Err(format!("{} takes {n} argument{}, found {shown}", display_name(func), if n == 1 { "" } else { "s" }))
-        }
-    };
     let mismatch = || {
         let types: Vec<String> = args.iter().map(ToString::to_string).collect();
-        if member {
-            format!("no {} method on {} taking ({})", func, types[0], types[1..].join(", "))
-        } else {
-            format!("{} does not apply to ({})", display_name(func), types.join(", "))
+        match types.split_first() {
+            Some((target, rest)) if member => format!("no {} method on {} taking ({})", func, target, rest.join(", ")),
+            _ => format!("{} does not apply to ({})", display_name(func), types.join(", ")),
         }
     };
-    let unary = |ok: &dyn Fn(&Ty) -> Option<Ty>| -> Result<Ty, String> {
-        arity(1)?;
-        ok(&args[0]).ok_or_else(mismatch)
-    };
+    let one = || -> Result<&Ty, String> { arity::<1>(func, member, args).map(|[a]| a) };
+    let two = || arity::<2>(func, member, args);
+    let unary = |ok: &dyn Fn(&Ty) -> Option<Ty>| -> Result<Ty, String> { ok(one()?).ok_or_else(mismatch) };
     match (func, member) {
         ("_+_" | "_-_" | "_*_" | "_/_" | "_%_", false) => {
-            arity(2)?;
-            arithmetic(func, &args[0], &args[1]).ok_or_else(mismatch)
+            let [a, b] = two()?;
+            arithmetic(func, a, b).ok_or_else(mismatch)
         }
         ("-_", false) => unary(&|t| matches!(t, Ty::Int | Ty::Double | Ty::Dyn).then(|| t.clone())),
         ("!_" | "@not_strictly_false", false) => unary(&|t| t.is(&Ty::Bool).then_some(Ty::Bool)),
         ("_&&_" | "_||_", false) => {
-            arity(2)?;
-            (args[0].is(&Ty::Bool) && args[1].is(&Ty::Bool)).then_some(Ty::Bool).ok_or_else(mismatch)
+            let [a, b] = two()?;
+            (a.is(&Ty::Bool) && b.is(&Ty::Bool)).then_some(Ty::Bool).ok_or_else(mismatch)
         }
         ("_==_" | "_!=_", false) => {
-            arity(2)?;
-            args[0].comparable(&args[1]).then_some(Ty::Bool).ok_or_else(mismatch)
+            let [a, b] = two()?;
+            a.comparable(b).then_some(Ty::Bool).ok_or_else(mismatch)
         }
         ("_<_" | "_<=_" | "_>_" | "_>=_", false) => {
-            arity(2)?;
-            args[0].ordered(&args[1]).then_some(Ty::Bool).ok_or_else(mismatch)
+            let [a, b] = two()?;
+            a.ordered(b).then_some(Ty::Bool).ok_or_else(mismatch)
         }
         ("@in", false) => {
-            arity(2)?;
-            let ok = match &args[1] {
+            let [a, b] = two()?;
+            let ok = match b {
                 Ty::Dyn => true,
-                Ty::List(e) => args[0].comparable(e),
-                Ty::Map(k, _) => args[0].comparable(k),
+                Ty::List(e) => a.comparable(e),
+                Ty::Map(k, _) => a.comparable(k),
                 _ => false,
             };
             ok.then_some(Ty::Bool).ok_or_else(mismatch)
         }
         ("_[_]", false) => {
-            arity(2)?;
-            match (&args[0], &args[1]) {
+            let [a, b] = two()?;
+            match (a, b) {
                 (Ty::Dyn, _) => Some(Ty::Dyn),
                 (Ty::List(e), i) if i.is_numeric() || *i == Ty::Dyn => Some((**e).clone()),
                 (Ty::Map(k, v), key) if k.comparable(key) => Some((**v).clone()),
@@ -195,13 +191,13 @@ pub(crate) fn call(func: &str, member: bool, args: &[Ty]) -> Result<Ty, String> 
             .ok_or_else(mismatch)
         }
         ("_?_:_", false) => {
-            arity(3)?;
-            args[0].is(&Ty::Bool).then(|| args[1].unify(&args[2])).ok_or_else(mismatch)
+            let [c, a, b] = arity::<3>(func, member, args)?;
+            c.is(&Ty::Bool).then(|| a.unify(b)).ok_or_else(mismatch)
         }
         ("size", _) => unary(&|t| matches!(t, Ty::String | Ty::Bytes | Ty::List(_) | Ty::Map(..) | Ty::Dyn).then_some(Ty::Int)),
         ("contains" | "startsWith" | "endsWith", true) | ("matches", _) => {
-            arity(2)?;
-            (args[0].is(&Ty::String) && args[1].is(&Ty::String)).then_some(Ty::Bool).ok_or_else(mismatch)
+            let [a, b] = two()?;
+            (a.is(&Ty::String) && b.is(&Ty::String)).then_some(Ty::Bool).ok_or_else(mismatch)
         }
         ("int" | "uint" | "double", false) => {
             let to = match func {
@@ -217,16 +213,25 @@ pub(crate) fn call(func: &str, member: bool, args: &[Ty]) -> Result<Ty, String> 
         ("dyn", false) => unary(&|_| Some(Ty::Dyn)),
         ("type", false) => unary(&|_| Some(Ty::Type)),
         ("is_network" | "in_cidr", false) => {
-            arity(2)?;
-            (args[0].is(&Ty::String) && args[1].is(&Ty::String)).then_some(Ty::Bool).ok_or_else(mismatch)
+            let [a, b] = two()?;
+            (a.is(&Ty::String) && b.is(&Ty::String)).then_some(Ty::Bool).ok_or_else(mismatch)
         }
         ("in_range", false) => {
-            arity(3)?;
-            args.iter().all(|a| a.is(&Ty::Int)).then_some(Ty::Bool).ok_or_else(mismatch)
+            let all = arity::<3>(func, member, args)?;
+            all.iter().all(|a| a.is(&Ty::Int)).then_some(Ty::Bool).ok_or_else(mismatch)
         }
         (_, true) => Err(format!("unknown method '{func}' on {}: expected one of {FUNCTIONS}", args.first().map_or(Ty::Dyn, Clone::clone))),
         (_, false) => Err(format!("unknown function '{func}': expected one of {FUNCTIONS}")),
     }
+}
+
+/// The `N` arguments of a call (a member call's target first), or the arity
+/// error: a member call's counts leave the target out.
+fn arity<'t, const N: usize>(func: &str, member: bool, args: &'t [Ty]) -> Result<&'t [Ty; N], String> {
+    args.try_into().map_err(|_| {
+        let (shown, n) = if member { (args.len().saturating_sub(1), N.saturating_sub(1)) } else { (args.len(), N) };
+        format!("{} takes {n} argument{}, found {shown}", display_name(func), if n == 1 { "" } else { "s" })
+    })
 }
 
 fn arithmetic(func: &str, a: &Ty, b: &Ty) -> Option<Ty> {
