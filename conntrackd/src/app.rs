@@ -32,7 +32,7 @@ use crate::{
     cli::LevelHandle,
     config::{Config, Overrides},
     enrich::{process::Attributor, Enricher},
-    event::Event,
+    event::{community_id::CommunityId, Event},
     filter::{Prefilter, Rules},
     metrics::Metrics,
     notify,
@@ -83,7 +83,13 @@ pub(crate) async fn run(config: Config, reload: Reload) -> anyhow::Result<()> {
     }
     let mut signals = Signals::new()?;
     let mut ticks = Ticks::new(config.geoip.watch_interval);
-    let mut pipeline = Pipeline { rules: config.rules.clone(), attributor: Attributor::default(), enricher, metrics: Arc::clone(&metrics) };
+    let mut pipeline = Pipeline {
+        rules: config.rules.clone(),
+        attributor: Attributor::default(),
+        enricher,
+        community_id_seed: config.community_id_seed,
+        metrics: Arc::clone(&metrics),
+    };
     let mut running = config;
     let mut reporter = SinkLossReporter::default();
     let mut retiring: Vec<Retiring> = Vec::new();
@@ -234,6 +240,7 @@ fn apply_reload(ready: ReloadReady, live: &mut Live<'_>, reload: &Reload) -> Ret
     let table = prefilter(&new);
     live.sources.update_prefilter(table);
     live.pipeline.rules = new.rules.clone();
+    live.pipeline.community_id_seed = new.community_id_seed;
     *live.metrics.rule_errors.lock().unwrap_or_else(|p| p.into_inner()) = new.rules.errors();
     let started = prepared.started();
     let retiring = live.sinks.apply(prepared);
@@ -277,6 +284,8 @@ struct Pipeline {
     attributor: Attributor,
     /// GeoIP, when configured.
     enricher: Option<Enricher>,
+    /// `community_id_seed`.
+    community_id_seed: u16,
     metrics: Arc<Metrics>,
 }
 
@@ -288,6 +297,11 @@ impl Pipeline {
         batch.retain(|ev| rules.logs(ev));
         self.metrics.read.fetch_add(before as u64, Ordering::Relaxed);
         self.metrics.dropped_by_rules.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
+        let seed = self.community_id_seed;
+        for ev in &mut batch {
+            let (orig, protocol) = (&ev.orig, ev.protocol.number());
+            ev.community_id = Some(CommunityId::new(seed, protocol, (orig.src, orig.src_port), (orig.dst, orig.dst_port)));
+        }
         if let Some(enricher) = &mut self.enricher {
             batch.iter_mut().for_each(|ev| enricher.enrich(ev));
             *self.metrics.geoip.lock().unwrap_or_else(|p| p.into_inner()) = Some(enricher.stats());

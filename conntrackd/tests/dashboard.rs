@@ -56,7 +56,7 @@ fn emitted_fields() -> BTreeSet<String> {
     };
     let mut fields: BTreeSet<String> = literals(&src("event/fields.rs")).into_iter().collect();
     // The literals inside each `Names { ... }` table, whatever its layout.
-    let enrich = src("enrich/mod.rs");
+    let enrich = src("event/attached.rs");
     let tables = enrich.split("Names {").skip(1).filter_map(|rest| rest.split_once('}').map(|(table, _)| table));
     fields.extend(tables.flat_map(literals));
     for must in ["type", "src_addr", "dst_addr", "dst_city", "dst_country", "dst_lat", "dst_lon", "dst_asn", "dst_as_org"] {

@@ -47,7 +47,7 @@ fn env_names() {
 
 #[test]
 fn every_key_has_a_help_text_and_a_default() {
-    assert_eq!(keys().len(), 54, "a new key: check its help here and add it to contrib/conntrackd.toml");
+    assert_eq!(keys().len(), 55, "a new key: check its help here and add it to contrib/conntrackd.toml");
     for key in keys() {
         let help = key.help();
         assert!(!key.doc.trim().is_empty(), "{} has no doc comment (its help)", key.path);

@@ -95,6 +95,8 @@ pub(crate) struct Config {
     pub source: SourceConfig,
     pub sinks: SinksConfig,
     pub geoip: GeoipConfig,
+    /// `community_id_seed`.
+    pub community_id_seed: u16,
 }
 
 /// `[metrics]`.
@@ -181,7 +183,19 @@ impl Config {
         let source = raw.source.validate()?;
         let sinks = raw.sink.validate()?;
         let metrics = validate_metrics(&raw.metrics)?;
-        Ok(Self { file: None, warnings: Vec::new(), rules, metrics, log: LogConfig { level, format }, source, sinks, geoip: raw.geoip.validate()? })
+        let community_id_seed = u16::try_from(raw.community_id_seed)
+            .map_err(|_| ConfigError::Invalid { key: "community_id_seed", message: format!("expected 0 to 65535, found {}", raw.community_id_seed) })?;
+        Ok(Self {
+            file: None,
+            warnings: Vec::new(),
+            rules,
+            metrics,
+            log: LogConfig { level, format },
+            source,
+            sinks,
+            geoip: raw.geoip.validate()?,
+            community_id_seed,
+        })
     }
 }
 

@@ -15,6 +15,8 @@ section! {
     pub(crate) struct RawConfig at "" {
         /// A rule (`log|drop <expression>`); repeat for a list. Replaces the file's rules
         filter: Option<Vec<String>> = None, List, shown "log protocol tcp and destination network public; drop any";
+        /// Seed of every event's community_id (Community ID v1), 0 to 65535; peers hashing the same flows must use the same seed
+        community_id_seed: u64 = 0, Int;
         /// `[log]`
         log: RawLog = RawLog::default(), Table(RawLog::keys);
         /// `[source]`

@@ -343,9 +343,10 @@ fn the_built_in_stream_sink_only_without_another_enabled_sink() {
 fn integer_keys_reject_out_of_range_values_naming_the_key() {
     use keys::{keys, Kind};
     let all_sinks = "[sink.stream]\nenable = true\n[sink.journal]\nenable = true\n[sink.syslog]\nenable = true\n[sink.loki]\nenable = true\n";
-    let valid = [("geoip.cache_entries", "0"), ("geoip.watch_interval_ms", "0"), ("sink.loki.spool_max_bytes", "9223372036854775807")];
+    let valid =
+        [("geoip.cache_entries", "0"), ("geoip.watch_interval_ms", "0"), ("sink.loki.spool_max_bytes", "9223372036854775807"), ("community_id_seed", "0")];
     let ints: Vec<_> = keys().iter().filter(|k| k.kind == Kind::Int).collect();
-    assert_eq!(ints.len(), 12, "a new integer key: add its edges here");
+    assert_eq!(ints.len(), 13, "a new integer key: add its edges here");
     for key in ints {
         for value in ["0", "-1", "9223372036854775807", "18446744073709551616"] {
             let over = Overrides { flags: vec![(key.path, vec![value.into()])], ..Overrides::default() };
@@ -357,9 +358,12 @@ fn integer_keys_reject_out_of_range_values_naming_the_key() {
             let err = result.err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(key.path) && err.contains("expected"), "{} = {value} must be refused naming the key: {err:?}", key.path);
         }
-        let (table, name) = key.path.rsplit_once('.').unwrap();
-        let err = Config::from_toml(&format!("[{table}]\n{name} = -1\n")).unwrap_err().to_string();
-        let want = format!("config file <test>: line 2, column {}: {}: invalid value: integer `-1`, expected ", name.len() + 4, key.path);
+        let (text, line, name) = match key.path.rsplit_once('.') {
+            Some((table, name)) => (format!("[{table}]\n{name} = -1\n"), 2, name),
+            None => (format!("{} = -1\n", key.path), 1, key.path),
+        };
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        let want = format!("config file <test>: line {line}, column {}: {}: invalid value: integer `-1`, expected ", name.len() + 4, key.path);
         assert!(err.starts_with(&want), "got:  {err}\nwant: {want}");
     }
 }
@@ -370,6 +374,7 @@ fn edges_of_the_integer_keys() {
         Config::from_toml("[source]\nring_buffer_bytes = 1073741824\nreceive_buffer_bytes = 65536\n[sink.stream]\nenable = true\nqueue_events = 10000000\n")
             .unwrap();
     assert_eq!((c.source.ring_buffer_bytes, c.source.receive_buffer_bytes, c.sinks.stream.map(|s| s.queue_events)), (1 << 30, 65536, Some(10_000_000)));
+    assert_eq!(Config::from_toml("community_id_seed = 65535\n[sink.stream]\nenable = true\n").unwrap().community_id_seed, 65535);
     for (text, want) in [
         ("[source]\nring_buffer_bytes = 98304", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 98304"),
         ("[source]\nring_buffer_bytes = 2147483648", "config source.ring_buffer_bytes: expected a power of two between 65536 and 1073741824, found 2147483648"),
@@ -377,6 +382,7 @@ fn edges_of_the_integer_keys() {
         ("[sink.stream]\nqueue_events = 10000001", "config sink.stream.queue_events: expected 1..=10000000, found 10000001"),
         ("[metrics]\nunhealthy_after_s = 604801", "config metrics.unhealthy_after_s: expected 1..=604800 (a week), found 604801"),
         ("[geoip]\ncache_entries = 10000001", "config geoip.cache_entries: expected 0 (no cache) to 10000000, found 10000001"),
+        ("community_id_seed = 65536", "config community_id_seed: expected 0 to 65535, found 65536"),
     ] {
         let text = if text.starts_with("[sink.stream]") { format!("{text}\nenable = true\n") } else { format!("{text}\n[sink.stream]\nenable = true\n") };
         let err = Config::from_toml(&text).unwrap_err().to_string();

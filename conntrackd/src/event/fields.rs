@@ -40,7 +40,7 @@ impl Event {
     /// Calls `f(name, value)` for each present field, in contract order:
     /// type, flow, prot, src_addr, dst_addr, src_port, dst_port, tcp_state,
     /// src_city, src_country, src_lat, src_lon, dst_city, dst_country,
-    /// dst_lat, dst_lon, then the fields the original lacks.
+    /// dst_lat, dst_lon, then the fields the original lacks (`community_id` last).
     pub fn for_each_field(&self, mut f: impl FnMut(&'static str, FieldValue<'_>)) {
         f("type", FieldValue::Str(self.kind.as_str()));
         if let Some(flow) = self.flow {
@@ -96,6 +96,9 @@ impl Event {
         }
         if let Some(netns) = &self.netns {
             f("netns", FieldValue::Str(netns));
+        }
+        if let Some(id) = &self.community_id {
+            f("community_id", FieldValue::Str(id.as_str()));
         }
     }
 }

@@ -58,6 +58,14 @@ impl Protocol {
         }
     }
 
+    /// The IP protocol number (6, 17).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "TCP",
@@ -137,6 +145,8 @@ pub(crate) struct Event {
     /// GeoIP data of `orig.src` / `orig.dst`, attached after the rules kept the event.
     pub src_geo: Option<Arc<GeoInfo>>,
     pub dst_geo: Option<Arc<GeoInfo>>,
+    /// The flow's Community ID of the original tuple, attached after the rules kept the event.
+    pub community_id: Option<community_id::CommunityId>,
 }
 
 /// Why a record cannot become an [`Event`].
@@ -176,6 +186,7 @@ impl Event {
             process: None,
             src_geo: None,
             dst_geo: None,
+            community_id: None,
         }
     }
 
@@ -228,6 +239,7 @@ impl Event {
             process: None,
             src_geo: None,
             dst_geo: None,
+            community_id: None,
         })
     }
 }
