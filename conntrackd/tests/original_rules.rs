@@ -47,7 +47,13 @@ impl Row {
     fn compare(&mut self, source: &str, rules: &[String], event: Option<&Value>, theirs: &str, ours: &str) {
         self.cases += 1;
         if theirs != ours {
-            self.differences.push(Difference { source: source.to_string(), rules: rules.to_vec(), event: event.cloned(), theirs: theirs.into(), ours: ours.into() });
+            self.differences.push(Difference {
+                source: source.to_string(),
+                rules: rules.to_vec(),
+                event: event.cloned(),
+                theirs: theirs.into(),
+                ours: ours.into(),
+            });
         }
     }
 }
@@ -106,7 +112,7 @@ fn table(version: &str, language: &str, prefix: &str) -> BTreeSet<String> {
     for r in &decided {
         by_list.entry(&r.rules).or_default().push(r);
     }
-    let cases: Vec<(Vec<String>, Vec<Value>)> = lists
+    let cases: Vec<Case> = lists
         .iter()
         .map(|(_, rules)| {
             let tested = by_list.get(rules.as_slice()).into_iter().flatten().filter_map(|r| r.event.clone());
@@ -143,7 +149,13 @@ fn table(version: &str, language: &str, prefix: &str) -> BTreeSet<String> {
         };
         for (k, r) in recorded.iter().enumerate() {
             // The original's API on its own must agree with what its tests saw.
-            assert_eq!(Some(&t[grid.len() + k]), r.verdict.as_ref(), "v{version} {}: NewFilter/Evaluate disagree with the test's own decision for {rules:?} on {:?}", r.test, r.event);
+            assert_eq!(
+                Some(&t[grid.len() + k]),
+                r.verdict.as_ref(),
+                "v{version} {}: NewFilter/Evaluate disagree with the test's own decision for {rules:?} on {:?}",
+                r.test,
+                r.event
+            );
         }
         let Ok(o) = &ours[i] else {
             for (k, r) in recorded.iter().enumerate() {
@@ -183,9 +195,8 @@ fn table(version: &str, language: &str, prefix: &str) -> BTreeSet<String> {
     );
     // The original on each differing event that has IPv4-mapped addresses, written as IPv4.
     let all: Vec<(&str, &Difference)> = rows.iter().flat_map(|r| r.differences.iter().map(move |d| (r.name, d))).collect();
-    let unmapped: Vec<(usize, (Vec<String>, Vec<Value>))> =
-        all.iter().enumerate().filter_map(|(i, (_, d))| Some((i, (d.rules.clone(), vec![unmap(d.event.as_ref()?)?])))).collect();
-    let queries: Vec<(Vec<String>, Vec<Value>)> = unmapped.iter().map(|(_, q)| q.clone()).collect();
+    let unmapped: Vec<(usize, Case)> = all.iter().enumerate().filter_map(|(i, (_, d))| Some((i, (d.rules.clone(), vec![unmap(d.event.as_ref()?)?])))).collect();
+    let queries: Vec<Case> = unmapped.iter().map(|(_, q)| q.clone()).collect();
     let answers: BTreeMap<usize, Verdict> =
         unmapped.iter().zip(oracle(version, &queries)).filter_map(|((i, _), a)| Some((*i, a.ok()?.into_iter().next()?))).collect();
     let mut measured = BTreeSet::new();
@@ -232,5 +243,12 @@ fn rule_lists_are_read_from_code_blocks_yaml_and_backticks() {
         vec![(1, vec!["drop ANY".into()]), (4, vec!["log protocol == \"TCP\"".into(), "drop any".into()]), (8, vec!["log type NEW".into(), "drop ANY".into()])];
     assert_eq!(lists, want);
     let yaml = "filter:\n  - 'drop destination.address == \"8.8.8.8\"'\n  - \"drop any\"\nsink:\n  - \"stream\"\n";
+    let table = "| Old DSL | New CEL |\n|---|---|\n| `on port 53` | `source.port == 53 \\|\\| destination.port == 53` |\n| `and` | `&&` |\n                 | `drop any` | `drop true` alias `drop any` |\n\n```cel\nin_range(source.port, 1024, 65535)\n```\n";
+    let rows = migration_table(table);
+    assert_eq!(rows[0], (3, "log on port 53".to_string(), "log source.port == 53 || destination.port == 53".to_string()));
+    assert_eq!(rows[1], (5, "drop any".to_string(), "drop true".to_string()));
+    assert_eq!(rows.len(), 2);
+    let lists: Vec<Vec<String>> = rule_lists(table, true).into_iter().map(|(_, l)| l).collect();
+    assert!(lists.contains(&vec!["log in_range(source.port, 1024, 65535)".to_string()]) && lists.contains(&vec!["drop true".to_string()]), "{lists:?}");
     assert_eq!(rule_lists(yaml, false), vec![(2, vec!["drop destination.address == \"8.8.8.8\"".to_string(), "drop any".to_string()])]);
 }

@@ -62,7 +62,8 @@ pub(crate) fn install() -> Result<()> {
     let mut stale = Vec::new();
     for release in &RELEASES {
         let digest = rules_digest(&root, release.version)?;
-        if !rules_test_binary(&root, release.version).is_file() || std::fs::read_to_string(rules_stamp(&root, release.version)).ok().as_deref() != Some(&digest) {
+        if !rules_test_binary(&root, release.version).is_file() || std::fs::read_to_string(rules_stamp(&root, release.version)).ok().as_deref() != Some(&digest)
+        {
             stale.push((release, digest));
         }
     }
@@ -90,10 +91,8 @@ fn hooks_file(version: &str) -> &'static str {
 
 /// The functions each release's hooks wrap: file, the original's line, its new name.
 fn renames(version: &str) -> &'static [(&'static str, &'static str, &'static str)] {
-    const CEL: [(&str, &str, &str); 2] = [
-        ("filter.go", "func NewFilter(", "func originalNewFilter("),
-        ("filter.go", "func (f *Filter) Evaluate(", "func (f *Filter) originalEvaluate("),
-    ];
+    const CEL: [(&str, &str, &str); 2] =
+        [("filter.go", "func NewFilter(", "func originalNewFilter("), ("filter.go", "func (f *Filter) Evaluate(", "func (f *Filter) originalEvaluate(")];
     const KEYWORD: [(&str, &str, &str); 4] = [
         ("filter.go", "func NewFilter(", "func originalNewFilter("),
         ("filter.go", "func (f *Filter) Evaluate(", "func (f *Filter) originalEvaluate("),
@@ -115,11 +114,7 @@ fn rules_stamp(root: &Path, version: &str) -> PathBuf {
 /// (`conntrackd/tests/original_rules.rs` computes the same to detect a stale build).
 fn rules_digest(root: &Path, version: &str) -> Result<String> {
     let dir = root.join("xtask/peers/conntrackd-go/ruletable");
-    let out = Command::new("sha256sum")
-        .arg(dir.join("ruletable_test.go"))
-        .arg(dir.join(hooks_file(version)))
-        .output()
-        .context("running sha256sum")?;
+    let out = Command::new("sha256sum").arg(dir.join("ruletable_test.go")).arg(dir.join(hooks_file(version))).output().context("running sha256sum")?;
     if !out.status.success() {
         bail!("sha256sum {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim());
     }

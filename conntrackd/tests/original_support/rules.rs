@@ -33,6 +33,9 @@ pub struct Record {
 /// `log no rule`; `error: …` when the rules did not load; `not an event`.
 pub type Verdict = String;
 
+/// A rule list and the events to decide with it.
+pub type Case = (Vec<String>, Vec<Value>);
+
 /// The rule table binary of `version`, checked against the Go files it was built from.
 pub fn table_binary(version: &str) -> PathBuf {
     let bin = PathBuf::from(format!("{ROOT}/target/peers/conntrackd-go-{version}-rules.test"));
@@ -103,7 +106,7 @@ pub const NEVER_LOADS: &str = "NewFilter did not return within";
 /// The original's verdicts of each rule list on its events (`cases`: list,
 /// events); `Err` with its error when it refused the list (or, starting with
 /// [`NEVER_LOADS`], did not finish loading it).
-pub fn oracle(version: &str, cases: &[(Vec<String>, Vec<Value>)]) -> Vec<Result<Vec<Verdict>, String>> {
+pub fn oracle(version: &str, cases: &[Case]) -> Vec<Result<Vec<Verdict>, String>> {
     let mut answers = Vec::new();
     // A list that never loads ends the run (exit status 3) after its answer: go on after it.
     while answers.len() < cases.len() {
@@ -119,7 +122,7 @@ pub fn oracle(version: &str, cases: &[(Vec<String>, Vec<Value>)]) -> Vec<Result<
 }
 
 /// One run of the rule table over `cases`: the answers, and whether it went through all of them.
-fn oracle_run(version: &str, cases: &[(Vec<String>, Vec<Value>)]) -> (Vec<Result<Vec<Verdict>, String>>, bool) {
+fn oracle_run(version: &str, cases: &[Case]) -> (Vec<Result<Vec<Verdict>, String>>, bool) {
     let (input, output) = (temp(&format!("{version}.cases")), temp(&format!("{version}.verdicts")));
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).expect("write the cases"));
     for (rules, events) in cases {
@@ -221,32 +224,85 @@ fn archive(version: &str) -> PathBuf {
 /// Files of the release holding rule examples.
 const DOC_FILES: [&str; 4] = ["docs/filter.md", "README.md", "contrib/config.yaml", "contrib/install.sh"];
 
-/// Every rule list of the release's documentation, with the file and line it starts on.
+/// A file of the release `version`.
+fn release_file(version: &str, file: &str) -> String {
+    let member = format!("conntrackd-{version}/{file}");
+    let out = Command::new("tar").arg("-xzOf").arg(archive(version)).arg(&member).output().expect("run tar");
+    assert!(out.status.success(), "{member} is not in {}: {}", archive(version).display(), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Every rule list of the release's documentation, with the file and line it
+/// starts on; for v1.3.0 also the keyword rules of v1.4.1's migration table
+/// (its "Old DSL" column).
 pub fn doc_rule_lists(version: &str) -> Vec<(String, Vec<String>)> {
     let mut lists = Vec::new();
     for file in DOC_FILES {
-        let member = format!("conntrackd-{version}/{file}");
-        let out = Command::new("tar").arg("-xzOf").arg(archive(version)).arg(&member).output().expect("run tar");
-        assert!(out.status.success(), "{member} is not in {}: {}", archive(version).display(), text(&out.stderr));
-        for (line, rules) in rule_lists(&text(&out.stdout), file.ends_with(".md")) {
+        for (line, rules) in rule_lists(&release_file(version, file), file.ends_with(".md")) {
             lists.push((format!("{file}:{line}"), rules));
+        }
+    }
+    if version == "1.3.0" {
+        let docs = release_file("1.4.1", "docs/filter.md");
+        for (line, old, _) in migration_table(&docs) {
+            lists.push((format!("v1.4.1 docs/filter.md:{line} (Old DSL)"), vec![old]));
         }
     }
     lists
 }
 
+/// The rows of the original's migration table (`| Old DSL | New CEL |`) as
+/// rules: line, keyword rule, CEL rule; an expression gets `log`, and the
+/// operator rows (`and`, `or`) are no rules. The CEL rules are part of
+/// [`rule_lists`]' result for that file.
+pub fn migration_table(text: &str) -> Vec<(usize, String, String)> {
+    let mut rows = Vec::new();
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with("| Old DSL | New CEL |") {
+            inside = true;
+            continue;
+        }
+        if !line.starts_with('|') {
+            inside = false;
+        }
+        if !inside {
+            continue;
+        }
+        let cells: Vec<String> = line.replace("\\|", "\u{1}").split('|').map(|c| c.trim().replace('\u{1}', "|")).collect();
+        let first = |cell: &str| cell.split('`').nth(1).map(str::to_string);
+        let (Some(old), Some(new)) = (cells.get(1).and_then(|c| first(c)), cells.get(2).and_then(|c| first(c))) else { continue };
+        if ["and", "or"].contains(&old.as_str()) {
+            continue;
+        }
+        let rule = |e: String| if is_rule(&e) { e } else { format!("log {e}") };
+        rows.push((i + 1, rule(old), rule(new)));
+    }
+    rows
+}
+
 /// Rule lists of one file: consecutive rule lines (`--filter '…'`, YAML
 /// items, and in Markdown bare rules in code blocks) form one list; in
-/// Markdown, a rule in backticks outside code blocks is a list of its own.
+/// Markdown, a rule in backticks outside code blocks is a list of its own,
+/// each expression of a `cel` code block is the rule `log <expression>`, and
+/// so is each CEL cell of the migration table.
 pub fn rule_lists(text: &str, markdown: bool) -> Vec<(usize, Vec<String>)> {
     let mut lists: Vec<(usize, Vec<String>)> = Vec::new();
     let mut current: Option<(usize, Vec<String>)> = None;
-    let mut in_block = !markdown;
+    let (mut in_block, mut cel_block) = (!markdown, false);
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if markdown && trimmed.starts_with("```") {
             lists.extend(current.take());
             in_block = !in_block;
+            cel_block = in_block && trimmed == "```cel";
+            continue;
+        }
+        if cel_block {
+            if !trimmed.is_empty() {
+                lists.push((i + 1, vec![format!("log {trimmed}")]));
+            }
             continue;
         }
         if !in_block {
@@ -259,6 +315,10 @@ pub fn rule_lists(text: &str, markdown: bool) -> Vec<(usize, Vec<String>)> {
         }
     }
     lists.extend(current);
+    if markdown {
+        lists.extend(migration_table(text).into_iter().map(|(line, _, new)| (line, vec![new])));
+    }
+    lists.sort_by_key(|(line, _)| *line);
     lists
 }
 
@@ -295,9 +355,29 @@ fn inline_rules(line: &str) -> Vec<String> {
 /// well-known, registered and ephemeral ports, and TCP states.
 pub fn grid() -> Vec<Value> {
     let v4 = [
-        "10.0.0.1", "10.19.80.100", "10.19.80.101", "192.168.1.1", "192.168.1.77", "172.16.5.4", "172.32.0.1", "127.0.0.1", "169.254.10.1", "224.0.0.1",
-        "239.255.255.250", "8.8.8.8", "8.8.4.4", "8.8.8.100", "8.8.9.1", "1.1.1.1", "1.2.3.4", "5.6.7.8", "78.47.60.169", "203.0.113.9", "100.64.0.1",
-        "0.0.0.0", "255.255.255.255",
+        "10.0.0.1",
+        "10.19.80.100",
+        "10.19.80.101",
+        "192.168.1.1",
+        "192.168.1.77",
+        "172.16.5.4",
+        "172.32.0.1",
+        "127.0.0.1",
+        "169.254.10.1",
+        "224.0.0.1",
+        "239.255.255.250",
+        "8.8.8.8",
+        "8.8.4.4",
+        "8.8.8.100",
+        "8.8.9.1",
+        "1.1.1.1",
+        "1.2.3.4",
+        "5.6.7.8",
+        "78.47.60.169",
+        "203.0.113.9",
+        "100.64.0.1",
+        "0.0.0.0",
+        "255.255.255.255",
     ];
     let v6 = ["fc00::1", "fd12::5", "2001:db8::1", "2001:4860:4860::8888", "::1", "fe80::1", "ff02::1", "::ffff:10.0.0.1", "::ffff:8.8.8.8", "::"];
     let mut pairs: Vec<(&str, &str)> = Vec::new();
