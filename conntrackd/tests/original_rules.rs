@@ -20,7 +20,7 @@ mod original_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use original_support::{assert_documented, rules::*};
+use original_support::{assert_documented, rule_cases::*, rules::*};
 use serde_json::Value;
 
 /// One case that came out differently.

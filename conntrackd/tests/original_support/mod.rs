@@ -2,9 +2,10 @@
 //! (built by `cargo xtask setup` from `xtask/peers/conntrackd-go`) running in
 //! a test namespace, the injected scenario both daemons see, RFC 3339 times,
 //! and the list of documented differences in the README's migration guide;
-//! [`rules`]: the inputs of the rule table (`original_rules.rs`).
+//! [`rules`] and [`rule_cases`]: the rule table (`original_rules.rs`).
 #![allow(dead_code)]
 
+pub mod rule_cases;
 pub mod rules;
 
 use std::{
