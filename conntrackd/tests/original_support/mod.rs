@@ -1,8 +1,12 @@
 //! Helpers of the side-by-side tests (`original.rs`): the Go original
 //! (built by `cargo xtask setup` from `xtask/peers/conntrackd-go`) running in
 //! a test namespace, the injected scenario both daemons see, RFC 3339 times,
-//! and the list of documented differences in the README's migration guide.
+//! and the list of documented differences in the README's migration guide;
+//! [`rules`] and [`rule_cases`]: the rule table (`original_rules.rs`).
 #![allow(dead_code)]
+
+pub mod rule_cases;
+pub mod rules;
 
 use std::{
     collections::BTreeSet,
@@ -204,16 +208,17 @@ pub fn rfc3339(text: &str) -> (i128, usize) {
     (i128::from(secs) * 1_000_000_000 + i128::from(nanos), frac.len())
 }
 
-/// The keys of the README's list of remaining differences (the first cell,
-/// in backticks, of each row between the `original-differences` markers)
-/// that start with `prefix`.
+/// The keys of the README's list of remaining differences (in backticks in
+/// the first cell of each row between the `original-differences` markers;
+/// a row may name several) that start with `prefix`.
 pub fn documented(prefix: &str) -> BTreeSet<String> {
     let readme = include_str!("../../../README.md");
     let start = readme.find("<!-- original-differences -->").expect("README: no <!-- original-differences --> marker");
     let end = readme.find("<!-- /original-differences -->").expect("README: no <!-- /original-differences --> marker");
     readme[start..end]
         .lines()
-        .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(key, _)| key.to_string()))
+        .filter_map(|l| l.strip_prefix("| `")?.split_once(" |").map(|(cell, _)| format!("`{cell}")))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>())
         .filter(|k| k.starts_with(prefix))
         .collect()
 }
