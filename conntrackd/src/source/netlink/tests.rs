@@ -4,13 +4,12 @@ use conntrackd_common::Counter;
 
 use super::decode::decode;
 use crate::{
-    event::{Event, EventType},
-    filter::{Prefilter, Rules},
+    event::{prefilter::Prefilter, Event, EventType},
     source::testmsg::{MsgBuilder, Spec},
 };
 
 fn defaults() -> Prefilter {
-    Prefilter::derive(&Rules::defaults())
+    Prefilter::tcp_to_public()
 }
 
 fn event(spec: &Spec) -> Event {
