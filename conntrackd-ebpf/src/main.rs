@@ -19,6 +19,7 @@
 
 mod msg;
 mod walk;
+mod whole;
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},

@@ -9,13 +9,14 @@
 //!
 //! The message is read from the per-CPU scratch (see `msg.rs`), where the
 //! program copies it with one helper call, not with a helper call per
-//! attribute.
+//! attribute. Known containers in exactly the kernel's layout are read whole,
+//! in one step (see `whole.rs`).
 use aya_ebpf::{bindings::__sk_buff, maps::lpm_trie::Key};
 use conntrackd_common::{present, protocol_index, Counter, EventRecord, Tuple, CLASS_PUBLIC};
 
 use crate::{
     msg::{Msg, BUF_BYTES, BUF_SLACK},
-    AF_INET, DST_CLASSES, POLICY, SRC_CLASSES,
+    whole, AF_INET, DST_CLASSES, POLICY, SRC_CLASSES,
 };
 
 /// Copies a fixed-size big-endian value whose payload length must match exactly.
@@ -187,6 +188,13 @@ impl Scratch {
         }
         let next = core::cmp::min(self.offset + ((len + 3) & !3), parent_end);
         let child = container(parent, ty);
+        if child != CTX_TOP && whole::read(&mut self.rec, &msg, child, self.offset, len) {
+            self.offset = next;
+            if child == CTX_ORIG {
+                self.close_orig()?;
+            }
+            return Ok(true);
+        }
         if child != CTX_TOP {
             let Some(slot_c) = self.stack_ctx.get_mut(depth) else {
                 return Err(Counter::ParseError);
