@@ -101,19 +101,22 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
         Ok(h) => h,
         Err(outcome) => return outcome as u32,
     };
-    // Launder `kind` so LLVM keeps the bounds check the verifier needs
-    // (it otherwise folds the index into arithmetic on the message type).
-    // SAFETY: reading a local.
-    let row = unsafe { core::ptr::read_volatile(&kind) } as usize * 2;
-    match (policy.keep.get(row), policy.keep.get(row + 1)) {
-        (Some(&tcp), Some(&udp)) if tcp | udp != 0 => {}
-        _ => return Counter::DropKind as u32,
-    }
     scratch.reset(NLMSG_HDRLEN + NFGENMSG_LEN, msg_len);
     scratch.set_buffered(core::cmp::min(msg_len, BUF_BYTES));
     scratch.rec.kind = kind;
     scratch.rec.family = family;
     scratch.rec.portid = portid;
+    // The kind read back from the map value: LLVM keeps the bounds check the
+    // verifier needs (it otherwise folds the index into arithmetic on the
+    // message type), and the verifier knows nothing of it on any path (a
+    // constant on one path and not on another is refused as a pointer
+    // offset without CAP_PERFMON).
+    // SAFETY: reading a field of the map value.
+    let row = unsafe { core::ptr::read_volatile(&scratch.rec.kind) } as usize * 2;
+    match (policy.keep.get(row), policy.keep.get(row + 1)) {
+        (Some(&tcp), Some(&udp)) if tcp | udp != 0 => {}
+        _ => return Counter::DropKind as u32,
+    }
 
     let mut wctx = WalkCtx { skb: ctx.as_ptr().cast(), scratch: scratch as *mut Scratch };
     // SAFETY: the callback and its context follow bpf_loop's contract.

@@ -196,6 +196,11 @@ impl Scratch {
             return Ok(true);
         }
         if child != CTX_TOP {
+            // The depth again from the map value: the verifier then knows
+            // nothing of it on any path (not 0 on one, 1..=3 on another),
+            // which it requires of a pointer offset without CAP_PERFMON.
+            // SAFETY: reading a field through &mut self.
+            let depth = unsafe { core::ptr::read_volatile(&self.depth) } as usize;
             let Some(slot_c) = self.stack_ctx.get_mut(depth) else {
                 return Err(Counter::ParseError);
             };
@@ -340,7 +345,12 @@ fn prefilter(orig: &Tuple, bits: u32, kind: u8) -> Result<(), Counter> {
     let Some(policy) = POLICY.get(0) else {
         return Err(Counter::ParseError);
     };
-    let row = match policy.keep.get((kind as u32 * 2 + proto) as usize) {
+    // One laundered index: LLVM would otherwise add the kind and the
+    // protocol to the pointer separately, with a different constant on each
+    // path, which the verifier refuses without CAP_PERFMON.
+    // SAFETY: reading a local.
+    let index = unsafe { core::ptr::read_volatile(&(kind as u32 * 2 + proto)) } as usize;
+    let row = match policy.keep.get(index) {
         Some(&row) if row != 0 => row,
         _ => return Err(Counter::DropProtocol),
     };
