@@ -2,7 +2,8 @@
 //! and the table is flushed; then its delivery and cost are collected.
 //!
 //! Loss is counted against what the consumer should deliver (conntrackd: the
-//! events to the public address, which its rules log; conntrack -E: all);
+//! events to the public address, which its rules log; conntrack -E and the
+//! original: all);
 //! CPU is counted per 100k events the kernel generated (all of them).
 //! The kernel's run time of an eBPF consumer's socket filter comes from the
 //! BPF statistics ([`super::bpf_stats`]); a consumer that exits during the
