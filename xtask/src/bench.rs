@@ -14,7 +14,11 @@
 //! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
 //! The rule, encoder and GeoIP figures come from conntrackd's benches ([`micro`]).
 //! [`scale`] measures `netns = ["all"]` with 250 namespaces and churn.
-//! Peers: `conntrack -E` and ulogd2 ([`ulogd`]). Every run is repeated; the
+//! Peers: `conntrack -E`, ulogd2 ([`ulogd`]) and the Go original v1.4.1 (a
+//! consumer that exits during a run is reported with its exit). The kernel's
+//! run time of conntrackd's socket filter comes from the BPF statistics
+//! ([`bpf_stats`]), on for the whole benchmark; [`loki_bytes`] counts the Loki
+//! sink's bytes on the wire per event. Every run is repeated; the
 //! report shows medians with their spread ([`median`], [`schedule`]), checks
 //! the generator ([`check`]) and draws PNG plots ([`plot`]).
 mod analysis;
@@ -134,8 +138,8 @@ fn parse_rate(text: &str) -> Result<Rate> {
 #[cfg(test)]
 static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Connections per run in the full benchmark (5 consumers x 2 modes x 4
-/// rates x 3 repetitions = 120 runs, about 12 minutes on 2 cores).
+/// Connections per run in the full benchmark (6 consumers x 2 modes x 4
+/// rates x 3 repetitions = 144 runs; 72 of them took 13 minutes on 2 busy cores).
 const FULL_CONNECTIONS: u32 = 100_000;
 
 /// What to run and where.
