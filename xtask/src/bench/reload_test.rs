@@ -1,6 +1,6 @@
 //! A reload never stalls the event path, and reloaded Loki sinks never lose or
 //! duplicate a spooled event. In the benchmark's namespaces, conntrackd (the
-//! debug build `cargo test --workspace` makes; eBPF source, NEW events to the
+//! release build `cargo xtask test` makes first; eBPF source, NEW events to the
 //! public address only) runs with the Loki sink pointing at a VictoriaLogs
 //! that is not up yet, a `spool_dir`, and `/metrics` on the client's loopback.
 //! The generator sends [`CONNECTIONS`] SYNs at [`RATE`]/s while the test sends
@@ -65,8 +65,10 @@ fn reloads_under_load_with_loki_down_stall_nothing_and_store_every_event_once() 
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "the test creates network namespaces: run as root (cargo xtask test)");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-    let daemon = root.join("target/debug/conntrackd");
-    assert!(daemon.is_file(), "{} is missing: build it with cargo build -p conntrackd (cargo xtask test does)", daemon.display());
+    // The release build (as shipped): a debug build cannot keep up with the
+    // generator by itself, so its ring_full would say nothing about reloads.
+    let daemon = root.join("target/release/conntrackd");
+    assert!(daemon.is_file(), "{} is missing: build it with cargo build --release -p conntrackd (cargo xtask test does)", daemon.display());
     let vl = crate::setup_victorialogs::binary().expect("VictoriaLogs location");
     assert!(vl.is_file(), "{} is missing: run cargo xtask setup (it builds VictoriaLogs with Go)", vl.display());
     let dir = root.join("target/reload-test");
