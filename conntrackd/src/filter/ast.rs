@@ -4,6 +4,8 @@
 //! the tree cannot express is an [`Expr::Cel`] node, run by the interpreter;
 //! only it can fail, and a failure propagates as CEL's logic says
 //! (`false && error` is false, `true || error` true, anything else an error).
+//! The evaluation here is the definition the tests and the fuzz targets
+//! check the daemon's decide loop (`fast/`, built from this tree) against.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
@@ -14,12 +16,16 @@ use std::net::IpAddr;
 
 use conntrackd_common::{CLASS_LOCAL, CLASS_MULTICAST, CLASS_PRIVATE, CLASS_PUBLIC};
 
+#[cfg(any(test, feature = "fuzzing"))]
+use super::{cel::EvalError, text::AddrBuf};
 use super::{
-    cel::{EvalError, Opaque},
+    cel::Opaque,
     network::NetworkClass,
-    text::{AddrBuf, TextField, TextTest},
+    text::{TextField, TextTest},
 };
-use crate::event::{Event, EventType, Protocol};
+#[cfg(any(test, feature = "fuzzing"))]
+use crate::event::Event;
+use crate::event::{EventType, Protocol};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +132,7 @@ pub(crate) fn addr_bits(ip: IpAddr) -> u128 {
 pub(crate) struct PortSet(pub Vec<(u16, u16)>);
 
 impl PortSet {
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn contains(&self, port: u16) -> bool {
         self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
     }
@@ -220,6 +227,7 @@ impl Expr {
     /// an event (original-direction tuple): the hot path, a plain bool. On a
     /// fallible tree a failing CEL subtree counts as false where it stands,
     /// which is not CEL's logic (`!error` would be true): use [`Expr::eval`].
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn matches(&self, ev: &Event) -> bool {
         match self {
             Expr::Const(b) => *b,
@@ -256,6 +264,7 @@ impl Expr {
     }
 
     /// Evaluates on an event (original-direction tuple), failures as CEL propagates them.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn eval(&self, ev: &Event) -> Result<bool, EvalError> {
         match self {
             Expr::Not(e) => Ok(!e.eval(ev)?),
@@ -276,6 +285,7 @@ impl Expr {
 
     /// `and` (`decisive` false) or `or` (true) in CEL's logic: the decisive
     /// value wins over errors; else the first error, else the other value.
+    #[cfg(any(test, feature = "fuzzing"))]
     fn fold(operands: &[Expr], ev: &Event, decisive: bool) -> Result<bool, EvalError> {
         let mut error = None;
         for e in operands {
@@ -291,6 +301,7 @@ impl Expr {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 fn address_matches(ip: IpAddr, port: u16, cidrs: &[Cidr], ports: &Option<PortSet>) -> bool {
     let bits = addr_bits(ip);
     cidrs.iter().any(|c| c.contains(bits)) && ports.as_ref().is_none_or(|p| p.contains(port))

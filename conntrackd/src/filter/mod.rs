@@ -28,6 +28,7 @@
 pub(crate) mod ast;
 mod cel;
 mod errors;
+mod fast;
 mod keyword;
 pub(crate) mod lexer;
 pub(crate) mod network;
@@ -40,6 +41,7 @@ pub(crate) mod text;
 
 use std::{fmt, sync::Arc};
 
+use self::fast::Program;
 use self::{
     ast::{Action, Expr},
     lexer::tokenize,
@@ -143,6 +145,8 @@ pub(crate) struct Rule {
 pub(crate) struct Rules {
     pub rules: Vec<Rule>,
     errors: Arc<EvalErrors>,
+    /// The rules as the decide loop runs them (`fast/`).
+    program: Arc<Program>,
 }
 
 impl PartialEq for Rules {
@@ -181,20 +185,25 @@ impl Rules {
 
     /// Whether the event is logged, and the index (0-based) of the rule that decided, if one matched.
     pub fn decide(&self, ev: &Event) -> (bool, Option<usize>) {
+        self.program.decide(ev, |i, err| self.errors.record(i, self.rules.get(i).map_or("", |r| r.text.as_str()), err))
+    }
+
+    /// [`Rules::decide`] by evaluating every rule's tree in order, as the
+    /// language defines it (no error is counted): what the fast path must agree with.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn decide_by_tree(&self, ev: &Event) -> (bool, Option<usize>) {
         for (i, rule) in self.rules.iter().enumerate() {
-            let hit = if rule.fallible {
-                rule.expr.eval(ev).unwrap_or_else(|err| {
-                    self.errors.record(i, &rule.text, &err);
-                    false
-                })
-            } else {
-                rule.expr.matches(ev)
-            };
-            if hit {
+            if rule.expr.eval(ev).unwrap_or(false) {
                 return (rule.action == Action::Log, Some(i));
             }
         }
         (true, None)
+    }
+
+    /// Every rule's fast form evaluated on the event (for the recursion tests).
+    #[cfg(test)]
+    pub fn eval_each(&self, ev: &Event) -> Vec<Result<bool, cel::EvalError>> {
+        self.program.eval_each(ev)
     }
 
     /// The evaluation error counters (for `/metrics`).
@@ -214,7 +223,7 @@ fn compile_all<S: AsRef<str>>(texts: &[S]) -> Result<Rules, RulesError> {
         }
     }
     if errors.is_empty() {
-        Ok(Rules { errors: Arc::new(EvalErrors::new(rules.len())), rules })
+        Ok(Rules { errors: Arc::new(EvalErrors::new(rules.len())), program: Arc::new(Program::new(&rules)), rules })
     } else {
         Err(RulesError(errors))
     }
