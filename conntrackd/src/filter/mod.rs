@@ -179,13 +179,16 @@ impl Rules {
     }
 
     /// First match wins; no match logs. Never allocates, but in CEL subtrees.
+    #[inline]
     pub fn logs(&self, ev: &Event) -> bool {
         self.decide(ev).0
     }
 
     /// Whether the event is logged, and the index (0-based) of the rule that decided, if one matched.
+    #[inline]
     pub fn decide(&self, ev: &Event) -> (bool, Option<usize>) {
-        self.program.decide(ev, |i, err| self.errors.record(i, self.rules.get(i).map_or("", |r| r.text.as_str()), err))
+        let matched = self.program.decide(ev, |i, err| self.errors.record(i, self.rules.get(i).map_or("", |r| r.text.as_str()), err));
+        (matched.is_none_or(|i| self.program.logs(i)), matched)
     }
 
     /// [`Rules::decide`] by evaluating every rule's tree in order, as the

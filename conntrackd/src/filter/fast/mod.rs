@@ -23,9 +23,12 @@ mod node;
 #[cfg(test)]
 mod tests;
 
-use self::node::{Facts, Needs, Node};
+use self::{
+    class::class_of,
+    node::{Facts, Node},
+};
 use super::{
-    ast::{Action, Expr, Side},
+    ast::{addr_bits, kind_bit, protocol_bit, Action, Expr, Side},
     cel::EvalError,
     Rule,
 };
@@ -41,12 +44,24 @@ fn combo(kind: u8, protocol: u8, src: u8, dst: u8) -> u128 {
     1u128.checked_shl(((u32::from(kind) * 2 + u32::from(protocol)) * 4 + u32::from(src)) * 4 + u32::from(dst)).unwrap_or(0)
 }
 
-/// One rule, as the loop needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Compiled {
-    /// The combinations where the rule's value is known, and where it is true.
+/// Which sides' network classes some rule reads (the others are not computed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Needs {
+    src_class: bool,
+    dst_class: bool,
+}
+
+/// What the loop tests of each rule first: the combinations where the
+/// rule's value is known, and where it is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
     known: u128,
     value: u128,
+}
+
+/// The rest of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tail {
     log: bool,
     fallible: bool,
     node: Node,
@@ -55,7 +70,8 @@ struct Compiled {
 /// A rule list ready for the loop.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Program {
-    rules: Vec<Compiled>,
+    heads: Vec<Head>,
+    tails: Vec<Tail>,
     needs: Needs,
 }
 
@@ -65,61 +81,87 @@ impl Program {
         for rule in rules {
             reads_classes(&rule.expr, &mut needs);
         }
-        let rules = rules
-            .iter()
-            .map(|rule| {
-                let (mut known, mut value) = (0u128, 0u128);
-                for kind in 0..3 {
-                    for protocol in 0..2 {
-                        for src in 0..4 {
-                            for dst in 0..4 {
-                                let bit = combo(kind, protocol, src, dst);
-                                match tri(&rule.expr, &Combo { kind, protocol, src, dst }) {
-                                    Some(true) => (known, value) = (known | bit, value | bit),
-                                    Some(false) => known |= bit,
-                                    None => {}
-                                }
-                            }
-                        }
-                    }
-                }
-                Compiled { known, value, log: rule.action == Action::Log, fallible: rule.fallible, node: Node::of(&rule.expr) }
-            })
-            .collect();
-        Program { rules, needs }
+        let heads = rules.iter().map(|rule| head(&rule.expr)).collect();
+        let tails = rules.iter().map(|rule| Tail { log: rule.action == Action::Log, fallible: rule.fallible, node: Node::of(&rule.expr) }).collect();
+        Program { heads, tails, needs }
     }
 
-    /// Whether the event is logged, and the index of the rule that decided;
-    /// `failed` hears of each rule that failed on it (and so did not match).
+    /// The index of the rule that decides the event (the first that
+    /// matches), if any; `failed` hears of each rule that failed on it (and
+    /// so did not match). While the rules' values are known for the event's
+    /// combination this loop decides; at the first that is not it hands over
+    /// to [`Program::decide_from`], which reads the event's facts.
     #[inline]
-    pub fn decide(&self, ev: &Event, mut failed: impl FnMut(usize, &EvalError)) -> (bool, Option<usize>) {
-        let facts = Facts::new(ev, self.needs);
-        let bit = combo(facts.kind, facts.protocol, facts.src_class, facts.dst_class);
-        for (i, rule) in self.rules.iter().enumerate() {
-            let hit = if rule.known & bit != 0 {
-                rule.value & bit != 0
-            } else if !rule.fallible {
-                rule.node.matches(&facts)
+    pub fn decide(&self, ev: &Event, mut failed: impl FnMut(usize, &EvalError)) -> Option<usize> {
+        let class = |needed: bool, ip| if needed { class_of(addr_bits(ip)) } else { 0 };
+        let classes = (class(self.needs.src_class, ev.orig.src), class(self.needs.dst_class, ev.orig.dst));
+        let bit = combo(kind_bit(ev.kind), protocol_bit(ev.protocol), classes.0, classes.1);
+        for (i, head) in self.heads.iter().enumerate() {
+            if head.known & bit == 0 {
+                return self.decide_from(i, ev, classes, bit, &mut failed);
+            }
+            if head.value & bit != 0 {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Whether rule `i` logs (what a matching rule does).
+    #[inline]
+    pub fn logs(&self, i: usize) -> bool {
+        self.tails.get(i).is_some_and(|t| t.log)
+    }
+
+    /// [`Program::decide`] from rule `start` on, evaluating the trees where the value is not known.
+    #[inline(never)]
+    fn decide_from(&self, start: usize, ev: &Event, classes: (u8, u8), bit: u128, failed: &mut dyn FnMut(usize, &EvalError)) -> Option<usize> {
+        let facts = Facts::new(ev, classes);
+        for (i, (head, tail)) in self.heads.iter().zip(&self.tails).enumerate().skip(start) {
+            let hit = if head.known & bit != 0 {
+                head.value & bit != 0
+            } else if !tail.fallible {
+                tail.node.matches(&facts)
             } else {
-                rule.node.eval(&facts).unwrap_or_else(|err| {
+                tail.node.eval(&facts).unwrap_or_else(|err| {
                     failed(i, &err);
                     false
                 })
             };
             if hit {
-                return (rule.log, Some(i));
+                return Some(i);
             }
         }
-        (true, None)
+        None
     }
+}
+
+/// Where the tree's value is known, and true, over every combination.
+fn head(e: &Expr) -> Head {
+    let mut h = Head { known: 0, value: 0 };
+    for kind in 0..3 {
+        for protocol in 0..2 {
+            for src in 0..4 {
+                for dst in 0..4 {
+                    let bit = combo(kind, protocol, src, dst);
+                    match tri(e, &Combo { kind, protocol, src, dst }) {
+                        Some(true) => (h.known, h.value) = (h.known | bit, h.value | bit),
+                        Some(false) => h.known |= bit,
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+    h
 }
 
 #[cfg(test)]
 impl Program {
     /// Every rule's node evaluated on the event, whatever is known (for the recursion tests).
     pub fn eval_each(&self, ev: &Event) -> Vec<Result<bool, EvalError>> {
-        let facts = Facts::new(ev, Needs { src_class: true, dst_class: true });
-        self.rules.iter().map(|rule| if rule.fallible { rule.node.eval(&facts) } else { Ok(rule.node.matches(&facts)) }).collect()
+        let facts = Facts::new(ev, (class_of(addr_bits(ev.orig.src)), class_of(addr_bits(ev.orig.dst))));
+        self.tails.iter().map(|rule| if rule.fallible { rule.node.eval(&facts) } else { Ok(rule.node.matches(&facts)) }).collect()
     }
 }
 

@@ -12,7 +12,6 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
-use super::class::class_of;
 use crate::{
     event::Event,
     filter::{
@@ -39,16 +38,10 @@ pub(crate) struct Facts<'e> {
     pub dst_class: u8,
 }
 
-/// Which per-event facts a rule list reads beyond the cheap ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Needs {
-    pub src_class: bool,
-    pub dst_class: bool,
-}
-
 impl<'e> Facts<'e> {
+    /// The facts of `ev`, with the class bits already worked out (or 0 where no rule reads them).
     #[inline]
-    pub fn new(ev: &'e Event, needs: Needs) -> Self {
+    pub fn new(ev: &'e Event, (src_class, dst_class): (u8, u8)) -> Self {
         let (src, dst) = (addr_bits(ev.orig.src), addr_bits(ev.orig.dst));
         Facts {
             ev,
@@ -58,8 +51,8 @@ impl<'e> Facts<'e> {
             dst,
             src_port: ev.orig.src_port,
             dst_port: ev.orig.dst_port,
-            src_class: if needs.src_class { class_of(src) } else { 0 },
-            dst_class: if needs.dst_class { class_of(dst) } else { 0 },
+            src_class,
+            dst_class,
         }
     }
 }

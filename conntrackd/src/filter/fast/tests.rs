@@ -154,7 +154,7 @@ fn failing_lists_do_fail_somewhere() {
 
 fn known(rule: &str) -> (u128, u128) {
     let rules = Rules::compile(&[rule]).unwrap();
-    let c = &rules.program.rules[0];
+    let c = &rules.program.heads[0];
     (c.known, c.value)
 }
 
