@@ -51,12 +51,18 @@ struct Needs {
     dst_class: bool,
 }
 
-/// What the loop tests of each rule first: the combinations where the
-/// rule's value is known, and where it is true.
+/// The combinations where a rule's value is known, and where it is true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Head {
     known: u128,
     value: u128,
+}
+
+impl Head {
+    /// The 16 bits of `mask` of a (type, protocol) pair.
+    fn word(&self, mask: u128, pair: u32) -> u16 {
+        u16::try_from(mask.checked_shr(16 * pair).unwrap_or(0) & 0xffff).unwrap_or(0)
+    }
 }
 
 /// The rest of a rule.
@@ -70,7 +76,10 @@ struct Tail {
 /// A rule list ready for the loop.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Program {
-    heads: Vec<Head>,
+    /// Per (type, protocol) pair (`kind_bit * 2 + protocol_bit`), each
+    /// rule's known and true bits over the 16 class pairs (`src * 4 + dst`):
+    /// the loop reads 4 bytes a rule.
+    columns: [Vec<(u16, u16)>; 6],
     tails: Vec<Tail>,
     needs: Needs,
 }
@@ -81,9 +90,11 @@ impl Program {
         for rule in rules {
             reads_classes(&rule.expr, &mut needs);
         }
-        let heads = rules.iter().map(|rule| head(&rule.expr)).collect();
+        let heads: Vec<Head> = rules.iter().map(|rule| head(&rule.expr)).collect();
+        let column = |pair: u32| heads.iter().map(|h| (h.word(h.known, pair), h.word(h.value, pair))).collect();
+        let columns = [column(0), column(1), column(2), column(3), column(4), column(5)];
         let tails = rules.iter().map(|rule| Tail { log: rule.action == Action::Log, fallible: rule.fallible, node: Node::of(&rule.expr) }).collect();
-        Program { heads, tails, needs }
+        Program { columns, tails, needs }
     }
 
     /// The index of the rule that decides the event (the first that
@@ -95,12 +106,14 @@ impl Program {
     pub fn decide(&self, ev: &Event, mut failed: impl FnMut(usize, &EvalError)) -> Option<usize> {
         let class = |needed: bool, ip| if needed { class_of(addr_bits(ip)) } else { 0 };
         let classes = (class(self.needs.src_class, ev.orig.src), class(self.needs.dst_class, ev.orig.dst));
-        let bit = combo(kind_bit(ev.kind), protocol_bit(ev.protocol), classes.0, classes.1);
-        for (i, head) in self.heads.iter().enumerate() {
-            if head.known & bit == 0 {
-                return self.decide_from(i, ev, classes, bit, &mut failed);
+        let pair = usize::from(kind_bit(ev.kind) * 2 + protocol_bit(ev.protocol));
+        let column = self.columns.get(pair).map_or(&[][..], Vec::as_slice);
+        let bit = 1u16.checked_shl(u32::from(classes.0) * 4 + u32::from(classes.1)).unwrap_or(0);
+        for (i, &(known, value)) in column.iter().enumerate() {
+            if known & bit == 0 {
+                return self.decide_from(i, ev, classes, column, bit, &mut failed);
             }
-            if head.value & bit != 0 {
+            if value & bit != 0 {
                 return Some(i);
             }
         }
@@ -115,11 +128,19 @@ impl Program {
 
     /// [`Program::decide`] from rule `start` on, evaluating the trees where the value is not known.
     #[inline(never)]
-    fn decide_from(&self, start: usize, ev: &Event, classes: (u8, u8), bit: u128, failed: &mut dyn FnMut(usize, &EvalError)) -> Option<usize> {
+    fn decide_from(
+        &self,
+        start: usize,
+        ev: &Event,
+        classes: (u8, u8),
+        column: &[(u16, u16)],
+        bit: u16,
+        failed: &mut dyn FnMut(usize, &EvalError),
+    ) -> Option<usize> {
         let facts = Facts::new(ev, classes);
-        for (i, (head, tail)) in self.heads.iter().zip(&self.tails).enumerate().skip(start) {
-            let hit = if head.known & bit != 0 {
-                head.value & bit != 0
+        for (i, (&(known, value), tail)) in column.iter().zip(&self.tails).enumerate().skip(start) {
+            let hit = if known & bit != 0 {
+                value & bit != 0
             } else if !tail.fallible {
                 tail.node.matches(&facts)
             } else {

@@ -154,8 +154,12 @@ fn failing_lists_do_fail_somewhere() {
 
 fn known(rule: &str) -> (u128, u128) {
     let rules = Rules::compile(&[rule]).unwrap();
-    let c = &rules.program.heads[0];
-    (c.known, c.value)
+    let columns = &rules.program.columns;
+    let mask = |pick: fn((u16, u16)) -> u16| (0..6).map(|pair| u128::from(pick(columns[pair][0])) << (16 * pair)).fold(0, |a, b| a | b);
+    let from_columns = (mask(|(k, _)| k), mask(|(_, v)| v));
+    let h = super::head(&rules.rules[0].expr);
+    assert_eq!(from_columns, (h.known, h.value), "{rule}: the columns are the masks' words");
+    from_columns
 }
 
 const ALL: u128 = (1 << 96) - 1;
