@@ -235,8 +235,9 @@ pub struct Policy {
     /// has bit `src_class * 4 + dst_class` set when events of that combination
     /// may be logged. Other protocols are never kept.
     pub keep: [u32; 6],
-    /// Force a userspace wakeup once this many bytes wait in the ring; below it
-    /// records are written with BPF_RB_NO_WAKEUP and the daemon's timer drains them.
+    /// Force a userspace wakeup each time the bytes waiting in the ring pass a
+    /// multiple of this; other records are written with BPF_RB_NO_WAKEUP and
+    /// the daemon's timer (or the next wakeup) drains them.
     pub wakeup_bytes: u32,
     /// Explicit padding; always zero.
     pub _pad: u32,

@@ -9,18 +9,21 @@
 //! the cookie of the socket it ran for (so the daemon knows the namespace). It
 //! always returns 0, so nothing is ever queued on the sockets themselves.
 //!
-//! The attribute walk is one `bpf_loop` over the attributes in document order
-//! (containers are entered, not recursed into) with a small container stack;
-//! the record under construction lives in a per-CPU map value, never on the
-//! 512-byte stack. See `walk.rs`.
+//! The message is copied into a per-CPU map value with one helper call, and
+//! the attribute walk is one `bpf_loop` over the attributes in document order
+//! (containers are entered, not recursed into) with a small container stack,
+//! reading from that copy; the record under construction lives in the same
+//! map value, never on the 512-byte stack. See `walk.rs`.
 #![no_std]
 #![no_main]
 
+mod msg;
 mod walk;
+mod whole;
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_loop},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_loop, bpf_skb_load_bytes},
     macros::{map, socket_filter},
     maps::{Array, LpmTrie, PerCpuArray, RingBuf},
     programs::SkBuffContext,
@@ -31,7 +34,10 @@ use conntrackd_common::{
     MAX_WALK_STEPS,
 };
 
-use crate::walk::{Outcome, Scratch, WalkCtx};
+use crate::{
+    msg::BUF_BYTES,
+    walk::{Outcome, Scratch, WalkCtx},
+};
 
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
@@ -86,28 +92,31 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
     let Some(policy) = POLICY.get(0) else {
         return Counter::ParseError as u32;
     };
-    let (kind, msg_len, family) = match parse_header(ctx) {
-        Ok(h) => h,
-        Err(outcome) => return outcome as u32,
-    };
-    let portid: u32 = ctx.load(12).unwrap_or(0);
-    // Launder `kind` so LLVM keeps the bounds check the verifier needs
-    // (it otherwise folds the index into arithmetic on the message type).
-    // SAFETY: reading a local.
-    let row = unsafe { core::ptr::read_volatile(&kind) } as usize * 2;
-    match (policy.keep.get(row), policy.keep.get(row + 1)) {
-        (Some(&tcp), Some(&udp)) if tcp | udp != 0 => {}
-        _ => return Counter::DropKind as u32,
-    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return Counter::ParseError as u32;
     };
     // SAFETY: per-CPU map value, valid for the whole program run.
     let scratch = unsafe { &mut *scratch };
+    let (kind, msg_len, family, portid) = match load_message(ctx, scratch) {
+        Ok(h) => h,
+        Err(outcome) => return outcome as u32,
+    };
     scratch.reset(NLMSG_HDRLEN + NFGENMSG_LEN, msg_len);
+    scratch.set_buffered(core::cmp::min(msg_len, BUF_BYTES));
     scratch.rec.kind = kind;
     scratch.rec.family = family;
     scratch.rec.portid = portid;
+    // The kind read back from the map value: LLVM keeps the bounds check the
+    // verifier needs (it otherwise folds the index into arithmetic on the
+    // message type), and the verifier knows nothing of it on any path (a
+    // constant on one path and not on another is refused as a pointer
+    // offset without CAP_PERFMON).
+    // SAFETY: reading a field of the map value.
+    let row = unsafe { core::ptr::read_volatile(&scratch.rec.kind) } as usize * 2;
+    match (policy.keep.get(row), policy.keep.get(row + 1)) {
+        (Some(&tcp), Some(&udp)) if tcp | udp != 0 => {}
+        _ => return Counter::DropKind as u32,
+    }
 
     let mut wctx = WalkCtx { skb: ctx.as_ptr().cast(), scratch: scratch as *mut Scratch };
     // SAFETY: the callback and its context follow bpf_loop's contract.
@@ -120,12 +129,28 @@ fn try_conntrack_events(ctx: &SkBuffContext) -> u32 {
     }
 }
 
-/// Reads nlmsghdr + nfgenmsg; returns (kind, message length, family).
-fn parse_header(ctx: &SkBuffContext) -> Result<(u8, u32, u8), Counter> {
+/// Copies the message's first [`BUF_BYTES`] into the scratch with one helper
+/// call and reads nlmsghdr + nfgenmsg from there; returns (kind, message
+/// length, family, port id).
+fn load_message(ctx: &SkBuffContext, scratch: &mut Scratch) -> Result<(u8, u32, u8, u32), Counter> {
     let skb_len = ctx.len();
-    let nlmsg_len: u32 = ctx.load(0).map_err(|_| Counter::ParseError)?;
-    let nlmsg_type: u16 = ctx.load(4).map_err(|_| Counter::ParseError)?;
-    let nlmsg_flags: u16 = ctx.load(6).map_err(|_| Counter::ParseError)?;
+    let copied = core::cmp::min(skb_len, BUF_BYTES);
+    if copied < NLMSG_HDRLEN + NFGENMSG_LEN {
+        return Err(Counter::ParseError);
+    }
+    // The helper needs a length the verifier knows is in 1..=BUF_BYTES: the
+    // mask gives it (LLVM would drop it if it knew the check above, hence the
+    // volatile read) and leaves the value as it is.
+    // SAFETY: reading a local.
+    let copied = (unsafe { core::ptr::read_volatile(&copied) }.wrapping_sub(1) & (BUF_BYTES - 1)) + 1;
+    // SAFETY: `buf` has room for BUF_BYTES; the skb holds `copied` bytes.
+    if unsafe { bpf_skb_load_bytes(ctx.as_ptr() as *const _, 0, scratch.buf.as_mut_ptr().cast(), copied) } < 0 {
+        return Err(Counter::ParseError);
+    }
+    let b = scratch.buf.as_ptr();
+    // SAFETY: constant offsets inside the copied header; `buf` is 8-aligned.
+    let (nlmsg_len, nlmsg_type, nlmsg_flags, portid, family) =
+        unsafe { (*(b as *const u32), *(b.add(4) as *const u16), *(b.add(6) as *const u16), *(b.add(12) as *const u32), *b.add(NLMSG_HDRLEN as usize)) };
     if nlmsg_len < NLMSG_HDRLEN + NFGENMSG_LEN || nlmsg_len > skb_len {
         return Err(Counter::ParseError);
     }
@@ -138,11 +163,10 @@ fn parse_header(ctx: &SkBuffContext) -> Result<(u8, u32, u8), Counter> {
         IPCTNL_MSG_CT_NEW => KIND_UPDATE,
         _ => return Err(Counter::NotConntrack),
     };
-    let family: u8 = ctx.load(NLMSG_HDRLEN as usize).map_err(|_| Counter::ParseError)?;
     if family != AF_INET && family != AF_INET6 {
         return Err(Counter::ParseError);
     }
-    Ok((kind, nlmsg_len, family))
+    Ok((kind, nlmsg_len, family, portid))
 }
 
 /// Adds the socket cookie and task context and writes the record to the ring buffer.
@@ -162,8 +186,14 @@ fn emit(ctx: &SkBuffContext, rec: &mut EventRecord, policy: &Policy) -> u32 {
             }
         }
     }
+    // Wake the daemon each time the waiting bytes pass a multiple of
+    // `wakeup_bytes`, not for every record past it: a forced wakeup costs
+    // about 1 µs (an irq_work), and the daemon drains the whole ring when woken.
+    // Each record advances the ring by its size plus the ring's 8-byte header.
+    const STRIDE: u64 = EVENT_RECORD_SIZE as u64 + 8;
     let waiting = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let flags = if waiting + EVENT_RECORD_SIZE as u64 >= policy.wakeup_bytes as u64 { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+    let step = core::cmp::max(policy.wakeup_bytes as u64, STRIDE);
+    let flags = if waiting / step != (waiting + STRIDE) / step { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
     match EVENTS.output::<EventRecord>(&*rec, flags as u64) {
         Ok(()) => Counter::Submitted as u32,
         Err(_) => Counter::RingFull as u32,

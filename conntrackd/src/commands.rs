@@ -75,9 +75,9 @@ pub(crate) fn geoip_lookup(config: &Config, ip: IpAddr) -> anyhow::Result<String
         info.contract_fields(&DST, &mut field);
         info.extra_fields(&DST, &mut field);
     } else {
-        let class = crate::filter::network::NetworkClass::of(ip.to_canonical());
+        let class = crate::event::network::NetworkClass::of(ip.to_canonical());
         match class {
-            crate::filter::network::NetworkClass::Public => eprintln!("{ip}: the databases do not know this address"),
+            crate::event::network::NetworkClass::Public => eprintln!("{ip}: the databases do not know this address"),
             other => eprintln!("{ip} is a {} address: the daemon attaches no GeoIP fields to it", other.as_str()),
         }
     }

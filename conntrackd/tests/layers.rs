@@ -17,10 +17,10 @@ const LAYERS: &[&[&str]] = &[
     // The event, what enrichment attaches to it, its clocks; host facts; sd_notify;
     // how configuration keys are declared (every component declares its own).
     &["event", "host", "notify", "schema"],
-    // The rules: they read events; the kernel pre-filter and the address classes are theirs.
-    &["filter"],
-    // The components: each owns its config section; none imports another but `filter`.
-    &["source", "enrich", "sink"],
+    // The components: the rules (they derive the kernel table, an `event` type),
+    // the sources, enrichment and the sinks. Each owns its config section;
+    // none imports another.
+    &["filter", "source", "enrich", "sink"],
     // Composition of the configuration; the metrics that read every component's counters.
     &["config", "metrics"],
     // The command line and the `filter` command.

@@ -68,6 +68,25 @@ fn auto_falls_back_to_netlink_when_ebpf_is_refused() {
     assert_eq!(c.get("submitted"), 1, "{}", c.log);
 }
 
+/// The kernel program passes the verifier with CAP_BPF and CAP_NET_ADMIN
+/// alone (no CAP_PERFMON, no CAP_SYS_ADMIN: pointer arithmetic checked for
+/// Spectre v1); the events then carry the task but no `comm`.
+#[test]
+fn ebpf_without_cap_perfmon_logs_events_without_comm() {
+    require_root_and_tools();
+    let ns = Netns::new("noperfmon");
+    let capsh = ["capsh", "--drop=cap_sys_admin,cap_perfmon", "--", "-c", "exec \"$0\" \"$@\""];
+    // kind = "ebpf": no fallback to netlink; the start fails if the verifier refuses the program.
+    let d = Daemon::start_with(&ns, &format!("[source]\nkind = \"ebpf\"\n{LOG_ALL}"), &capsh);
+    Entry::tcp("10.99.0.1", "8.8.8.8", 2001, 443).insert(&ns);
+    let ev = d.next_event();
+    assert_eq!((ev["dst_addr"].as_str(), ev["src_port"].as_u64()), (Some("8.8.8.8"), Some(2001)), "{ev}");
+    assert!(ev.get("pid").is_some(), "the kernel program records the task: {ev}");
+    assert!(ev.get("comm").is_none(), "comm needs CAP_PERFMON: {ev}");
+    let (c, _) = d.stop();
+    assert_eq!(c.get("submitted"), 1, "{}", c.log);
+}
+
 /// 200k entries as fast as ctnetlink takes them; every event is delivered or counted.
 fn burst(kind: &str, buffer_key: &str) {
     require_root_and_tools();

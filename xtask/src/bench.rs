@@ -14,10 +14,15 @@
 //! [`loki`] adds the Loki sink: encoder throughput and CPU with the sink on.
 //! The rule, encoder and GeoIP figures come from conntrackd's benches ([`micro`]).
 //! [`scale`] measures `netns = ["all"]` with 250 namespaces and churn.
-//! Peers: `conntrack -E` and ulogd2 ([`ulogd`]). Every run is repeated; the
+//! Peers: `conntrack -E`, ulogd2 ([`ulogd`]) and the Go original v1.4.1 (a
+//! consumer that exits during a run is reported with its exit). The kernel's
+//! run time of conntrackd's socket filter comes from the BPF statistics
+//! ([`bpf_stats`]), on for the whole benchmark; [`loki_bytes`] counts the Loki
+//! sink's bytes on the wire per event. Every run is repeated; the
 //! report shows medians with their spread ([`median`], [`schedule`]), checks
 //! the generator ([`check`]) and draws PNG plots ([`plot`]).
 mod analysis;
+mod bpf_stats;
 mod check;
 mod consumer;
 mod daemon_config;
@@ -25,6 +30,7 @@ mod generator;
 mod geoip;
 mod interrupt;
 mod loki;
+mod loki_bytes;
 mod loki_latency;
 mod measure;
 mod median;
@@ -42,6 +48,7 @@ mod reload_figures;
 #[cfg(test)]
 mod reload_test;
 mod report;
+mod report_cost;
 mod rules;
 mod scale;
 mod schedule;
@@ -69,6 +76,8 @@ use self::{
 
 /// The output must not grow for this long before a consumer is stopped.
 const QUIET: Duration = Duration::from_secs(1);
+/// The Go original's release that runs as a consumer.
+const ORIGINAL_VERSION: &str = "1.4.1";
 /// Debian packages of the peers and of the plots' venv.
 const PACKAGES: [&str; 3] = ["ulogd2", "ulogd2-json", "python3-venv"];
 
@@ -82,6 +91,21 @@ struct Plan {
 }
 
 impl Plan {
+    /// The quick or the full plan; `rates` and `repeats` (when given) narrow the full one.
+    fn for_options(options: &Options) -> Result<Self> {
+        let mut plan = Self::new(options.quick);
+        if !options.rates.is_empty() {
+            plan.rates = options.rates.iter().map(|r| parse_rate(r)).collect::<Result<_>>()?;
+        }
+        if let Some(repeats) = options.repeats {
+            if repeats == 0 {
+                bail!("--repeats must be at least 1");
+            }
+            plan.repeats = repeats;
+        }
+        Ok(plan)
+    }
+
     fn new(quick: bool) -> Self {
         if quick {
             Plan { connections: 20_000, rates: vec![Rate(Some(50_000))], repeats: 1, rules: rules::Effort { rounds: 300_000, repeats: 5 } }
@@ -96,13 +120,26 @@ impl Plan {
     }
 }
 
+/// `10000`, `10k` or `max`.
+fn parse_rate(text: &str) -> Result<Rate> {
+    let t = text.trim();
+    if t == "max" {
+        return Ok(Rate(None));
+    }
+    let (digits, factor) = t.strip_suffix('k').map_or((t, 1), |d| (d, 1000));
+    match digits.parse::<u32>().ok().and_then(|n| n.checked_mul(factor)).filter(|&n| n > 0) {
+        Some(n) => Ok(Rate(Some(n))),
+        None => bail!("--rates: {text:?} is not a rate (a positive number of NEW events per second, e.g. 10000 or 10k, or max)"),
+    }
+}
+
 /// The benchmark's namespaces and `nf_conntrack_max` exist once per machine:
 /// the tests that use them ([`quick_test`], [`reload_test`]) hold this lock.
 #[cfg(test)]
 static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Connections per run in the full benchmark (5 consumers x 2 modes x 4
-/// rates x 3 repetitions = 120 runs, about 12 minutes on 2 cores).
+/// Connections per run in the full benchmark (6 consumers x 2 modes x 4
+/// rates x 3 repetitions = 144 runs; 72 of them took 13 minutes on 2 busy cores).
 const FULL_CONNECTIONS: u32 = 100_000;
 
 /// What to run and where.
@@ -112,10 +149,14 @@ pub(crate) struct Options {
     pub daemon: Option<PathBuf>,
     /// Where the reports go [default: target/bench].
     pub out: Option<PathBuf>,
+    /// Only these rates [default: the plan's].
+    pub rates: Vec<String>,
+    /// Repetitions [default: the plan's].
+    pub repeats: Option<usize>,
 }
 
-pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
-    run_with(root, &Options { quick, daemon: None, out: None })
+pub(crate) fn run(root: &Path, quick: bool, rates: &[String], repeats: Option<usize>) -> Result<()> {
+    run_with(root, &Options { quick, daemon: None, out: None, rates: rates.to_vec(), repeats })
 }
 
 /// Only the namespace scale measurement (`cargo xtask bench --netns`).
@@ -126,7 +167,9 @@ pub(crate) fn run_netns(root: &Path) -> Result<()> {
 
 pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
     crate::setup::install_packages(&PACKAGES)?;
-    let plan = Plan::new(options.quick);
+    // Builds the Go original into target/peers unless it is there (cargo xtask setup does too).
+    crate::setup_peers::install()?;
+    let plan = Plan::for_options(options)?;
     let files = Files::prepare(root, options)?;
     println!("{}", geoip::run(root, &files.dir, options.quick)?);
     // The quick run leaves it to `cargo xtask test`, which runs the same test at a smaller count.
@@ -134,6 +177,8 @@ pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
         println!("{}", scale::run(root, &files.dir)?);
     }
     interrupt::install();
+    // Until the end of the run: the kernel turns them off when this closes, also on an error or interruption.
+    let _bpf_stats = bpf_stats::Enabled::new()?;
     eprintln!("bench: rule evaluation ({} rounds x {} repetitions)", plan.rules.rounds, plan.rules.repeats);
     let rules = rules::run(root, plan.rules)?;
     eprintln!(
@@ -153,7 +198,7 @@ pub(crate) fn run_with(root: &Path, options: &Options) -> Result<()> {
     let chosen = Chosen { connections: plan.connections, sources: sources.clone(), quiet_ms: QUIET.as_millis() as u64 };
     let mut settings = Settings::record(&lab, &max, chosen)?;
     warn_if_entries_may_expire(&settings, &plan);
-    let daemon = Daemon { binary: &files.daemon, config_dir: &files.dir };
+    let daemon = Daemon { binary: &files.daemon, original: Some(&files.original), config_dir: &files.dir };
     daemon_config::write_all(&daemon)?;
     let bench = Bench { lab: &lab, daemon, runs_dir: &files.runs, connections: plan.connections, sources, quiet: QUIET };
     let (samples, failures) = run_all(&bench, &plan)?;
@@ -195,6 +240,12 @@ fn run_all(bench: &Bench, plan: &Plan) -> Result<(Vec<RunResult>, Vec<Failure>)>
                     match bench.measure(kind, mode, rate) {
                         Ok(r) => {
                             eprintln!("bench:   achieved {:.0}/s, delivered {}/{}, CPU {:.3} s", r.achieved_rate, r.delivered, r.expected, r.cpu_s);
+                            if r.filter_runs > 0 {
+                                eprintln!("bench:   socket filter {:.0} ns/run over {} runs", r.filter_ns_per_run, r.filter_runs);
+                            }
+                            if r.exited_early {
+                                eprintln!("bench:   {}", analysis::exited(&r));
+                            }
                             runs.push(r);
                         }
                         Err(err) => {
@@ -214,6 +265,8 @@ fn run_all(bench: &Bench, plan: &Plan) -> Result<(Vec<RunResult>, Vec<Failure>)>
 /// The daemon under test and where the benchmark writes.
 struct Files {
     daemon: PathBuf,
+    /// The Go original v1.4.1 (`target/peers`, built by `cargo xtask setup`).
+    original: PathBuf,
     /// `target/bench`: the configs and the reports.
     dir: PathBuf,
     /// `target/bench/runs`: each run's consumer output and stderr.
@@ -226,10 +279,14 @@ impl Files {
         if !daemon.is_file() {
             bail!("{} is missing; run cargo xtask build", daemon.display());
         }
+        let original = crate::setup_peers::binary(root, ORIGINAL_VERSION);
+        if !original.is_file() {
+            bail!("{} is missing; run cargo xtask setup (it builds the Go original)", original.display());
+        }
         let dir = options.out.clone().unwrap_or_else(|| root.join("target/bench"));
         let runs = dir.join("runs");
         fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
-        Ok(Self { daemon, dir, runs })
+        Ok(Self { daemon, original, dir, runs })
     }
 }
 
@@ -245,5 +302,23 @@ fn warn_if_entries_may_expire(settings: &Settings, plan: &Plan) {
                 settings.tcp_timeout_syn_sent_s
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_as_numbers_thousands_or_max() {
+        assert_eq!(parse_rate("10000").unwrap().0, Some(10_000));
+        assert_eq!(parse_rate("30k").unwrap().0, Some(30_000));
+        assert_eq!(parse_rate("max").unwrap().0, None);
+        for bad in ["0", "fast", "-5", "99999999k"] {
+            assert!(parse_rate(bad).unwrap_err().to_string().contains("is not a rate"), "{bad}");
+        }
+        let options = Options { quick: false, daemon: None, out: None, rates: vec!["30k".into()], repeats: Some(1) };
+        let plan = Plan::for_options(&options).unwrap();
+        assert_eq!((plan.rates.len(), plan.repeats, plan.connections), (1, 1, FULL_CONNECTIONS));
     }
 }

@@ -70,6 +70,12 @@ enum Task {
         /// Only the namespace scale measurement (250 namespaces and churn).
         #[arg(long, conflicts_with = "quick")]
         netns: bool,
+        /// Only these NEW rates per second (comma-separated; `max` = the generator's maximum) [default: 10000,50000,100000,max].
+        #[arg(long, value_delimiter = ',', conflicts_with = "quick")]
+        rates: Vec<String>,
+        /// How often each run is repeated (the report shows the median) [default: 3].
+        #[arg(long, conflicts_with = "quick")]
+        repeats: Option<usize>,
     },
     /// Release artifacts in target/dist: stripped binary, man pages, unit, config, each with .sha256.
     Dist {
@@ -120,14 +126,14 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             fuzz::run(&root, target.as_deref(), seconds)
         }
-        Task::Bench { quick, netns } => {
+        Task::Bench { quick, netns, rates, repeats } => {
             setup::run()?;
             build(&root)?;
             require_root("the benchmark creates network namespaces")?;
             if netns {
                 return bench::run_netns(&root);
             }
-            bench::run(&root, quick)
+            bench::run(&root, quick, &rates, repeats)
         }
         Task::Dist { arm64, binary, out } => {
             let out = out.unwrap_or_else(|| root.join("target/dist"));

@@ -12,8 +12,7 @@ use std::{
 use super::{DatabaseError, Enricher};
 use crate::{
     enrich::GeoipConfig,
-    event::{Endpoints, Event, EventType, Protocol},
-    filter::network::NetworkClass,
+    event::{network::NetworkClass, Endpoints, Event, EventType, Protocol},
 };
 
 /// Distinct destinations in the cached run (a busy host's working set).

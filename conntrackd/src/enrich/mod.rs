@@ -30,10 +30,7 @@ use std::{
 };
 
 pub(crate) use self::config::{GeoipConfig, GeoipConfigError, RawGeoip};
-use crate::{
-    event::{Event, GeoInfo},
-    filter::network::NetworkClass,
-};
+use crate::event::{network::NetworkClass, Event, GeoInfo};
 
 pub(crate) use self::geoip::DatabaseError;
 use self::{

@@ -2,8 +2,10 @@
 //! and its conversion from the kernel program's [`EventRecord`]. `fields.rs`
 //! lists its fields in the contract's order for the sink encoders;
 //! `attached.rs` holds what enrichment attaches (GeoIP data, the process);
-//! `time.rs` the clocks and RFC 3339 timestamps. The bottom layer: this
-//! module imports no other module of the daemon.
+//! `time.rs` the clocks and RFC 3339 timestamps; `network.rs` the address
+//! classes; `prefilter.rs` the kernel table the rules derive and the sources
+//! write; `community_id.rs` the flow hash. The bottom layer: this module
+//! imports no other module of the daemon.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
@@ -13,6 +15,8 @@
 mod attached;
 pub(crate) mod community_id;
 pub(crate) mod fields;
+pub(crate) mod network;
+pub(crate) mod prefilter;
 pub(crate) mod time;
 
 use std::{

@@ -14,18 +14,15 @@
 )]
 use std::net::IpAddr;
 
-use conntrackd_common::{CLASS_LOCAL, CLASS_MULTICAST, CLASS_PRIVATE, CLASS_PUBLIC};
-
 #[cfg(any(test, feature = "fuzzing"))]
 use super::{cel::EvalError, text::AddrBuf};
 use super::{
     cel::Opaque,
-    network::NetworkClass,
     text::{TextField, TextTest},
 };
+pub(crate) use crate::event::prefilter::{class_bit, kind_bit, protocol_bit};
 #[cfg(any(test, feature = "fuzzing"))]
-use crate::event::Event;
-use crate::event::{EventType, Protocol};
+use crate::event::{network::NetworkClass, Event};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,33 +53,6 @@ impl Bits {
         self.0 & (1 << bit) != 0
     }
 }
-
-pub(crate) fn kind_bit(kind: EventType) -> u8 {
-    match kind {
-        EventType::New => 0,
-        EventType::Update => 1,
-        EventType::Destroy => 2,
-    }
-}
-
-pub(crate) fn protocol_bit(protocol: Protocol) -> u8 {
-    match protocol {
-        Protocol::Tcp => 0,
-        Protocol::Udp => 1,
-    }
-}
-
-/// The class's bit: its value in the kernel's class tries (checked below at compile time).
-pub(crate) fn class_bit(class: NetworkClass) -> u8 {
-    match class {
-        NetworkClass::Local => 0,
-        NetworkClass::Private => 1,
-        NetworkClass::Public => 2,
-        NetworkClass::Multicast => 3,
-    }
-}
-
-const _: () = assert!(CLASS_LOCAL == 0 && CLASS_PRIVATE == 1 && CLASS_PUBLIC == 2 && CLASS_MULTICAST == 3, "class_bit must be the kernel value");
 
 /// An IP prefix in the IPv6 space; IPv4 prefixes are IPv4-mapped, so an
 /// IPv4-mapped IPv6 address matches them as the IPv4 address it is.

@@ -23,10 +23,10 @@
 use super::{
     ast::{class_bit, Bits, Cidr, Expr, PortSet, ProcessField, Side},
     lexer::{Tok, Token},
-    network::NetworkClass,
     text::{TextField, TextTest},
     Nesting, ParseError,
 };
+use crate::event::network::NetworkClass;
 
 /// Parses a whole keyword expression.
 pub(crate) fn parse(tokens: &[Token<'_>], end_column: usize) -> Result<Expr, ParseError> {

@@ -31,7 +31,6 @@ mod errors;
 mod fast;
 mod keyword;
 pub(crate) mod lexer;
-pub(crate) mod network;
 pub(crate) mod prefilter;
 #[cfg(test)]
 mod tests;
@@ -41,12 +40,13 @@ pub(crate) mod text;
 
 use std::{fmt, sync::Arc};
 
+pub(crate) use self::errors::EvalErrors;
 use self::fast::Program;
 use self::{
     ast::{Action, Expr},
     lexer::tokenize,
 };
-pub(crate) use self::{errors::EvalErrors, prefilter::Prefilter};
+pub(crate) use crate::event::prefilter::Prefilter;
 use crate::event::Event;
 
 /// The rules of the built-in default (contrib/conntrackd.toml); a test checks they agree.

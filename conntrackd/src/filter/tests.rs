@@ -202,6 +202,7 @@ fn kernel_table_and_summary() {
     let defaults = Prefilter::derive(&Rules::defaults());
     assert_eq!(defaults.to_string(), "kernel keeps: NEW,UPDATE,DESTROY × TCP × src any × dst PUBLIC");
     assert_eq!(defaults.kinds(), vec![EventType::New, EventType::Update, EventType::Destroy]);
+    assert_eq!(defaults, Prefilter::tcp_to_public(), "the sources' tests use this table as the defaults'");
     let issue = Rules::compile(&["drop destination address 8.8.8.8", "log protocol TCP and destination network PUBLIC", "drop any"]).unwrap();
     assert_eq!(Prefilter::derive(&issue), defaults, "an address can not be decided by class");
     let new_only = Rules::compile(&["log type NEW,DESTROY and protocol TCP and dst network PUBLIC", "drop any"]).unwrap();

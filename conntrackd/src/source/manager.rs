@@ -23,7 +23,7 @@ use super::{
     worker::{self, Opened, Plan, WorkerHandle},
     Kind,
 };
-use crate::{event::Event, filter::Prefilter};
+use crate::event::{prefilter::Prefilter, Event};
 
 /// Events travel from the source tasks to the pipeline in batches.
 pub(crate) type Batch = Vec<Event>;

@@ -20,7 +20,7 @@ use super::{
     stats::{self, report_losses, NamespaceStats, Snapshots, StopReport},
     worker::Update,
 };
-use crate::{event::EventType, filter::Prefilter};
+use crate::event::{prefilter::Prefilter, EventType};
 
 /// How often losses are checked and logged.
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);

@@ -82,6 +82,16 @@ pub(crate) struct Spec {
     /// (orig packets, orig bytes, reply packets, reply bytes)
     pub counters: Option<(u64, u64, u64, u64)>,
     pub timestamp: Option<(u64, u64)>,
+    /// CTA_COUNTERS_PAD / CTA_TIMESTAMP_PAD before 64-bit values, as kernels
+    /// of architectures without efficient unaligned access write them (x86
+    /// and arm64 write none).
+    pub pad_64bit: bool,
+    /// CTA_PROTOINFO_TCP with the state only, as in DESTROY events (else also
+    /// window scales and flags, as in NEW and UPDATE).
+    pub tcp_state_only: bool,
+    /// An unknown attribute at the end of every container, which the kernel
+    /// program must skip (and so read every container attribute by attribute).
+    pub unknown_in_containers: bool,
 }
 
 impl Spec {
@@ -100,6 +110,9 @@ impl Spec {
             tcp_state: Some(3),
             counters: None,
             timestamp: None,
+            pad_64bit: true,
+            tcp_state_only: false,
+            unknown_in_containers: false,
         }
     }
 
@@ -112,22 +125,33 @@ impl Spec {
         };
         let family = if self.src.is_ipv4() { 2 } else { 10 };
         let mut b = MsgBuilder::new(1 << 8 | msg, flags, family);
-        tuple(&mut b, 1, self.src, self.dst, self.proto, self.sport, self.dport);
-        tuple(&mut b, 2, self.dst, self.src, self.proto, self.dport, self.sport);
+        let x = self.unknown_in_containers;
+        tuple(&mut b, x, 1, self.src, self.dst, self.proto, self.sport, self.dport);
+        tuple(&mut b, x, 2, self.dst, self.src, self.proto, self.dport, self.sport);
         if let Some(zone) = self.zone {
             b.attr(18, &zone.to_be_bytes());
         }
         b.attr(12, &self.id.to_be_bytes()).attr(3, &self.status.to_be_bytes());
         if let Some((op, ob, rp, rb)) = self.counters {
-            counters(&mut b, 9, op, ob);
-            counters(&mut b, 10, rp, rb);
+            counters(&mut b, self.pad_64bit, x, 9, op, ob);
+            counters(&mut b, self.pad_64bit, x, 10, rp, rb);
         }
         if let Some((start, stop)) = self.timestamp {
-            b.nest(20).attr(3, &[]).attr(1, &start.to_be_bytes()).attr(2, &stop.to_be_bytes()).end();
+            b.nest(20);
+            if self.pad_64bit {
+                b.attr(3, &[]); // CTA_TIMESTAMP_PAD
+            }
+            b.attr(1, &start.to_be_bytes()).attr(2, &stop.to_be_bytes());
+            unknown(&mut b, x).end();
         }
         b.attr(7, &120u32.to_be_bytes()); // CTA_TIMEOUT: not decoded, skipped
         if let Some(state) = self.tcp_state {
-            b.nest(4).nest(1).attr(1, &[state]).attr(2, &[7]).attr(3, &[7]).attr(4, &[0, 0]).attr(5, &[0, 0]).end().end();
+            b.nest(4).nest(1).attr(1, &[state]);
+            if !self.tcp_state_only {
+                b.attr(2, &[7]).attr(3, &[7]).attr(4, &[0, 0]).attr(5, &[0, 0]);
+            }
+            unknown(&mut b, x).end();
+            unknown(&mut b, x).end();
         }
         if let Some(mark) = self.mark {
             b.attr(8, &mark.to_be_bytes());
@@ -137,17 +161,32 @@ impl Spec {
     }
 }
 
-fn tuple(b: &mut MsgBuilder, ty: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) {
+/// An attribute no container of an event defines (CTA_TUPLE_*, CTA_PROTOINFO_TCP_*, ...), when `on`.
+fn unknown(b: &mut MsgBuilder, on: bool) -> &mut MsgBuilder {
+    if on {
+        b.attr(30, &[1, 2, 3]);
+    }
+    b
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tuple(b: &mut MsgBuilder, x: bool, ty: u16, src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) {
     b.nest(ty).nest(1);
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => b.attr(1, &s.octets()).attr(2, &d.octets()),
         (IpAddr::V6(s), IpAddr::V6(d)) => b.attr(3, &s.octets()).attr(4, &d.octets()),
         _ => panic!("mixed address families"),
     };
-    b.end().nest(2).attr(1, &[proto]).attr(2, &sport.to_be_bytes()).attr(3, &dport.to_be_bytes()).end().end();
+    unknown(b, x).end().nest(2).attr(1, &[proto]).attr(2, &sport.to_be_bytes()).attr(3, &dport.to_be_bytes());
+    unknown(b, x).end();
+    unknown(b, x).end();
 }
 
-fn counters(b: &mut MsgBuilder, ty: u16, packets: u64, bytes: u64) {
-    // CTA_COUNTERS_PAD (5) first, as nla_put_be64 adds for alignment.
-    b.nest(ty).attr(5, &[]).attr(1, &packets.to_be_bytes()).attr(2, &bytes.to_be_bytes()).end();
+fn counters(b: &mut MsgBuilder, pad: bool, x: bool, ty: u16, packets: u64, bytes: u64) {
+    b.nest(ty);
+    if pad {
+        b.attr(5, &[]); // CTA_COUNTERS_PAD, as nla_put_be64 adds for alignment
+    }
+    b.attr(1, &packets.to_be_bytes()).attr(2, &bytes.to_be_bytes());
+    unknown(b, x).end();
 }

@@ -152,6 +152,60 @@ fn peer_targets(runs: &[RunResult]) -> Vec<Target> {
     targets
 }
 
+/// conntrackd (eBPF) against a peer that logs every event (the Go original,
+/// `conntrack -E`) on the same mode and rate. CPU is compared per 100k
+/// *delivered* events: a peer that loses events, or exits, is not cheaper
+/// for it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PeerRatio {
+    pub mode: &'static str,
+    pub rate: String,
+    pub peer: &'static str,
+    pub cpu_s_per_100k_delivered: f64,
+    pub peer_cpu_s_per_100k_delivered: f64,
+    /// conntrackd / peer.
+    pub cpu_ratio: f64,
+    pub loss_pct: f64,
+    pub peer_loss_pct: f64,
+    pub peak_rss_mib: f64,
+    pub peer_peak_rss_mib: f64,
+    /// conntrackd / peer.
+    pub rss_ratio: f64,
+    /// "exit code 1 after 51234 events, 1.2 s into the load" when the peer exited by itself.
+    pub peer_exited: Option<String>,
+}
+
+/// conntrackd ebpf against each of `peers` at every mode and rate both ran at.
+pub(crate) fn peer_ratios(runs: &[RunResult], peers: &[Kind]) -> Vec<PeerRatio> {
+    let ours = runs.iter().filter(|r| r.consumer == Kind::Conntrackd.name());
+    ours.flat_map(|r| {
+        peers.iter().filter_map(move |peer| {
+            let o = runs.iter().find(|o| o.consumer == peer.name() && o.mode == r.mode && o.rate == r.rate)?;
+            Some(PeerRatio {
+                mode: r.mode,
+                rate: r.rate.clone(),
+                peer: o.consumer,
+                cpu_s_per_100k_delivered: r.cpu_s_per_100k_delivered,
+                peer_cpu_s_per_100k_delivered: o.cpu_s_per_100k_delivered,
+                cpu_ratio: r.cpu_s_per_100k_delivered / o.cpu_s_per_100k_delivered,
+                loss_pct: r.loss_pct,
+                peer_loss_pct: o.loss_pct,
+                peak_rss_mib: r.peak_rss_mib,
+                peer_peak_rss_mib: o.peak_rss_mib,
+                rss_ratio: r.peak_rss_mib / o.peak_rss_mib,
+                peer_exited: o.exited_early.then(|| exited(o)),
+            })
+        })
+    })
+    .collect()
+}
+
+/// How a consumer that exited by itself ended, for the report.
+pub(crate) fn exited(r: &RunResult) -> String {
+    let runs = if r.repeats > 1 { format!(" (median of {} runs)", r.repeats) } else { String::new() };
+    format!("exited by itself ({}) after {} events, {:.1} s into the load{runs}", r.exit, r.delivered, r.exit_after_s)
+}
+
 /// conntrackd (eBPF, default rules) CPU / the best peer's must not exceed this.
 pub(crate) const PEER_TARGET_RATIO: f64 = 0.2;
 

@@ -1,8 +1,11 @@
 //! The consumers under test, each run alone inside the client namespace:
 //! conntrackd with the eBPF source, with the netlink source, and with the
 //! eBPF source but no kernel pre-filter (each with its own config and the
-//! stream sink to a file), `conntrack -E` from conntrack-tools, and ulogd2
-//! (NFCT input, JSON output; [`super::ulogd`]).
+//! stream sink to a file), `conntrack -E` from conntrack-tools, ulogd2
+//! (NFCT input, JSON output; [`super::ulogd`]), and the Go original v1.4.1
+//! (built by `cargo xtask setup` into `target/peers`; its stream sink to the
+//! file, `log any`). The original's listener dies at the first ENOBUFS: a
+//! consumer that exits during the run is measured up to its exit, not failed.
 //! A [`Consumer`] is started and awaited until it listens,
 //! left to catch up, stopped with SIGTERM and measured; dropping one that was
 //! not stopped kills it.
@@ -19,6 +22,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
+    bpf_stats::{self, ProgStats},
     interrupt, netns,
     parse::{self, Format},
     process::{self, Exit},
@@ -48,10 +52,12 @@ pub(crate) enum Kind {
     ConntrackEvents,
     /// ulogd2: NFCT input (event mode, `accept_dst_filter` = the public range), JSON output.
     Ulogd,
+    /// The Go original v1.4.1: stream sink (slog JSON lines), `log any`.
+    Original,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Conntrackd, Kind::ConntrackdNetlink, Kind::ConntrackdNoPrefilter, Kind::ConntrackEvents, Kind::Ulogd];
+    pub const ALL: [Kind; 6] = [Kind::Conntrackd, Kind::ConntrackdNetlink, Kind::ConntrackdNoPrefilter, Kind::ConntrackEvents, Kind::Ulogd, Kind::Original];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,6 +66,7 @@ impl Kind {
             Kind::ConntrackdNoPrefilter => "conntrackd ebpf no-prefilter",
             Kind::ConntrackEvents => "conntrack -E",
             Kind::Ulogd => "ulogd2",
+            Kind::Original => "Go original 1.4.1",
         }
     }
 
@@ -71,13 +78,31 @@ impl Kind {
             Kind::ConntrackdNoPrefilter => "conntrackd-noprefilter",
             Kind::ConntrackEvents => "conntrack-E",
             Kind::Ulogd => "ulogd2",
+            Kind::Original => "original-go",
         }
     }
 
     /// conntrackd runs the default rules (TCP to PUBLIC only) and ulogd its
-    /// `accept_dst_filter` (the public range); conntrack -E shows everything.
+    /// `accept_dst_filter` (the public range); conntrack -E and the original
+    /// (`log any`) show everything.
     pub fn logs_private(self) -> bool {
-        self == Kind::ConntrackEvents
+        matches!(self, Kind::ConntrackEvents | Kind::Original)
+    }
+
+    /// Announces nothing when it listens: readiness is a subscribed ctnetlink socket
+    /// (the original logs "Starting" before it subscribes).
+    fn silent(self) -> bool {
+        matches!(self, Kind::ConntrackEvents | Kind::Original)
+    }
+
+    /// Parses events in the kernel with an eBPF socket filter (whose run time the kernel counts).
+    pub fn has_socket_filter(self) -> bool {
+        matches!(self, Kind::Conntrackd | Kind::ConntrackdNoPrefilter)
+    }
+
+    /// May exit during the run (the original, on the first ENOBUFS): measured up to its exit.
+    pub fn may_exit_early(self) -> bool {
+        self == Kind::Original
     }
 
     pub fn format(self) -> Format {
@@ -89,16 +114,23 @@ impl Kind {
     }
 }
 
-/// The daemon binary and the directory of its per-kind config files
-/// (`<slug>.toml`, written by [`super::daemon_config`]).
+/// The daemon binary, the Go original's, and the directory of their per-kind
+/// config files (`<slug>.toml`, written by [`super::daemon_config`]).
 pub(crate) struct Daemon<'a> {
     pub binary: &'a Path,
+    /// The Go original's binary, where it runs.
+    pub original: Option<&'a Path>,
     pub config_dir: &'a Path,
 }
 
 impl Daemon<'_> {
     pub fn config(&self, kind: Kind) -> PathBuf {
-        let ext = if kind == Kind::Ulogd { "conf" } else { "toml" };
+        let ext = match kind {
+            Kind::Ulogd => "conf",
+            // The original picks the format by the extension.
+            Kind::Original => "yaml",
+            _ => "toml",
+        };
         self.config_dir.join(format!("{}.{ext}", kind.slug()))
     }
 }
@@ -113,6 +145,10 @@ pub(crate) struct Measured {
     /// Peak RSS of the consumer program (`VmHWM` just before SIGTERM), KiB.
     pub peak_rss_kib: u64,
     pub exit: Exit,
+    /// When it exited by itself during the run (only kinds that [`Kind::may_exit_early`]).
+    pub exited_at: Option<Instant>,
+    /// Its socket filters' kernel run time from readiness to stop ([`Kind::has_socket_filter`]).
+    pub filter: Option<ProgStats>,
     pub stderr: Vec<String>,
 }
 
@@ -124,6 +160,7 @@ pub(crate) struct Consumer {
     stderr: Option<JoinHandle<Vec<String>>>,
     output: PathBuf,
     cpu_at_ready: Duration,
+    filter_at_ready: Option<ProgStats>,
     reaped: bool,
 }
 
@@ -134,10 +171,13 @@ impl Consumer {
         let binary = daemon.binary.to_string_lossy();
         let config = daemon.config(kind);
         let config = config.to_string_lossy();
+        let original = daemon.original.map(|p| p.to_string_lossy()).unwrap_or_default();
         let mut cmd = match kind {
             Kind::ConntrackEvents => netns::command_in(netns::CLIENT, &["conntrack", "-E", "-o", "timestamp"]),
             // In the foreground; its JSON goes to /dev/stdout, its log to /dev/stderr.
             Kind::Ulogd => netns::command_in(netns::CLIENT, &["ulogd", "-c", &config]),
+            Kind::Original if daemon.original.is_none() => bail!("no binary of the Go original given"),
+            Kind::Original => netns::command_in(netns::CLIENT, &[&original, "run", "--config", &config]),
             _ => netns::command_in(netns::CLIENT, &[&binary, "run", "--config", &config]),
         };
         let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;
@@ -146,14 +186,25 @@ impl Consumer {
         let pid = i32::try_from(child.id()).context("pid out of range")?;
         let (ready_tx, ready_rx) = mpsc::channel();
         let stderr = child.stderr.take().map(|s| thread::spawn(move || read_stderr(s, ready_tx)));
-        let mut consumer =
-            Consumer { kind, pid, exit: process::reaper(pid), stderr, output: output.to_path_buf(), cpu_at_ready: Duration::ZERO, reaped: false };
+        let mut consumer = Consumer {
+            kind,
+            pid,
+            exit: process::reaper(pid),
+            stderr,
+            output: output.to_path_buf(),
+            cpu_at_ready: Duration::ZERO,
+            filter_at_ready: None,
+            reaped: false,
+        };
         consumer.await_ready(&ready_rx)?;
         consumer.cpu_at_ready = process::cpu_time(pid)?;
+        if kind.has_socket_filter() {
+            consumer.filter_at_ready = Some(consumer.filter_stats()?);
+        }
         Ok(consumer)
     }
 
-    /// conntrackd and ulogd: their readiness line; conntrack -E: a subscribed ctnetlink socket.
+    /// conntrackd and ulogd: their readiness line; conntrack -E and the original: a subscribed ctnetlink socket.
     fn await_ready(&mut self, ready: &Receiver<()>) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -163,7 +214,7 @@ impl Consumer {
                 Err(RecvTimeoutError::Disconnected) => return Err(self.died_early()),
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if self.kind == Kind::ConntrackEvents && process::subscribed_to_netfilter(self.pid)? {
+            if self.kind.silent() && process::subscribed_to_netfilter(self.pid)? {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -210,6 +261,15 @@ impl Consumer {
         }
     }
 
+    /// The socket filter's counters now; an eBPF consumer without one is an error.
+    fn filter_stats(&self) -> Result<ProgStats> {
+        let stats = bpf_stats::socket_filters(self.pid)?;
+        if stats.programs == 0 {
+            bail!("{} holds no socket filter program fd (pid {})", self.kind.name(), self.pid);
+        }
+        Ok(stats)
+    }
+
     fn output_len(&self) -> Result<u64> {
         Ok(fs::metadata(&self.output).with_context(|| format!("reading {}", self.output.display()))?.len())
     }
@@ -224,10 +284,17 @@ impl Consumer {
     pub fn stop(mut self) -> Result<Measured> {
         if let Ok(exit) = self.exit.try_recv() {
             self.reaped = true;
+            if let (true, Ok(exit)) = (self.kind.may_exit_early(), &exit) {
+                return Ok(self.exited_by_itself(*exit));
+            }
             let exit = exit.map_or_else(|err| format!("wait4 failed: {err}"), |e| e.describe());
             bail!("{} exited during the run ({exit}); last lines of its stderr:\n{}", self.kind.name(), self.stderr_tail());
         }
         let peak_rss_kib = process::peak_rss_kib(self.pid)?;
+        let filter = match self.filter_at_ready {
+            Some(before) => Some(self.filter_stats()?.since(before)),
+            None => None,
+        };
         process::signal(self.pid, libc::SIGTERM)?;
         let exit = match self.exit.recv_timeout(STOP_TIMEOUT) {
             Ok(exit) => exit.context("waiting for the consumer")?,
@@ -236,7 +303,23 @@ impl Consumer {
         self.reaped = true;
         let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let cpu_startup = self.cpu_at_ready;
-        Ok(Measured { cpu_load: exit.cpu().saturating_sub(cpu_startup), cpu_startup, peak_rss_kib, exit, stderr })
+        Ok(Measured { cpu_load: exit.cpu().saturating_sub(cpu_startup), cpu_startup, peak_rss_kib, exit, exited_at: None, filter, stderr })
+    }
+
+    /// A consumer that exited during the run: its CPU and peak RSS from
+    /// `wait4` (`ru_maxrss` also covers `ip netns exec` before the exec).
+    fn exited_by_itself(&mut self, exit: Exit) -> Measured {
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let cpu_startup = self.cpu_at_ready;
+        Measured {
+            cpu_load: exit.cpu().saturating_sub(cpu_startup),
+            cpu_startup,
+            peak_rss_kib: exit.maxrss_kib,
+            exit,
+            exited_at: Some(exit.at),
+            filter: None,
+            stderr,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! conntrackd's config file for each conntrackd consumer: the built-in
 //! default rules (so the rule path and the pre-filter derived from them are
 //! exercised), the stream sink on stdout, the source under test, and text
-//! logs (the `conntrackd stopped` counters are parsed from them); and ulogd's.
+//! logs (the `conntrackd stopped` counters are parsed from them); ulogd's;
+//! and the Go original's (YAML: `log any`, the stream sink on stdout).
 use std::fs;
 
 use anyhow::{Context, Result};
@@ -23,8 +24,14 @@ pub(crate) fn write_all(daemon: &Daemon) -> Result<()> {
             fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }
     }
+    let path = daemon.config(Kind::Original);
+    fs::write(&path, ORIGINAL).with_context(|| format!("writing {}", path.display()))?;
     super::ulogd::write_config(daemon)
 }
+
+/// The Go original's config: every event (its filter language has `log any`;
+/// with no rule it would log everything too), JSON lines on stdout.
+pub(crate) const ORIGINAL: &str = "filter:\n  - \"log any\"\nsink:\n  stream:\n    enable: true\n    writer: \"stdout\"\n";
 
 /// The config for `kind`; `None` for consumers that are not conntrackd.
 pub(crate) fn text(kind: Kind) -> Option<String> {
@@ -32,7 +39,7 @@ pub(crate) fn text(kind: Kind) -> Option<String> {
         Kind::Conntrackd => format!("kind = \"ebpf\"\nring_buffer_bytes = {RING_BUFFER_BYTES}\n"),
         Kind::ConntrackdNoPrefilter => format!("kind = \"ebpf\"\nring_buffer_bytes = {RING_BUFFER_BYTES}\nkernel_prefilter = false\n"),
         Kind::ConntrackdNetlink => format!("kind = \"netlink\"\nreceive_buffer_bytes = {RECEIVE_BUFFER_BYTES}\n"),
-        Kind::ConntrackEvents | Kind::Ulogd => return None,
+        Kind::ConntrackEvents | Kind::Ulogd | Kind::Original => return None,
     };
     let rules: Vec<String> = RULES.iter().map(|r| format!("{r:?}")).collect();
     Some(format!("filter = [{}]\n\n[log]\nformat = \"text\"\n\n[source]\n{source}\n[sink.stream]\nenable = true\nwriter = \"stdout\"\n", rules.join(", ")))

@@ -3,7 +3,10 @@
 //! snappy, and JSON), and the daemon's CPU per 100k events with the Loki sink
 //! pushing to VictoriaLogs (in the client namespace, on 127.0.0.1) next to
 //! the stream sink, against the stream-only run at the same rate; and the
-//! latency to acceptance by the receiver at 5k/s ([`loki_latency`]). Written to
+//! latency to acceptance by the receiver at 5k/s ([`loki_latency`]); and the
+//! bytes on the wire per event ([`loki_bytes`]) for both encodings and both
+//! line formats, with and without structured metadata. Every push goes
+//! through the recording proxy to VictoriaLogs. Written to
 //! `target/bench/loki.{md,json}`.
 use std::{fmt::Write as _, fs, path::Path};
 
@@ -12,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{
     consumer::{Daemon, Kind},
+    loki_bytes::BodyBytes,
     loki_latency,
     measure::{Bench, Rate},
     micro,
@@ -30,14 +34,23 @@ pub(crate) fn run(root: &Path, bench: &Bench, dir: &Path, rate: Rate, stream_onl
     let data = dir.join("victorialogs-data");
     let _ = fs::remove_dir_all(&data);
     let vl = VictoriaLogs::start(&data, VL_PORT)?;
+    let recorder = loki_latency::start_proxy(PROXY_PORT, VL_PORT)?;
     eprintln!("bench: conntrackd with the Loki sink at {}", rate.label());
-    let run = measure_with(bench, dir, "cpu", &loki_config(VL_PORT, ""), rate)?;
+    let run = measure_with(bench, dir, "cpu", &loki_config(PROXY_PORT, ""), rate)?;
+    let mut bytes = vec![Bytes::of(&run, "protobuf", "text", recorder.take_bytes())];
     let written = run.counters.get("loki.written").copied().unwrap_or(0);
     let stored = vl.wait_count(written)?;
     eprintln!("bench: Loki sink latency at {}", LATENCY_RATE.label());
-    let recorder = loki_latency::start_proxy(PROXY_PORT, VL_PORT)?;
+    recorder.clear_latencies();
     let latency_run = measure_with(bench, dir, "latency", &loki_config(PROXY_PORT, "encoding = \"json\"\n"), LATENCY_RATE)?;
     let (samples, p50, p99, max) = recorder.summary();
+    bytes.push(Bytes::of(&latency_run, "json", "text", recorder.take_bytes()));
+    for encoding in ["protobuf", "json"] {
+        eprintln!("bench: Loki sink bytes per event, encoding {encoding}, line_format json, at {}", rate.label());
+        let extra = format!("encoding = \"{encoding}\"\nline_format = \"json\"\n");
+        let r = measure_with(bench, dir, &format!("bytes-{encoding}-json"), &loki_config(PROXY_PORT, &extra), rate)?;
+        bytes.push(Bytes::of(&r, encoding, "json", recorder.take_bytes()));
+    }
     drop(vl);
     let baseline = stream_only.iter().find(|r| r.consumer == Kind::Conntrackd.name() && r.rate == rate.label());
     let latency = Latency { rate: latency_run.rate.clone(), samples, p50_ms: p50, p99_ms: p99, max_ms: max };
@@ -47,11 +60,12 @@ pub(crate) fn run(root: &Path, bench: &Bench, dir: &Path, rate: Rate, stream_onl
             "loki_written": written, "stored_in_victorialogs": stored, "counters": run.counters,
             "cpu_s": run.cpu_s, "cpu_s_per_100k": run.cpu_s_per_100k },
         "stream_only_cpu_s_per_100k": baseline.map(|b| b.cpu_s_per_100k),
+        "bytes_per_event": bytes,
         "latency": { "rate": latency.rate, "new_events": samples, "p50_ms": p50, "p99_ms": p99, "max_ms": max,
             "target_p99_ms": LATENCY_TARGET_MS, "batch_wait_ms": 1000 },
     });
     fs::write(dir.join("loki.json"), serde_json::to_string_pretty(&report)? + "\n")?;
-    let markdown = markdown(&encoder, &run, written, stored, baseline, &latency);
+    let markdown = markdown(&encoder, &run, written, stored, baseline, &latency) + &bytes_markdown(&bytes);
     fs::write(dir.join("loki.md"), &markdown)?;
     Ok(markdown)
 }
@@ -68,6 +82,54 @@ struct Latency {
     max_ms: f64,
 }
 
+/// The body bytes of one run's accepted pushes.
+#[derive(serde::Serialize)]
+struct Bytes {
+    encoding: &'static str,
+    line_format: &'static str,
+    rate: String,
+    /// The sink's `loki.written` counter (to compare with the entries in the bodies).
+    written: u64,
+    #[serde(flatten)]
+    bodies: BodyBytes,
+    per_event: f64,
+    per_event_without_metadata: f64,
+}
+
+impl Bytes {
+    fn of(run: &RunResult, encoding: &'static str, line_format: &'static str, bodies: BodyBytes) -> Self {
+        let written = run.counters.get("loki.written").copied().unwrap_or(0);
+        Self {
+            encoding,
+            line_format,
+            rate: run.rate.clone(),
+            written,
+            per_event: bodies.per_event(),
+            per_event_without_metadata: bodies.per_event_without_metadata(),
+            bodies,
+        }
+    }
+}
+
+fn bytes_markdown(bytes: &[Bytes]) -> String {
+    let mut md = String::from(
+        "\nBytes on the wire per event: request bodies of the sink's accepted pushes (batch_wait 1 s, batch_bytes 1 MiB) as the proxy \
+         received them; without structured metadata = the same bodies decoded, metadata removed, encoded again the same way.\n\n\
+         | encoding | line format | rate | pushes | events in bodies | loki.written | bytes/event | without structured metadata | metadata share |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for b in bytes {
+        let share = if b.per_event > 0.0 { 100.0 * (1.0 - b.per_event_without_metadata / b.per_event) } else { 0.0 };
+        let undecoded = if b.bodies.undecoded > 0 { format!(" ({} undecoded)", b.bodies.undecoded) } else { String::new() };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {}{undecoded} | {} | {} | {:.1} | {:.1} | {share:.0} % |",
+            b.encoding, b.line_format, b.rate, b.bodies.requests, b.bodies.entries, b.written, b.per_event, b.per_event_without_metadata
+        );
+    }
+    md
+}
+
 /// One conntrackd run with `config`, its output under `runs-loki-<tag>`.
 fn measure_with(bench: &Bench, dir: &Path, tag: &str, config: &str, rate: Rate) -> Result<RunResult> {
     let config_dir = dir.join(format!("config-loki-{tag}"));
@@ -78,7 +140,7 @@ fn measure_with(bench: &Bench, dir: &Path, tag: &str, config: &str, rate: Rate) 
     fs::create_dir_all(&runs_dir)?;
     let with_loki = Bench {
         lab: bench.lab,
-        daemon: Daemon { binary: bench.daemon.binary, config_dir: &config_dir },
+        daemon: Daemon { binary: bench.daemon.binary, original: bench.daemon.original, config_dir: &config_dir },
         runs_dir: &runs_dir,
         connections: bench.connections,
         sources: bench.sources.clone(),

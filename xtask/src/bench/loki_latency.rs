@@ -3,7 +3,8 @@
 //! accepted by the receiver; the sink runs with `encoding = "json"` so the
 //! proxy can read every entry's kernel timestamp. Latency = accepted - event
 //! time, over NEW events (generated at the paced rate; the DESTROY events come
-//! in one burst from the flush).
+//! in one burst from the flush). The proxy also sums the bytes of every
+//! accepted push body ([`super::loki_bytes`]).
 use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
@@ -17,15 +18,28 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::netns;
+use super::{loki_bytes::BodyBytes, netns};
 
 /// Latencies of NEW entries in milliseconds, as the proxy saw them accepted.
 #[derive(Clone, Default)]
 pub(crate) struct Recorder {
     latencies_ms: Arc<Mutex<Vec<f64>>>,
+    bytes: Arc<Mutex<BodyBytes>>,
 }
 
 impl Recorder {
+    /// The body bytes accepted since the last call.
+    pub fn take_bytes(&self) -> BodyBytes {
+        self.bytes.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default()
+    }
+
+    /// Forgets the latencies recorded so far.
+    pub fn clear_latencies(&self) {
+        if let Ok(mut v) = self.latencies_ms.lock() {
+            v.clear();
+        }
+    }
+
     /// Summary: count, p50, p99, max.
     pub fn summary(&self) -> (usize, f64, f64, f64) {
         let mut v = self.latencies_ms.lock().map(|v| v.clone()).unwrap_or_default();
@@ -92,7 +106,7 @@ fn enter_client() -> Result<()> {
 fn serve(conn: TcpStream, upstream: u16, recorder: &Recorder) -> Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut head = String::new();
-    let mut length = 0;
+    let (mut length, mut content_type) = (0, String::new());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -101,6 +115,9 @@ fn serve(conn: TcpStream, upstream: u16, recorder: &Recorder) -> Result<()> {
         if let Some((k, v)) = line.split_once(':') {
             if k.eq_ignore_ascii_case("content-length") {
                 length = v.trim().parse()?;
+            }
+            if k.eq_ignore_ascii_case("content-type") {
+                content_type = v.trim().to_string();
             }
             if k.eq_ignore_ascii_case("connection") {
                 continue;
@@ -122,6 +139,9 @@ fn serve(conn: TcpStream, upstream: u16, recorder: &Recorder) -> Result<()> {
     if response.starts_with(b"HTTP/1.1 2") && head.starts_with("POST") {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
         recorder.record(&body, now);
+        if let Ok(mut bytes) = recorder.bytes.lock() {
+            bytes.add(&content_type, &body);
+        }
     }
     let mut conn = conn;
     conn.write_all(&response)?;

@@ -44,7 +44,8 @@ pub(crate) fn fold(runs: &[RunResult]) -> RunResult {
     out.spread.clear();
     fold!(out, runs; achieved_rate, generation_s, packets_sent, table_entries, public_entries, generated, expected, delivered,
         loss_pct, cpu_s, cpu_s_per_100k, cpu_s_per_100k_delivered, producer_cpu_s, producer_cpu_s_per_100k, startup_cpu_s, user_s, system_s,
-        peak_rss_mib, ru_maxrss_mib, send_retries);
+        peak_rss_mib, ru_maxrss_mib, send_retries, exit_after_s, filter_runs, filter_run_time_ns, filter_ns_per_run, filter_ns_per_event);
+    out.exited_early = runs.iter().any(|r| r.exited_early);
     let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.counters.keys()).collect();
     out.counters = keys.into_iter().map(|k| (k.clone(), median(runs.iter().map(|r| r.counters.get(k).copied().unwrap_or(0) as f64)).0 as u64)).collect();
     out.settled = runs.iter().all(|r| r.settled);

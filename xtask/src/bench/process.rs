@@ -6,7 +6,7 @@ use std::{
     fs, io,
     sync::mpsc::{self, Receiver},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +23,8 @@ pub(crate) struct Exit {
     pub system: Duration,
     /// `ru_maxrss` in KiB (covers the process before its last exec too).
     pub maxrss_kib: u64,
+    /// When the reaper saw it exit.
+    pub at: Instant,
 }
 
 impl Exit {
@@ -66,7 +68,13 @@ fn wait4(pid: i32) -> io::Result<Exit> {
             return Err(err);
         }
     }
-    Ok(Exit { status, user: timeval(usage.ru_utime), system: timeval(usage.ru_stime), maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0) })
+    Ok(Exit {
+        status,
+        user: timeval(usage.ru_utime),
+        system: timeval(usage.ru_stime),
+        maxrss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        at: Instant::now(),
+    })
 }
 
 fn timeval(tv: libc::timeval) -> Duration {

@@ -86,7 +86,7 @@ fn run(binary: &Path, dir: &Path) -> Result<Figures> {
     let sources = generator::sources_for(CONNECTIONS, netns::CLIENT_ADDR);
     let lab = Lab::create(&sources)?;
     let _max = ConntrackMax::ensure(u64::from(CONNECTIONS) + 50_000)?;
-    let daemon = Daemon { binary, config_dir: dir };
+    let daemon = Daemon { binary, original: None, config_dir: dir };
     let config_path = daemon.config(Kind::Conntrackd);
     write_config(&config_path, &config(&spool, 0))?;
     let consumer = Consumer::start(Kind::Conntrackd, &daemon, &dir.join("daemon.out"))?;

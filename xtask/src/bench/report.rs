@@ -8,12 +8,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{
-    analysis::{self, Lossless, Pair, Target, PREFILTER_TARGET_RATIO},
+    analysis::{self, Lossless, Pair, PeerRatio, Target, PREFILTER_TARGET_RATIO},
     check::GeneratorCheck,
     consumer::Kind,
     median::{show, Each, Spread},
     mode::Mode,
     parse::Delivered,
+    report_cost,
     rules::{self, RulesResult},
     settings::Settings,
     table::Table,
@@ -65,6 +66,19 @@ pub(crate) struct RunResult {
     /// False if the output was still growing when the wait ended.
     pub settled: bool,
     pub exit: String,
+    /// It exited by itself during the run (the original on ENOBUFS), after `exit_after_s`
+    /// seconds of load; `delivered` is what it wrote before.
+    pub exited_early: bool,
+    pub exit_after_s: f64,
+    /// What the kernel runs for this consumer per event ([`super::measure`]).
+    pub kernel_filter: &'static str,
+    /// The socket filter's `run_cnt` and `run_time_ns` over the run (eBPF consumers; else 0).
+    pub filter_runs: u64,
+    pub filter_run_time_ns: u64,
+    /// `run_time_ns / run_cnt`: the filter's own cost per run (per event it saw).
+    pub filter_ns_per_run: f64,
+    /// `run_time_ns / generated`.
+    pub filter_ns_per_event: f64,
     pub send_retries: u64,
     /// How many runs the figures are the median of.
     pub repeats: usize,
@@ -92,6 +106,8 @@ pub(crate) struct Report {
     prefilter_on_vs_off: Vec<Pair>,
     ebpf_vs_netlink: Vec<Pair>,
     conntrackd_vs_conntrack_e: Vec<Pair>,
+    /// conntrackd ebpf against the Go original and `conntrack -E`, per delivered event.
+    against_peers: Vec<PeerRatio>,
     highest_lossless: Vec<Lossless>,
     targets: Vec<Target>,
     generator_checks: Vec<GeneratorCheck>,
@@ -102,9 +118,22 @@ impl Report {
         let prefilter_on_vs_off = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackdNoPrefilter);
         let ebpf_vs_netlink = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackdNetlink);
         let conntrackd_vs_conntrack_e = analysis::pairs(&runs, Kind::Conntrackd, Kind::ConntrackEvents);
+        let against_peers = analysis::peer_ratios(&runs, &[Kind::Original, Kind::ConntrackEvents]);
         let highest_lossless = Mode::ALL.iter().flat_map(|&m| Kind::ALL.iter().map(move |&k| (k, m))).map(|(k, m)| analysis::lossless(&runs, k, m)).collect();
         let targets = analysis::targets(&runs, &prefilter_on_vs_off, &rules);
-        Self { settings, runs, failures, rules, prefilter_on_vs_off, ebpf_vs_netlink, conntrackd_vs_conntrack_e, highest_lossless, targets, generator_checks }
+        Self {
+            settings,
+            runs,
+            failures,
+            rules,
+            prefilter_on_vs_off,
+            ebpf_vs_netlink,
+            conntrackd_vs_conntrack_e,
+            against_peers,
+            highest_lossless,
+            targets,
+            generator_checks,
+        }
     }
 
     /// Writes `report.md` and `report.json` into `dir`; returns the Markdown.
@@ -126,6 +155,9 @@ impl Report {
         if !self.failures.is_empty() {
             section(&mut out, "Failed runs", &self.failures_list());
         }
+        let peers = "conntrackd ebpf against the Go original v1.4.1 and conntrack -E (same load, same invocation)";
+        section(&mut out, peers, &report_cost::peers_table(&self.against_peers));
+        section(&mut out, "Kernel-side cost per consumer", &report_cost::kernel_table(&self.runs));
         section(&mut out, "conntrackd counters", &self.counters_table());
         let prefilter = format!(
             "Kernel pre-filter on / off: CPU s per 100k kernel events (eBPF source, same load, same invocation; target for mixed <= {PREFILTER_TARGET_RATIO})"
@@ -159,6 +191,7 @@ impl Report {
             "CPU s/100k ev",
             "CPU s/100k delivered",
             "producer CPU s/100k ev",
+            "kernel filter ns/ev",
             "peak RSS MiB",
             "notes",
         ];
@@ -174,9 +207,10 @@ impl Report {
                 show(r, "delivered", r.delivered as f64, 0),
                 show(r, "loss_pct", r.loss_pct, 3),
                 show(r, "cpu_s", r.cpu_s, 3),
-                show(r, "cpu_s_per_100k", r.cpu_s_per_100k, 4),
+                if r.exited_early { "- (exited)".into() } else { show(r, "cpu_s_per_100k", r.cpu_s_per_100k, 4) },
                 show(r, "cpu_s_per_100k_delivered", r.cpu_s_per_100k_delivered, 4),
                 show(r, "producer_cpu_s_per_100k", r.producer_cpu_s_per_100k, 4),
+                if r.kernel_filter.starts_with("eBPF") { show(r, "filter_ns_per_event", r.filter_ns_per_event, 0) } else { "-".into() },
                 show(r, "peak_rss_mib", r.peak_rss_mib, 1),
                 notes(r),
             ]);
@@ -205,7 +239,8 @@ impl Report {
         let mut header = vec!["mode", "consumer", "rate"];
         header.extend(KEYS);
         let mut t = Table::new(&header);
-        for r in self.runs.iter().filter(|r| r.consumer != Kind::ConntrackEvents.name() && r.consumer != Kind::Ulogd.name()) {
+        let peers = [Kind::ConntrackEvents, Kind::Ulogd, Kind::Original].map(Kind::name);
+        for r in self.runs.iter().filter(|r| !peers.contains(&r.consumer)) {
             let mut row = vec![r.mode.to_string(), r.consumer.to_string(), r.rate.clone()];
             row.extend(KEYS.iter().map(|k| r.counters.get(*k).map_or("-".into(), u64::to_string)));
             t.row(row);
@@ -314,13 +349,16 @@ fn notes(r: &RunResult) -> String {
     if r.table_entries != r.packets_sent {
         notes.push(format!("{} SYNs made {} entries", r.packets_sent, r.table_entries));
     }
-    if r.consumer != Kind::ConntrackEvents.name() && r.delivered_detail.private() > 0 {
+    if r.exited_early {
+        notes.push(analysis::exited(r));
+    }
+    if !Kind::ALL.iter().any(|k| k.logs_private() && k.name() == r.consumer) && r.delivered_detail.private() > 0 {
         notes.push(format!("{} PRIVATE events logged", r.delivered_detail.private()));
     }
-    if r.exit != "exit code 0" {
+    if r.exit != "exit code 0" && !r.exited_early {
         notes.push(r.exit.clone());
     }
-    for key in ["enobufs_warnings", "ring_full", "lost", "overflows", "stream.dropped_queue_full"] {
+    for key in ["enobufs_warnings", "listener_errors", "ring_full", "lost", "overflows", "stream.dropped_queue_full"] {
         if let Some(&n) = r.counters.get(key).filter(|&&n| n > 0) {
             notes.push(format!("{key}={n}"));
         }

@@ -124,7 +124,7 @@ impl Settings {
                 super::ulogd::PUBLIC_RANGE,
                 self.receive_buffer_bytes
             ),
-            "- loss: of the events the consumer should deliver (conntrackd and ulogd2: those to the PUBLIC address; conntrack -E: all); \
+            "- loss: of the events the consumer should deliver (conntrackd and ulogd2: those to the PUBLIC address; conntrack -E and the Go original: all); \
              CPU per 100k: of all events the kernel generated (NEW + DESTROY of every connection)"
                 .to_string(),
             "- consumer CPU is the consumer process only; the kernel work done as each event is emitted (conntrack, the \

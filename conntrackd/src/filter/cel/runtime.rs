@@ -25,11 +25,10 @@ use cel::{
 
 use super::vars::Var;
 use crate::{
-    event::Event,
+    event::{network::NetworkClass, Event},
     filter::{
         ast::Cidr,
         keyword::network_bit,
-        network::NetworkClass,
         text::{address, canonical, TextField},
     },
 };

@@ -9,9 +9,9 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
 )]
-use crate::filter::{
-    ast::class_bit,
+use crate::event::{
     network::{NetworkClass, PREFIXES},
+    prefilter::class_bit,
 };
 
 #[derive(Debug, Clone, Copy)]

@@ -198,7 +198,6 @@ mod tests {
         assert_eq!(
             meta,
             [
-                ("type", "NEW"),
                 ("flow", "305419896"),
                 ("prot", "TCP"),
                 ("src_addr", "10.99.0.1"),

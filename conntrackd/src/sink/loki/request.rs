@@ -139,19 +139,11 @@ pub(crate) fn entry_time(e: &EntryAdapter) -> (i64, i32) {
 
 impl Batch {
     /// Adds one event; returns the bytes it added (line plus metadata).
+    /// Structured metadata carries every event field except those the
+    /// entry's stream labels already carry with the same value (`type`, and
+    /// with `per_flow_labels` the per-flow set): Loki returns stream labels
+    /// with every entry, so repeating them per entry only costs bytes.
     pub fn add(&mut self, keys: &StreamKeys, ev: &Event) -> usize {
-        let mut metadata = Vec::with_capacity(16);
-        let mut size = 0;
-        ev.for_each_field(|name, value| {
-            let value = value_string(value);
-            size += name.len() + value.len();
-            metadata.push(LabelPairAdapter { name: name.to_string(), value });
-        });
-        // The seconds of any u64 ns stamp fit an i64; the remainder is below 1e9 and fits an i32.
-        let seconds = i64::try_from(ev.time_ns.div_euclid(1_000_000_000)).unwrap_or(i64::MAX);
-        let timestamp = Timestamp { seconds, nanos: i32::try_from(ev.time_ns.rem_euclid(1_000_000_000)).unwrap_or(0) };
-        let entry = EntryAdapter { timestamp: Some(timestamp), line: keys.line(ev), structured_metadata: metadata };
-        size += entry.line.len();
         let stream = match keys.cached(ev.kind) {
             Some((key, labels)) => self.streams.entry(key.clone()).or_insert_with(|| Stream::new(key, labels.clone())),
             None => {
@@ -160,6 +152,21 @@ impl Batch {
                 self.streams.entry(key.clone()).or_insert_with(|| Stream::new(&key, labels))
             }
         };
+        let mut metadata = Vec::with_capacity(16);
+        let mut size = 0;
+        ev.for_each_field(|name, value| {
+            let value = value_string(value);
+            if stream.labels.iter().any(|(k, v)| k == name && *v == value) {
+                return;
+            }
+            size += name.len() + value.len();
+            metadata.push(LabelPairAdapter { name: name.to_string(), value });
+        });
+        // The seconds of any u64 ns stamp fit an i64; the remainder is below 1e9 and fits an i32.
+        let seconds = i64::try_from(ev.time_ns.div_euclid(1_000_000_000)).unwrap_or(i64::MAX);
+        let timestamp = Timestamp { seconds, nanos: i32::try_from(ev.time_ns.rem_euclid(1_000_000_000)).unwrap_or(0) };
+        let entry = EntryAdapter { timestamp: Some(timestamp), line: keys.line(ev), structured_metadata: metadata };
+        size += entry.line.len();
         // Keep each stream in time order (events mostly arrive in order already).
         let at = entry_time(&entry);
         let pos = stream.adapter.entries.partition_point(|e| entry_time(e) <= at);
@@ -274,6 +281,35 @@ mod tests {
         // A single event larger than batch_bytes still goes out, alone.
         let mut tiny = Batcher::new(keys(), Duration::from_secs(60), 1);
         assert_eq!(tiny.push(&event(), t0).unwrap().events(), 1);
+    }
+
+    /// Metadata names of the one entry a batch of `ev` holds.
+    fn metadata_names(keys: &StreamKeys, ev: &Event) -> Vec<String> {
+        let mut b = Batch::default();
+        b.add(keys, ev);
+        let (_, stream) = b.streams().next().unwrap();
+        stream.adapter.entries[0].structured_metadata.iter().map(|p| p.name.clone()).collect()
+    }
+
+    #[test]
+    fn metadata_leaves_out_what_the_stream_labels_carry() {
+        let all: Vec<&str> = {
+            let mut v = Vec::new();
+            event().for_each_field(|name, _| v.push(name));
+            v
+        };
+        // The default labels carry `type`: every other field stays.
+        let names = metadata_names(&keys(), &event());
+        assert_eq!(names, all.iter().filter(|n| **n != "type").map(|n| n.to_string()).collect::<Vec<_>>());
+        // A user label `type=fixed` does not carry the event's type: it stays in metadata.
+        let fixed = StreamKeys::new("h".into(), vec![("type".into(), "fixed".into())], false, LineFormat::Text);
+        assert_eq!(metadata_names(&fixed, &event()), all.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        // Per-flow labels carry the original's set; the rest (pid, comm, ...) stays.
+        let per_flow = StreamKeys::new("h".into(), Vec::new(), true, LineFormat::Text);
+        let names = metadata_names(&per_flow, &event());
+        let expected: Vec<String> = all.iter().filter(|n| **n != "type" && !PER_FLOW_LABELS.contains(n)).map(|n| n.to_string()).collect();
+        assert_eq!(names, expected);
+        assert!(!names.is_empty() && names.len() < all.len() - 1);
     }
 
     #[test]

@@ -21,10 +21,7 @@ use tokio::io::unix::AsyncFd;
 
 use self::program::{decode, Counters, KernelProgram, Loaded};
 use super::{local_addrs::LocalAddrs, socket, stats::StopReport, worker::Opened, KernelCounters, SourceConfig};
-use crate::{
-    event::{Event, EventType},
-    filter::Prefilter,
-};
+use crate::event::{prefilter::Prefilter, Event, EventType};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EbpfSourceError {

@@ -12,8 +12,7 @@ use conntrackd_common::{
 };
 
 use crate::{
-    event::{Event, RecordError},
-    filter::{network::PREFIXES, Prefilter},
+    event::{network::PREFIXES, prefilter::Prefilter, Event, RecordError},
     source::{KernelCounters, SourceConfig},
 };
 

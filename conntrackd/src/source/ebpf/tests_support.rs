@@ -7,8 +7,7 @@ use aya::maps::{MapData, RingBuf};
 
 use super::program::{decode, KernelProgram};
 use crate::{
-    event::Event,
-    filter::{Prefilter, Rules},
+    event::{prefilter::Prefilter, Event},
     source::{KernelCounters, Kind, SourceConfig},
 };
 
@@ -28,7 +27,7 @@ pub(crate) fn load() -> KernelProgram {
         all_namespaces: false,
         label_events: false,
     };
-    KernelProgram::load(&config, &Prefilter::derive(&Rules::defaults())).expect("load the kernel program")
+    KernelProgram::load(&config, &Prefilter::tcp_to_public()).expect("load the kernel program")
 }
 
 /// Decodes every waiting record; undecodable ones are counted in `errors`.

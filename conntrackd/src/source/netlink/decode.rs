@@ -11,7 +11,7 @@ use netlink_packet_netfilter::{
     NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
 
-use crate::{event::EventType, filter::Prefilter};
+use crate::event::{prefilter::Prefilter, EventType};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const CTA_COUNTERS_ORIG: u16 = 9;

@@ -19,7 +19,7 @@ use conntrackd_common::Counter;
 use tokio::io::{unix::AsyncFd, Interest};
 
 use super::{socket, KernelCounters};
-use crate::{event::Event, filter::Prefilter};
+use crate::event::{prefilter::Prefilter, Event};
 
 /// Largest message we accept; ctnetlink events are far smaller.
 const RECV_BUFFER: usize = 64 * 1024;

@@ -4,13 +4,12 @@ use conntrackd_common::Counter;
 
 use super::decode::decode;
 use crate::{
-    event::{Event, EventType},
-    filter::{Prefilter, Rules},
+    event::{prefilter::Prefilter, Event, EventType},
     source::testmsg::{MsgBuilder, Spec},
 };
 
 fn defaults() -> Prefilter {
-    Prefilter::derive(&Rules::defaults())
+    Prefilter::tcp_to_public()
 }
 
 fn event(spec: &Spec) -> Event {
@@ -69,6 +68,13 @@ fn kernel_and_userspace_decoders_agree() {
         s.mark = Some(9);
         s.counters = (kind == EventType::Destroy).then_some((1, 2, 3, 4));
         s.timestamp = (kind == EventType::Destroy).then_some((10, 20));
+        specs.push(s.clone());
+        // As x86's kernel writes it (no 64-bit padding; the state only on
+        // DESTROY), which the kernel program reads container by container.
+        (s.pad_64bit, s.tcp_state_only) = (false, kind == EventType::Destroy);
+        specs.push(s.clone());
+        // Unknown attributes in every container: read attribute by attribute.
+        s.unknown_in_containers = true;
         specs.push(s);
     }
     for spec in specs {
