@@ -4,6 +4,8 @@
 //! the tree cannot express is an [`Expr::Cel`] node, run by the interpreter;
 //! only it can fail, and a failure propagates as CEL's logic says
 //! (`false && error` is false, `true || error` true, anything else an error).
+//! The evaluation here is the definition the tests and the fuzz targets
+//! check the daemon's decide loop (`fast/`, built from this tree) against.
 // Audited: nothing read from the kernel, a file, the network or the command
 // line can panic here; these lints keep it so (allowed in tests).
 #![cfg_attr(
@@ -12,11 +14,14 @@
 )]
 use std::net::IpAddr;
 
+#[cfg(any(test, feature = "fuzzing"))]
+use super::{cel::EvalError, text::AddrBuf};
 use super::{
-    cel::{EvalError, Opaque},
-    text::{AddrBuf, TextField, TextTest},
+    cel::Opaque,
+    text::{TextField, TextTest},
 };
 pub(crate) use crate::event::prefilter::{class_bit, kind_bit, protocol_bit};
+#[cfg(any(test, feature = "fuzzing"))]
 use crate::event::{network::NetworkClass, Event};
 
 /// What a matching rule does.
@@ -97,6 +102,7 @@ pub(crate) fn addr_bits(ip: IpAddr) -> u128 {
 pub(crate) struct PortSet(pub Vec<(u16, u16)>);
 
 impl PortSet {
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn contains(&self, port: u16) -> bool {
         self.0.iter().any(|&(lo, hi)| lo <= port && port <= hi)
     }
@@ -191,6 +197,7 @@ impl Expr {
     /// an event (original-direction tuple): the hot path, a plain bool. On a
     /// fallible tree a failing CEL subtree counts as false where it stands,
     /// which is not CEL's logic (`!error` would be true): use [`Expr::eval`].
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn matches(&self, ev: &Event) -> bool {
         match self {
             Expr::Const(b) => *b,
@@ -227,6 +234,7 @@ impl Expr {
     }
 
     /// Evaluates on an event (original-direction tuple), failures as CEL propagates them.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn eval(&self, ev: &Event) -> Result<bool, EvalError> {
         match self {
             Expr::Not(e) => Ok(!e.eval(ev)?),
@@ -247,6 +255,7 @@ impl Expr {
 
     /// `and` (`decisive` false) or `or` (true) in CEL's logic: the decisive
     /// value wins over errors; else the first error, else the other value.
+    #[cfg(any(test, feature = "fuzzing"))]
     fn fold(operands: &[Expr], ev: &Event, decisive: bool) -> Result<bool, EvalError> {
         let mut error = None;
         for e in operands {
@@ -262,6 +271,7 @@ impl Expr {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 fn address_matches(ip: IpAddr, port: u16, cidrs: &[Cidr], ports: &Option<PortSet>) -> bool {
     let bits = addr_bits(ip);
     cidrs.iter().any(|c| c.contains(bits)) && ports.as_ref().is_none_or(|p| p.contains(port))

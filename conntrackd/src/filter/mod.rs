@@ -28,6 +28,7 @@
 pub(crate) mod ast;
 mod cel;
 mod errors;
+mod fast;
 mod keyword;
 pub(crate) mod lexer;
 pub(crate) mod prefilter;
@@ -40,6 +41,7 @@ pub(crate) mod text;
 use std::{fmt, sync::Arc};
 
 pub(crate) use self::errors::EvalErrors;
+use self::fast::Program;
 use self::{
     ast::{Action, Expr},
     lexer::tokenize,
@@ -143,6 +145,8 @@ pub(crate) struct Rule {
 pub(crate) struct Rules {
     pub rules: Vec<Rule>,
     errors: Arc<EvalErrors>,
+    /// The rules as the decide loop runs them (`fast/`).
+    program: Arc<Program>,
 }
 
 impl PartialEq for Rules {
@@ -175,26 +179,34 @@ impl Rules {
     }
 
     /// First match wins; no match logs. Never allocates, but in CEL subtrees.
+    #[inline]
     pub fn logs(&self, ev: &Event) -> bool {
         self.decide(ev).0
     }
 
     /// Whether the event is logged, and the index (0-based) of the rule that decided, if one matched.
+    #[inline]
     pub fn decide(&self, ev: &Event) -> (bool, Option<usize>) {
+        let matched = self.program.decide(ev, |i, err| self.errors.record(i, self.rules.get(i).map_or("", |r| r.text.as_str()), err));
+        (matched.is_none_or(|i| self.program.logs(i)), matched)
+    }
+
+    /// [`Rules::decide`] by evaluating every rule's tree in order, as the
+    /// language defines it (no error is counted): what the fast path must agree with.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn decide_by_tree(&self, ev: &Event) -> (bool, Option<usize>) {
         for (i, rule) in self.rules.iter().enumerate() {
-            let hit = if rule.fallible {
-                rule.expr.eval(ev).unwrap_or_else(|err| {
-                    self.errors.record(i, &rule.text, &err);
-                    false
-                })
-            } else {
-                rule.expr.matches(ev)
-            };
-            if hit {
+            if rule.expr.eval(ev).unwrap_or(false) {
                 return (rule.action == Action::Log, Some(i));
             }
         }
         (true, None)
+    }
+
+    /// Every rule's fast form evaluated on the event (for the recursion tests).
+    #[cfg(test)]
+    pub fn eval_each(&self, ev: &Event) -> Vec<Result<bool, cel::EvalError>> {
+        self.program.eval_each(ev)
     }
 
     /// The evaluation error counters (for `/metrics`).
@@ -214,7 +226,7 @@ fn compile_all<S: AsRef<str>>(texts: &[S]) -> Result<Rules, RulesError> {
         }
     }
     if errors.is_empty() {
-        Ok(Rules { errors: Arc::new(EvalErrors::new(rules.len())), rules })
+        Ok(Rules { errors: Arc::new(EvalErrors::new(rules.len())), program: Arc::new(Program::new(&rules)), rules })
     } else {
         Err(RulesError(errors))
     }

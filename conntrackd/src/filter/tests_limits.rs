@@ -140,6 +140,7 @@ fn general_cel_at_the_interpreter_limit_evaluates_in_the_daemons_stack() {
             assert!(rule.fallible, "rule {i} is the interpreter's");
             let _ = rule.expr.eval(&ev);
         }
+        assert_eq!(rules.eval_each(&ev).len(), texts.len());
         let _ = rules.logs(&ev);
         assert_eq!(rules.errors().counts().len(), texts.len());
         let copy = rules.clone();
@@ -184,6 +185,7 @@ fn end_to_end() {
         for rule in &rules.rules {
             let _ = rule.expr.matches(&ev);
         }
+        assert_eq!(rules.eval_each(&ev).len(), rules.rules.len());
         assert!(!rules.logs(&ev) || Prefilter::derive(&rules).keeps(&ev));
     }
     let table = Prefilter::derive(&rules);
