@@ -10,6 +10,12 @@
 //!
 //! A bottom-layer module (like `event`): the components declare their own
 //! sections with it, and `config` composes them.
+// Audited: nothing read from the kernel, a file, the network or the command
+// line can panic here; these lints keep it so (allowed in tests).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::string_slice, clippy::cast_possible_truncation)
+)]
 use std::path::PathBuf;
 
 /// How a key's value is written on the command line or in the environment.
