@@ -260,8 +260,8 @@ impl Out {
                 self.push("true");
                 Ok(())
             }
-            Pred::Type(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare("event.type", format_args!("\"{t}\""), u)),
-            Pred::Protocol(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare("protocol", format_args!("\"{t}\""), u)),
+            Pred::Type(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare(format_args!("event.type"), format_args!("\"{t}\""), u)),
+            Pred::Protocol(v) => self.any_of(v, Prec::Compare, place, u, |o, t, u| o.compare(format_args!("protocol"), format_args!("\"{t}\""), u)),
             Pred::Network(d, v) => self.any_of(v, Prec::Unary, place, u, |o, c, u| {
                 o.call("is_network", format_args!("{}.address, \"", side(*d)));
                 // The class is case-insensitive in CEL.
@@ -285,14 +285,14 @@ impl Out {
                 o.push(" || ");
                 o.cel_ports("destination", v, Prec::Or, u)
             }),
-            Pred::Process(f, v) => self.any_of(v, Prec::Compare, place, u, |o, x, u| o.compare(PROCESS[*f].1, format_args!("\"{x}\""), u)),
+            Pred::Process(f, v) => self.any_of(v, Prec::Compare, place, u, |o, x, u| o.compare(format_args!("{}", PROCESS[*f].1), format_args!("\"{x}\""), u)),
         }
     }
 
     fn cel_addresses(&mut self, side: &str, v: &[&'static str], place: Prec, u: &mut Unstructured<'_>) -> Result<()> {
         let plain = v.len() == 1 && !v[0].contains('/');
         if plain && u.arbitrary()? {
-            return self.group(Prec::Compare, place, |o| o.compare(&format!("{side}.address"), format_args!("\"{}\"", v[0]), u));
+            return self.group(Prec::Compare, place, |o| o.compare(format_args!("{side}.address"), format_args!("\"{}\"", v[0]), u));
         }
         self.any_of(v, Prec::Unary, place, u, |o, a, _| {
             o.call("in_cidr", format_args!("{side}.address, \"{a}\")"));
@@ -306,7 +306,7 @@ impl Out {
         let item = v.iter().map(single).min().unwrap_or(Prec::Unary);
         self.any_of(v, item, place, u, |o, (lo, hi), u| {
             if lo == hi {
-                o.compare(&format!("{side}.port"), format_args!("{lo}"), u)
+                o.compare(format_args!("{side}.port"), format_args!("{lo}"), u)
             } else if u.arbitrary()? {
                 o.call("in_range", format_args!("{side}.port, {lo}, {hi})"));
                 o.close("");
@@ -329,17 +329,21 @@ impl Out {
     /// counts a chain of operators one level per operator past the first, and
     /// a field access is one: `event.type == "NEW"` is one level deep, reached
     /// at the second operator (`==` after the `.`, or the `.` after `==`).
-    fn compare(&mut self, var: &str, literal: fmt::Arguments<'_>, u: &mut Unstructured<'_>) -> Result<()> {
+    fn compare(&mut self, var: fmt::Arguments<'_>, literal: fmt::Arguments<'_>, u: &mut Unstructured<'_>) -> Result<()> {
+        // Where `var` was written: its `.` is found in the text, not in a copy.
+        let dot_after = |o: &Self, start: usize| o.text.get(start..).and_then(|v| v.find('.')).map(|d| start + d);
         if u.arbitrary()? {
             self.put(format_args!("{literal} == "));
-            if let Some(dot) = var.find('.') {
-                self.level_at(self.text.len() + dot + 1);
+            let start = self.text.len();
+            self.put(var);
+            if let Some(dot) = dot_after(self, start) {
+                self.level_at(dot + 1);
             }
-            self.push(var);
         } else {
-            self.push(var);
+            let start = self.text.len();
+            self.put(var);
             self.push(" ");
-            if var.contains('.') {
+            if dot_after(self, start).is_some() {
                 self.level_at(self.text.len() + 1);
             }
             self.put(format_args!("== {literal}"));
